@@ -1,0 +1,1 @@
+"""Collectors: read the node (host, GPUs) and return samples. One module per concept."""

@@ -1,0 +1,121 @@
+"""Encoding and decoding of batches on the wire: JSON, gzip-compressed.
+
+Input: a ``Batch`` (agent side) or a request body plus its Content-Encoding (server side).
+Output: bytes to POST, or a validated ``Batch``. Every decoding failure is a ``WireError`` with a
+stable machine code and a message that names the problem, so the server can answer 4xx with the
+reason and an operator can read it in the agent's log.
+
+Decompression is bounded: a body that inflates past ``max_decompressed_bytes`` is refused while
+it is being inflated, so a compression bomb costs the server at most that much memory.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import zlib
+from dataclasses import dataclass
+
+from pydantic import ValidationError
+
+from agent.wire.schema import SCHEMA_VERSION, Batch
+
+CONTENT_TYPE = "application/json"
+CONTENT_ENCODING = "gzip"
+_GZIP_LEVEL = 5
+_MAX_PROBLEMS = 20
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One reason a batch was refused: where in the document, and what is wrong."""
+
+    location: str
+    message: str
+
+
+class WireError(Exception):
+    """A body that is not a valid batch.
+
+    ``code`` is one of: ``unsupported_encoding``, ``body_too_large``, ``bad_compression``,
+    ``malformed_json``, ``unsupported_schema_version``, ``invalid_batch``.
+    """
+
+    def __init__(self, code: str, message: str, problems: tuple[Problem, ...] = ()) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.problems = problems
+
+
+def encode_batch(batch: Batch) -> bytes:
+    """Returns: the batch as gzip-compressed JSON, ready to POST."""
+    return gzip.compress(batch.model_dump_json().encode(), compresslevel=_GZIP_LEVEL, mtime=0)
+
+
+def decode_batch(body: bytes, content_encoding: str | None, max_decompressed_bytes: int) -> Batch:
+    """Decode and validate a request body.
+
+    Raises:
+        WireError: the body cannot be decoded or does not match the schema.
+    """
+    raw = inflate(body, content_encoding, max_decompressed_bytes)
+    try:
+        return Batch.model_validate_json(raw)
+    except ValidationError as exc:
+        raise _explain(raw, exc) from None
+
+
+def inflate(body: bytes, content_encoding: str | None, max_decompressed_bytes: int) -> bytes:
+    """Undo the Content-Encoding, refusing to inflate past ``max_decompressed_bytes``."""
+    encoding = (content_encoding or "identity").strip().lower()
+    if encoding == "identity":
+        if len(body) > max_decompressed_bytes:
+            raise WireError(
+                "body_too_large", f"body of {len(body)} bytes exceeds {max_decompressed_bytes}"
+            )
+        return body
+    if encoding != "gzip":
+        raise WireError(
+            "unsupported_encoding",
+            f"Content-Encoding {encoding!r} is not supported; use gzip or identity",
+        )
+    inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+    try:
+        raw = inflater.decompress(body, max_decompressed_bytes + 1)
+    except zlib.error as exc:
+        raise WireError("bad_compression", f"body is not valid gzip: {exc}") from None
+    if len(raw) > max_decompressed_bytes or inflater.unconsumed_tail:
+        raise WireError(
+            "body_too_large", f"body inflates past the limit of {max_decompressed_bytes} bytes"
+        )
+    if not inflater.eof:
+        raise WireError("bad_compression", "gzip stream is truncated")
+    if inflater.unused_data:
+        raise WireError("bad_compression", "trailing bytes after the gzip stream")
+    return raw
+
+
+def _explain(raw: bytes, exc: ValidationError) -> WireError:
+    """Turn a validation failure into the most specific error we can name."""
+    try:
+        document = json.loads(raw)
+    except (ValueError, RecursionError) as parse_error:
+        return WireError("malformed_json", f"body is not valid JSON: {parse_error}")
+    if not isinstance(document, dict):
+        return WireError("invalid_batch", "body must be a JSON object")
+    version = document.get("schema_version", SCHEMA_VERSION)
+    if version != SCHEMA_VERSION:
+        return WireError(
+            "unsupported_schema_version",
+            f"schema_version {version!r} is not supported; this server speaks {SCHEMA_VERSION}",
+        )
+    problems = tuple(
+        Problem(".".join(str(part) for part in error["loc"]) or "(body)", error["msg"])
+        for error in exc.errors(include_url=False)[:_MAX_PROBLEMS]
+    )
+    summary = "; ".join(f"{p.location}: {p.message}" for p in problems[:3])
+    more = exc.error_count() - min(3, len(problems))
+    if more > 0:
+        summary += f" (and {more} more)"
+    return WireError("invalid_batch", f"batch does not match the schema: {summary}", problems)

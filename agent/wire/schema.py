@@ -1,0 +1,168 @@
+"""The wire schema: what an agent pushes and what the server accepts.
+
+Stage: batch -> (spool -> transport) -> ingest. Both sides import this module; the server never
+redefines it. One batch is one agent tick: a single wall-clock timestamp, the node's identity, a
+per-node monotonic ``seq``, per-collector status and the samples grouped by metric family.
+Counters travel raw (cumulative); a reading that failed or is unsupported is simply absent.
+
+Layout of a sample: ``[labels, value]`` inside its family, so the metric name is sent once per
+family rather than once per sample.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+
+SCHEMA_VERSION = 1
+
+METRIC_NAME_RE = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
+LABEL_NAME_RE = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+
+MAX_NAME_LENGTH = 200
+MAX_LABEL_VALUE_LENGTH = 1024
+MAX_LABELS_PER_SAMPLE = 32
+MAX_SAMPLES_PER_FAMILY = 20_000
+MAX_FAMILIES_PER_BATCH = 5_000
+MAX_GPUS_PER_NODE = 64
+
+# Labels an agent may not set on a sample: the server attaches node identity itself.
+RESERVED_LABELS = frozenset({"instance", "job"})
+
+MetricName = Annotated[
+    str, StringConstraints(pattern=METRIC_NAME_RE.pattern, max_length=MAX_NAME_LENGTH)
+]
+LabelName = Annotated[
+    str, StringConstraints(pattern=LABEL_NAME_RE.pattern, max_length=MAX_NAME_LENGTH)
+]
+LabelValue = Annotated[str, StringConstraints(max_length=MAX_LABEL_VALUE_LENGTH)]
+Labels = Annotated[dict[LabelName, LabelValue], Field(max_length=MAX_LABELS_PER_SAMPLE)]
+FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
+ShortText = Annotated[str, StringConstraints(max_length=256)]
+
+
+class _Wire(BaseModel):
+    """Base for wire models: strict types, unknown keys refused, immutable."""
+
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+
+class NodeIdentity(_Wire):
+    """Who sent the batch. ``node_id`` is stable across restarts and renames."""
+
+    node_id: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{32}$")]
+    name: Annotated[str, StringConstraints(min_length=1, max_length=253)]
+    hostname: Annotated[str, StringConstraints(min_length=1, max_length=253)]
+    labels: dict[LabelName, LabelValue] = Field(default_factory=dict, max_length=16)
+
+    @field_validator("labels")
+    @classmethod
+    def _no_reserved_labels(cls, labels: dict[str, str]) -> dict[str, str]:
+        _refuse_reserved(labels)
+        return labels
+
+
+class CollectorStatus(_Wire):
+    """How one collector fared this tick (node_exporter's scrape_collector_* equivalent)."""
+
+    name: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]*$", max_length=64)]
+    success: bool
+    duration_seconds: Annotated[float, Field(ge=0, allow_inf_nan=False)]
+    error: Annotated[str, StringConstraints(max_length=1024)] | None = None
+
+
+class MetricFamily(_Wire):
+    """All samples of one metric name in this batch."""
+
+    name: MetricName
+    samples: Annotated[
+        list[tuple[Labels, FiniteFloat]], Field(min_length=1, max_length=MAX_SAMPLES_PER_FAMILY)
+    ]
+
+    @field_validator("samples")
+    @classmethod
+    def _no_reserved_labels(
+        cls, samples: list[tuple[dict[str, str], float]]
+    ) -> list[tuple[dict[str, str], float]]:
+        for labels, _ in samples:
+            _refuse_reserved(labels)
+        return samples
+
+
+class HostFacts(_Wire):
+    """Slow-changing facts about the host, sent with the inventory."""
+
+    os: ShortText = ""
+    kernel: ShortText = ""
+    architecture: ShortText = ""
+    cpu_model: ShortText = ""
+    cpu_count: Annotated[int, Field(ge=0)] = 0
+    memory_total_bytes: Annotated[int, Field(ge=0)] = 0
+    boot_time_seconds: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 0.0
+    agent_version: ShortText = ""
+
+
+class GpuFacts(_Wire):
+    """Static facts about one GPU (inventory, not time series)."""
+
+    index: Annotated[int, Field(ge=0, lt=MAX_GPUS_PER_NODE)]
+    uuid: ShortText
+    model: ShortText = ""
+    pci_bus_id: ShortText = ""
+    serial: ShortText | None = None
+    vbios_version: ShortText | None = None
+    memory_total_bytes: Annotated[int, Field(ge=0)] | None = None
+
+
+class Inventory(_Wire):
+    """What the node is made of. Sent on start, on change, and now and then."""
+
+    host: HostFacts
+    gpus: Annotated[list[GpuFacts], Field(max_length=MAX_GPUS_PER_NODE)] = Field(
+        default_factory=list
+    )
+    driver_version: ShortText | None = None
+    gpu_status: ShortText = Field(
+        default="",
+        description="Why no GPU data flows, when none does (for example: no NVIDIA driver).",
+    )
+
+
+class Batch(_Wire):
+    """One agent tick."""
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    node: NodeIdentity
+    seq: Annotated[int, Field(ge=0)]
+    timestamp: Annotated[float, Field(gt=0, allow_inf_nan=False)] = Field(
+        description="Wall-clock Unix time of the tick, in seconds."
+    )
+    interval_seconds: Annotated[float, Field(gt=0, le=86_400, allow_inf_nan=False)]
+    collectors: Annotated[list[CollectorStatus], Field(max_length=256)] = Field(
+        default_factory=list
+    )
+    metrics: Annotated[list[MetricFamily], Field(max_length=MAX_FAMILIES_PER_BATCH)] = Field(
+        default_factory=list
+    )
+    inventory: Inventory | None = None
+
+    def sample_count(self) -> int:
+        return sum(len(family.samples) for family in self.metrics)
+
+
+class Ack(_Wire):
+    """The server's answer to an accepted (or already accepted) batch."""
+
+    model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
+
+    status: Literal["accepted", "duplicate"]
+    seq: int
+    samples: int = 0
+
+
+def _refuse_reserved(labels: dict[str, str]) -> None:
+    for name in labels:
+        if name in RESERVED_LABELS or name.startswith("__"):
+            raise ValueError(f"label name {name!r} is reserved for the server")
