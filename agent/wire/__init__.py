@@ -4,7 +4,14 @@ This package is the only part of ``agent`` the server imports.
 """
 
 from agent.wire.catalog import Catalog, CatalogError, MetricSpec, default_catalog
-from agent.wire.codec import CONTENT_ENCODING, CONTENT_TYPE, Problem, WireError, decode_batch, encode_batch
+from agent.wire.codec import (
+    CONTENT_ENCODING,
+    CONTENT_TYPE,
+    Problem,
+    WireError,
+    decode_batch,
+    encode_batch,
+)
 from agent.wire.schema import (
     SCHEMA_VERSION,
     Ack,

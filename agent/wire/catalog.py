@@ -11,7 +11,7 @@ File format::
 
     [[metric]]
     name = "DCGM_FI_DEV_GPU_UTIL"
-    type = "gauge"            # counter | gauge | untyped (Prometheus text format types)
+    type = "gauge"            # counter | gauge | histogram | untyped (text format types)
     unit = "percent"
     labels = ["@gpu"]         # "@name" expands a label set of the same file
     help = "GPU utilization (in %)."
@@ -30,8 +30,8 @@ from typing import Any, Literal
 
 from agent.wire.schema import LABEL_NAME_RE, METRIC_NAME_RE
 
-MetricType = Literal["counter", "gauge", "untyped"]
-_TYPES: frozenset[str] = frozenset({"counter", "gauge", "untyped"})
+MetricType = Literal["counter", "gauge", "histogram", "untyped"]
+_TYPES: frozenset[str] = frozenset({"counter", "gauge", "histogram", "untyped"})
 
 
 class CatalogError(ValueError):
@@ -104,7 +104,9 @@ def parse_catalog(text: str, origin: str) -> list[MetricSpec]:
     return [_parse_entry(entry, label_sets, origin) for entry in document.get("metric", [])]
 
 
-def _parse_entry(entry: dict[str, Any], label_sets: dict[str, list[str]], origin: str) -> MetricSpec:
+def _parse_entry(
+    entry: dict[str, Any], label_sets: dict[str, list[str]], origin: str
+) -> MetricSpec:
     name = entry.get("name", "")
     where = f"{origin}: metric {name!r}"
     if not isinstance(name, str) or not METRIC_NAME_RE.match(name):

@@ -1,0 +1,33 @@
+"""Exponential backoff with jitter, so a fleet of agents does not retry in lockstep."""
+
+from __future__ import annotations
+
+import random
+
+
+class Backoff:
+    """Delays that double from ``initial`` up to ``maximum`` seconds, each randomised by up to
+    half ("equal jitter"); a server's Retry-After hint is honoured as a lower bound."""
+
+    def __init__(self, initial: float, maximum: float, rng: random.Random | None = None) -> None:
+        self._initial = initial
+        self._maximum = max(maximum, initial)
+        self._rng = rng or random.Random()  # noqa: S311 (jitter, not cryptography)
+        self._failures = 0
+
+    @property
+    def failures(self) -> int:
+        """Consecutive failures since the last success."""
+        return self._failures
+
+    def next_delay(self, hint: float | None = None) -> float:
+        """Returns: seconds to wait before the next attempt, after one more failure."""
+        base = min(self._maximum, self._initial * 2.0 ** min(self._failures, 32))
+        self._failures += 1
+        delay = base / 2 + self._rng.uniform(0, base / 2)
+        if hint is not None:
+            delay = max(delay, min(hint, self._maximum * 10))
+        return delay
+
+    def reset(self) -> None:
+        self._failures = 0

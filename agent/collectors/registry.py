@@ -1,0 +1,93 @@
+"""The collector registry: which collectors exist, which run by default, and how to build them.
+
+Like node_exporter's: every collector has a name and a default on/off; configuration turns
+individual ones off (``collectors.disabled``) or default-off ones on (``collectors.enabled``).
+"""
+
+from __future__ import annotations
+
+from contextlib import ExitStack
+from dataclasses import dataclass
+
+from agent.collectors.base import Collector, HostPaths
+from agent.collectors.gpu import GpuCollector, open_backend
+from agent.collectors.host import HOST_COLLECTORS, HostOptions
+from agent.config import AgentSettings, ConfigError
+
+GPU_COLLECTOR = "gpu"
+AGENT_COLLECTOR = "agent"
+
+
+@dataclass(frozen=True)
+class BuiltCollectors:
+    collectors: list[Collector]
+    gpu: GpuCollector | None
+    paths: HostPaths
+
+
+def known_collectors() -> dict[str, bool]:
+    """Returns: collector name -> enabled by default."""
+    known = {name: factory.default_enabled for name, factory in HOST_COLLECTORS.items()}
+    known[GPU_COLLECTOR] = True
+    known[AGENT_COLLECTOR] = True
+    return known
+
+
+def enabled_collectors(settings: AgentSettings) -> set[str]:
+    """Returns: the names to run.
+
+    Raises:
+        ConfigError: a configured name is not a known collector.
+    """
+    known = known_collectors()
+    requested = set(settings.collectors.disabled) | set(settings.collectors.enabled)
+    unknown = requested - set(known)
+    if unknown:
+        raise ConfigError(
+            f"unknown collector(s) {sorted(unknown)}; known collectors: {sorted(known)}"
+        )
+    enabled = {name for name, default in known.items() if default}
+    enabled |= set(settings.collectors.enabled)
+    enabled -= set(settings.collectors.disabled)
+    if settings.gpu.backend == "none":
+        enabled.discard(GPU_COLLECTOR)
+    return enabled
+
+
+def build_collectors(settings: AgentSettings, hostname: str, stack: ExitStack) -> BuiltCollectors:
+    """Build the host and GPU collectors (the agent's own collector is built by the caller).
+
+    Resources that need releasing (the NVML session) are registered on ``stack``.
+    """
+    enabled = enabled_collectors(settings)
+    paths = HostPaths(settings.host.proc_root, settings.host.sys_root, settings.host.rootfs)
+    options = _host_options(settings)
+    collectors: list[Collector] = [
+        factory.build(paths, options)
+        for name, factory in HOST_COLLECTORS.items()
+        if name in enabled
+    ]
+    gpu: GpuCollector | None = None
+    if GPU_COLLECTOR in enabled:
+        backend_kind = "simulated" if settings.gpu.backend == "simulated" else "nvml"
+        backend = open_backend(backend_kind, simulated_count=settings.gpu.simulated_count)
+        gpu = GpuCollector(
+            backend, hostname=hostname, init_retry_seconds=settings.gpu.init_retry_seconds
+        )
+        stack.callback(gpu.close)
+        collectors.append(gpu)
+    return BuiltCollectors(collectors, gpu, paths)
+
+
+def _host_options(settings: AgentSettings) -> HostOptions:
+    host = settings.host
+    overrides = {
+        "mount_points_exclude": host.mount_points_exclude,
+        "fs_types_exclude": host.fs_types_exclude,
+        "disk_devices_exclude": host.disk_devices_exclude,
+        "network_devices_exclude": host.network_devices_exclude,
+    }
+    return HostOptions(
+        statvfs_timeout_seconds=host.statvfs_timeout_seconds,
+        **{key: value for key, value in overrides.items() if value is not None},
+    )

@@ -1,0 +1,232 @@
+"""Agent configuration: a TOML file, then environment, then command-line flags (highest wins).
+
+Input: an optional TOML file (``--config``, or ``/etc/dcmon/agent.toml`` when it exists),
+``DCMON_AGENT_*`` environment variables (nested keys with ``__``, e.g.
+``DCMON_AGENT_GPU__BACKEND=none``) and flag overrides. Output: a validated, immutable
+``AgentSettings``. Any problem is a ``ConfigError`` whose message names the key and the reason.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+)
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from agent.wire.schema import LABEL_NAME_RE, RESERVED_LABELS
+
+DEFAULT_CONFIG_FILE = Path("/etc/dcmon/agent.toml")
+DEFAULT_SERVER_URL = "http://127.0.0.1:8470"
+
+_config_file: ContextVar[Path | None] = ContextVar("_config_file", default=None)
+
+
+class ConfigError(ValueError):
+    """The configuration is invalid; the message is meant for the operator."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class GpuSettings(_Section):
+    """Where GPU readings come from."""
+
+    backend: Literal["auto", "nvml", "simulated", "none"] = Field(
+        default="auto",
+        description="auto/nvml: the NVIDIA driver through NVML (auto stays quiet when absent); "
+        "simulated: synthetic GPUs for demos and benchmarks; none: no GPU collection.",
+    )
+    simulated_count: Annotated[int, Field(ge=1, le=64)] = 8
+    init_retry_seconds: Annotated[float, Field(gt=0)] = 300.0
+
+
+class HostSettings(_Section):
+    """Where the host's kernel interfaces are (a containerised agent mounts them elsewhere)."""
+
+    proc_root: Path = Path("/proc")
+    sys_root: Path = Path("/sys")
+    rootfs: Path = Path("/")
+    mount_points_exclude: str | None = None
+    fs_types_exclude: str | None = None
+    disk_devices_exclude: str | None = None
+    network_devices_exclude: str | None = None
+    statvfs_timeout_seconds: Annotated[float, Field(gt=0, le=60)] = 5.0
+
+    @field_validator(
+        "mount_points_exclude",
+        "fs_types_exclude",
+        "disk_devices_exclude",
+        "network_devices_exclude",
+    )
+    @classmethod
+    def _valid_regex(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"not a valid regular expression: {exc}") from None
+        return value
+
+
+class CollectorSettings(_Section):
+    """Which collectors run, by name (``dcmon agent --list-collectors`` shows them)."""
+
+    disabled: list[str] = Field(default_factory=list)
+    enabled: list[str] = Field(default_factory=list, description="Turn on default-off collectors.")
+
+
+class TransportSettings(_Section):
+    """How batches reach the server."""
+
+    timeout_seconds: Annotated[float, Field(gt=0, le=300)] = 10.0
+    buffer_max_bytes: Annotated[int, Field(ge=1 << 20)] = 64 << 20
+    backoff_initial_seconds: Annotated[float, Field(gt=0)] = 1.0
+    backoff_max_seconds: Annotated[float, Field(gt=0)] = 60.0
+
+
+class AgentSettings(BaseSettings):
+    """Everything the agent reads at start-up."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="DCMON_AGENT_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+    )
+
+    server_url: Annotated[str, StringConstraints(pattern=r"^https?://[^\s/]+(/\S*)?$")] = (
+        DEFAULT_SERVER_URL
+    )
+    token: SecretStr | None = Field(
+        default=None, description="Ingest token; prefer token_file so it stays out of `ps`."
+    )
+    token_file: Path | None = None
+    interval_seconds: Annotated[float, Field(ge=1, le=3600)] = 10.0
+    state_dir: Path = Path("/var/lib/dcmon-agent")
+    node_name: Annotated[str, StringConstraints(min_length=1, max_length=253)] | None = None
+    labels: dict[str, str] = Field(default_factory=dict)
+    inventory_refresh_seconds: Annotated[float, Field(ge=60)] = 3600.0
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    gpu: GpuSettings = Field(default_factory=GpuSettings)
+    host: HostSettings = Field(default_factory=HostSettings)
+    collectors: CollectorSettings = Field(default_factory=CollectorSettings)
+    transport: TransportSettings = Field(default_factory=TransportSettings)
+
+    @field_validator("labels")
+    @classmethod
+    def _valid_labels(cls, labels: dict[str, str]) -> dict[str, str]:
+        if len(labels) > 16:
+            raise ValueError("at most 16 node labels")
+        for name, value in labels.items():
+            if not LABEL_NAME_RE.match(name) or name.startswith("__"):
+                raise ValueError(f"{name!r} is not a valid label name")
+            if name in RESERVED_LABELS:
+                raise ValueError(f"label {name!r} is set by the server")
+            if len(value) > 1024:
+                raise ValueError(f"value of label {name!r} is longer than 1024 characters")
+        return labels
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config_file = _config_file.get()
+        if config_file is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=config_file))
+        return tuple(sources)
+
+    def read_token(self) -> str | None:
+        """Returns: the ingest token from ``token`` or ``token_file``, if any.
+
+        Raises:
+            ConfigError: ``token_file`` is set but cannot be read or is empty.
+        """
+        if self.token is not None:
+            return self.token.get_secret_value()
+        if self.token_file is None:
+            return None
+        try:
+            token = self.token_file.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ConfigError(f"token_file {self.token_file}: {exc.strerror}") from None
+        if not token:
+            raise ConfigError(f"token_file {self.token_file} is empty")
+        return token
+
+
+def load_settings(config_file: Path | None, overrides: Mapping[str, Any]) -> AgentSettings:
+    """Build the settings from file, environment and flag overrides.
+
+    Args:
+        config_file: an explicit file (must exist), or None to use the default path if present.
+        overrides: values from command-line flags; nested keys as dicts.
+
+    Raises:
+        ConfigError: the file is missing or unreadable, or a value is invalid.
+    """
+    if config_file is None:
+        config_file = DEFAULT_CONFIG_FILE if DEFAULT_CONFIG_FILE.is_file() else None
+    elif not config_file.is_file():
+        raise ConfigError(f"config file {config_file} does not exist")
+    if config_file is not None:
+        _check_toml(config_file)
+    with _reading(config_file):
+        try:
+            return AgentSettings(**overrides)
+        except ValidationError as exc:
+            raise ConfigError(describe_errors(exc, config_file)) from None
+
+
+def describe_errors(exc: ValidationError, config_file: Path | None) -> str:
+    """Returns: one line per invalid key, naming the key as written in the TOML file."""
+    where = f" (config file {config_file})" if config_file else ""
+    lines = [f"invalid agent configuration{where}:"]
+    for error in exc.errors(include_url=False):
+        key = ".".join(str(part) for part in error["loc"]) or "(root)"
+        lines.append(f"  {key}: {error['msg']}")
+    return "\n".join(lines)
+
+
+def _check_toml(path: Path) -> None:
+    try:
+        with path.open("rb") as handle:
+            tomllib.load(handle)
+    except OSError as exc:
+        raise ConfigError(f"config file {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+
+
+@contextmanager
+def _reading(config_file: Path | None) -> Iterator[None]:
+    token = _config_file.set(config_file)
+    try:
+        yield
+    finally:
+        _config_file.reset(token)

@@ -1,0 +1,289 @@
+"""``dcmon agent``: parse flags, load settings, wire the stages together and run.
+
+Everything is built here and passed down (no import-time side effects): collectors, batch
+builder, spool, transport, shipper, systemd notifier. SIGTERM and SIGINT stop the loop; the
+shipper then gets a few seconds to deliver what is left.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+import tempfile
+import threading
+import uuid
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from agent import __version__
+from agent.backoff import Backoff
+from agent.batch import BatchBuilder
+from agent.clock import Clock, SystemClock
+from agent.collectors.agent_self import AgentSelfCollector
+from agent.collectors.registry import build_collectors, enabled_collectors, known_collectors
+from agent.config import AgentSettings, ConfigError, load_settings
+from agent.daemon import Agent
+from agent.identity import load_or_create_node_id, node_identity
+from agent.inventory import InventoryTracker, read_host_facts
+from agent.sequence import Sequence
+from agent.shipper import Shipper
+from agent.spool.memory import MemorySpool
+from agent.statefile import StateError, ensure_directory
+from agent.systemd import Notifier
+from agent.transport.base import Transport
+from agent.transport.http import HttpTransport
+from agent.transport.memory import MemoryTransport
+from agent.wire.schema import Ack
+
+_log = logging.getLogger("agent")
+FLUSH_ON_STOP_SECONDS = 5.0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="dcmon agent",
+        description="Collect host and GPU telemetry on this node and push it to a dcmon server.",
+    )
+    p.add_argument("--config", type=Path, help="TOML config file (default /etc/dcmon/agent.toml)")
+    p.add_argument("--server-url", help="dcmon server, e.g. http://127.0.0.1:8470")
+    p.add_argument("--token-file", type=Path, help="file holding this node's ingest token")
+    p.add_argument("--interval", type=float, dest="interval_seconds", help="seconds per tick")
+    p.add_argument("--state-dir", type=Path, help="where the node id and sequence live")
+    p.add_argument("--node-name", help="name shown as the instance label (default: hostname)")
+    p.add_argument(
+        "--label", action="append", default=[], metavar="KEY=VALUE", help="node label (repeat)"
+    )
+    p.add_argument("--gpu-backend", choices=["auto", "nvml", "simulated", "none"])
+    p.add_argument("--simulated-gpus", type=int, help="number of simulated GPUs")
+    p.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    p.add_argument("--once", action="store_true", help="collect and deliver one batch, then exit")
+    p.add_argument(
+        "--dry-run", action="store_true", help="with --once: print the batch as JSON, send nothing"
+    )
+    p.add_argument("--list-collectors", action="store_true", help="list collectors and exit")
+    return p
+
+
+def main(argv: list[str]) -> int:
+    args = parser().parse_args(argv)
+    if args.dry_run and not args.once:
+        print("dcmon agent: --dry-run needs --once", file=sys.stderr)
+        return 2
+    try:
+        settings = load_settings(args.config, _overrides(args))
+    except ConfigError as exc:
+        print(f"dcmon agent: {exc}", file=sys.stderr)
+        return 2
+    setup_logging(settings.log_level)
+    if args.list_collectors:
+        return _list_collectors(settings)
+    try:
+        if args.once:
+            return run_once(settings, dry_run=args.dry_run)
+        return run_forever(settings)
+    except (ConfigError, StateError) as exc:
+        _log.error("%s", exc)
+        return 2
+
+
+@dataclass
+class Wiring:
+    """The assembled agent and the pieces a caller may want to inspect."""
+
+    agent: Agent
+    shipper: Shipper
+    spool: MemorySpool
+
+
+def build(
+    settings: AgentSettings,
+    stack: ExitStack,
+    transport: Transport,
+    clock: Clock | None = None,
+    notifier: Notifier | None = None,
+    ephemeral_identity: bool = False,
+) -> Wiring:
+    """Assemble an agent from settings. Resources to release are registered on ``stack``.
+
+    Raises:
+        ConfigError, StateError: the settings or the state directory cannot be used.
+    """
+    clock = clock or SystemClock()
+    if ephemeral_identity:
+        node_id = uuid.uuid4().hex
+        sequence = Sequence(_scratch_dir(stack))
+    else:
+        ensure_directory(settings.state_dir)
+        node_id = load_or_create_node_id(settings.state_dir)
+        sequence = Sequence(settings.state_dir)
+    identity = node_identity(node_id, settings.node_name, settings.labels)
+    built = build_collectors(settings, identity.hostname, stack)
+    spool = MemorySpool(settings.transport.buffer_max_bytes)
+    backoff = Backoff(
+        settings.transport.backoff_initial_seconds, settings.transport.backoff_max_seconds
+    )
+    shipper = Shipper(spool, transport, backoff, monotonic=clock.monotonic)
+    gpu = built.gpu
+    inventory = InventoryTracker(
+        lambda: read_host_facts(built.paths),
+        None if gpu is None else lambda: _gpu_inventory(gpu),
+        settings.inventory_refresh_seconds,
+    )
+    collectors = list(built.collectors)
+    agent: Agent
+    if "agent" in enabled_collectors(settings):
+        collectors.append(
+            AgentSelfCollector(
+                lambda: spool.stats(clock.monotonic()),
+                shipper.stats,
+                lambda: agent.last_tick_seconds,
+                settings.host.proc_root / "self",
+            )
+        )
+    agent = Agent(
+        collectors,
+        BatchBuilder(identity, settings.interval_seconds),
+        sequence,
+        inventory,
+        spool,
+        shipper,
+        clock,
+        notifier or Notifier(None, None),
+        settings.interval_seconds,
+    )
+    return Wiring(agent, shipper, spool)
+
+
+def run_forever(settings: AgentSettings) -> int:
+    token = _require_token(settings)
+    notifier = Notifier.from_environment()
+    stop = threading.Event()
+    with ExitStack() as stack:
+        transport = HttpTransport(settings.server_url, token, settings.transport.timeout_seconds)
+        wiring = build(settings, stack, transport, notifier=notifier)
+        _install_signal_handlers(stop)
+        wiring.shipper.start()
+        _log.info(
+            "dcmon agent %s: node %s, every %gs to %s",
+            __version__,
+            settings.node_name or os.uname().nodename,
+            settings.interval_seconds,
+            settings.server_url,
+        )
+        wiring.agent.run(stop)
+        notifier.stopping()
+        _log.info("stopping: delivering what is left (up to %gs)", FLUSH_ON_STOP_SECONDS)
+        left = wiring.shipper.stop(FLUSH_ON_STOP_SECONDS)
+        if left:
+            _log.warning("%d batch(es) were not delivered before exit", left)
+    return 0
+
+
+def run_once(settings: AgentSettings, dry_run: bool) -> int:
+    with ExitStack() as stack:
+        if dry_run:
+            transport: Transport = MemoryTransport(lambda payload: Ack(status="accepted", seq=0))
+            wiring = build(settings, stack, transport, ephemeral_identity=True)
+            batch = wiring.agent.tick()
+            print(json.dumps(batch.model_dump(mode="json"), indent=1))
+            return 0
+        transport = HttpTransport(
+            settings.server_url, _require_token(settings), settings.transport.timeout_seconds
+        )
+        stack.callback(transport.close)
+        wiring = build(settings, stack, transport)
+        batch = wiring.agent.tick()
+        if wiring.shipper.deliver_once():
+            print(f"delivered batch {batch.seq} with {batch.sample_count()} samples")
+            return 0
+        print("dcmon agent: the batch was not delivered (see the log above)", file=sys.stderr)
+        return 1
+
+
+def setup_logging(level: str) -> None:
+    """Log to stderr; under systemd the journal adds its own timestamps."""
+    under_journal = bool(os.environ.get("JOURNAL_STREAM"))
+    fmt = "%(levelname)s %(name)s: %(message)s"
+    if not under_journal:
+        fmt = "%(asctime)s " + fmt
+    logging.basicConfig(level=level, format=fmt, stream=sys.stderr, force=True)
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("httpcore").setLevel(logging.WARNING)
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    overrides: dict[str, Any] = {
+        key: value
+        for key in (
+            "server_url",
+            "token_file",
+            "interval_seconds",
+            "state_dir",
+            "node_name",
+            "log_level",
+        )
+        if (value := getattr(args, key)) is not None
+    }
+    if args.label:
+        labels: dict[str, str] = {}
+        for item in args.label:
+            key, sep, value = item.partition("=")
+            if not sep or not key:
+                raise SystemExit(f"dcmon agent: --label wants KEY=VALUE, got {item!r}")
+            labels[key] = value
+        overrides["labels"] = labels
+    gpu: dict[str, Any] = {}
+    if args.gpu_backend is not None:
+        gpu["backend"] = args.gpu_backend
+    if args.simulated_gpus is not None:
+        gpu["simulated_count"] = args.simulated_gpus
+    if gpu:
+        overrides["gpu"] = gpu
+    return overrides
+
+
+def _require_token(settings: AgentSettings) -> str:
+    token = settings.read_token()
+    if token is None:
+        raise ConfigError(
+            "no ingest token: set token_file (or DCMON_AGENT_TOKEN); "
+            "the server refuses unauthenticated writes"
+        )
+    return token
+
+
+def _gpu_inventory(gpu: Any) -> tuple[Any, Any, str]:
+    inventory = gpu.inventory()
+    return inventory.driver_version, inventory.gpus, inventory.status
+
+
+def _list_collectors(settings: AgentSettings) -> int:
+    try:
+        enabled = enabled_collectors(settings)
+    except ConfigError as exc:
+        print(f"dcmon agent: {exc}", file=sys.stderr)
+        return 2
+    for name, default in sorted(known_collectors().items()):
+        state = "enabled" if name in enabled else "disabled"
+        print(f"{name:12} {state:9} (default {'on' if default else 'off'})")
+    return 0
+
+
+def _scratch_dir(stack: ExitStack) -> Path:
+    return Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="dcmon-agent-")))
+
+
+def _install_signal_handlers(stop: threading.Event) -> None:
+    def handle(signum: int, _frame: FrameType | None) -> None:
+        _log.info("received %s", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handle)
+    signal.signal(signal.SIGINT, handle)

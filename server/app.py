@@ -1,0 +1,177 @@
+"""The application factory: ``create_app(settings)`` builds everything; nothing at import time.
+
+Wires storage (engine, migrations, store), the latest-value cache (warmed from the database so a
+restarted server serves /metrics at once), ingest, exposition and the routers, and runs the
+retention loop in the background for the application's lifetime.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import defaultdict
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager, suppress
+
+from fastapi import FastAPI
+from sqlalchemy import Engine
+
+from agent import __version__
+from agent.wire.catalog import default_catalog
+from server.auth import TokenVerifier
+from server.deps import Services
+from server.errors import install_error_handlers
+from server.exposition import router as exposition_router
+from server.exposition.render import Renderer
+from server.exposition.self_metrics import ServerMetrics
+from server.health import router as health_router
+from server.history import router as history_router
+from server.ingest import router as ingest_router
+from server.ingest.service import IngestLimits, IngestService
+from server.latest.cache import LatestCache, NodeLatest, StalePolicy
+from server.nodes import router as nodes_router
+from server.settings import ServerSettings
+from server.storage.db import make_engine
+from server.storage.migrate import upgrade
+from server.storage.store import Store
+from server.web import router as web_router
+from server.web.router import make_templates
+
+_log = logging.getLogger(__name__)
+BATCH_RECORD_RETENTION_SECONDS = 2 * 86400.0
+
+
+def create_app(
+    settings: ServerSettings,
+    *,
+    clock: Callable[[], float] = time.time,
+    engine: Engine | None = None,
+) -> FastAPI:
+    """Build the dcmon server application."""
+    engine = engine or make_engine(settings.effective_database_url())
+    if settings.auto_migrate:
+        upgrade(engine)
+    store = Store(engine)
+    policy = StalePolicy(
+        settings.stale_after_intervals,
+        settings.stale_after_min_seconds,
+        settings.node_forget_after_seconds,
+    )
+    latest = LatestCache()
+    warm_latest(store, latest, policy, clock())
+    catalog = default_catalog()
+    metrics = ServerMetrics(catalog, lambda: _node_counts(latest, policy, clock()))
+    verifier = TokenVerifier(settings.ingest_token_sha256)
+    if not verifier.configured:
+        _log.warning(
+            "no ingest tokens configured (ingest_token_sha256): every push will be refused; "
+            "make one with `dcmon token new`"
+        )
+    services = Services(
+        settings=settings,
+        catalog=catalog,
+        store=store,
+        latest=latest,
+        policy=policy,
+        ingest=IngestService(
+            store,
+            latest,
+            metrics,
+            IngestLimits(settings.max_decompressed_bytes, settings.max_future_seconds),
+            policy,
+            clock,
+        ),
+        verifier=verifier,
+        renderer=Renderer(catalog, policy),
+        metrics=metrics,
+        clock=clock,
+    )
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        task = asyncio.create_task(_retention_loop(services))
+        try:
+            yield
+        finally:
+            task.cancel()
+            with suppress(asyncio.CancelledError):
+                await task
+            engine.dispose()
+
+    app = FastAPI(
+        title="dcmon",
+        version=__version__,
+        summary="Monitoring for AI/GPU clusters: ingest, history, nodes, Prometheus exposition.",
+        lifespan=lifespan,
+    )
+    app.state.services = services
+    app.state.templates = make_templates()
+    install_error_handlers(app)
+    for module in (
+        ingest_router,
+        nodes_router,
+        history_router,
+        exposition_router,
+        health_router,
+        web_router,
+    ):
+        app.include_router(module.router)
+    return app
+
+
+def warm_latest(store: Store, latest: LatestCache, policy: StalePolicy, now: float) -> None:
+    """Load each remembered node's newest batch from the database into the cache."""
+    for record in store.nodes():
+        if now - record.last_push > policy.forget_after_seconds:
+            continue
+        families: dict[str, list[tuple[dict[str, str], float]]] = defaultdict(list)
+        for metric, labels, value in store.samples_at(
+            record.pk, round(record.last_batch_ts * 1000)
+        ):
+            families[metric].append((labels, value))
+        latest.update(
+            NodeLatest(
+                node_id=record.node_id,
+                name=record.name,
+                labels=record.labels,
+                interval_seconds=record.interval_seconds,
+                last_push=record.last_push,
+                batch_ts=record.last_batch_ts,
+                seq=record.last_seq,
+                families=dict(families),
+            )
+        )
+
+
+def _node_counts(latest: LatestCache, policy: StalePolicy, now: float) -> tuple[int, int]:
+    known = [node for node in latest.nodes() if not policy.is_forgotten(node, now)]
+    up = sum(1 for node in known if policy.is_up(node, now))
+    return up, len(known) - up
+
+
+async def _retention_loop(services: Services) -> None:
+    settings = services.settings
+    while True:
+        try:
+            await asyncio.to_thread(apply_retention, services)
+        except Exception:  # noqa: BLE001 (a failed pass must not end the loop)
+            _log.exception("retention pass failed; trying again later")
+        await asyncio.sleep(settings.retention_check_seconds)
+
+
+def apply_retention(services: Services) -> None:
+    """Delete samples past the raw retention, old batch records, and forget silent nodes."""
+    now = services.clock()
+    settings = services.settings
+    deleted = services.store.delete_samples_before(
+        int((now - settings.raw_retention_seconds) * 1000)
+    )
+    services.store.delete_batch_records_before(now - BATCH_RECORD_RETENTION_SECONDS)
+    for node in services.latest.nodes():
+        if services.policy.is_forgotten(node, now):
+            services.latest.forget(node.node_id)
+    if deleted:
+        _log.info(
+            "retention: deleted %d samples older than %gs", deleted, settings.raw_retention_seconds
+        )

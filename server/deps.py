@@ -1,0 +1,44 @@
+"""Request dependencies: the application's services, reached through ``app.state``.
+
+Built once in ``create_app`` and handed to routes as ``Annotated`` aliases, so routes stay thin
+and tests can build an app with their own clock, store or settings.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from agent.wire.catalog import Catalog
+from server.auth import TokenVerifier
+from server.exposition.render import Renderer
+from server.exposition.self_metrics import ServerMetrics
+from server.ingest.service import IngestService
+from server.latest.cache import LatestCache, StalePolicy
+from server.settings import ServerSettings
+from server.storage.store import Store
+
+
+@dataclass(frozen=True)
+class Services:
+    settings: ServerSettings
+    catalog: Catalog
+    store: Store
+    latest: LatestCache
+    policy: StalePolicy
+    ingest: IngestService
+    verifier: TokenVerifier
+    renderer: Renderer
+    metrics: ServerMetrics
+    clock: Callable[[], float]
+
+
+def get_services(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]

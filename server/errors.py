@@ -1,0 +1,88 @@
+"""Domain errors and the one place that maps them to HTTP.
+
+Every error response has the same JSON shape::
+
+    {"error": {"code": "invalid_batch", "message": "what is wrong, in words",
+               "problems": [{"location": "metrics.3.samples.0.1", "message": "..."}]}}
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+
+@dataclass(frozen=True)
+class ProblemDetail:
+    location: str
+    message: str
+
+
+class ApiError(Exception):
+    """A request the server refuses, with the HTTP status, a stable code and the reason."""
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        problems: Sequence[ProblemDetail] = (),
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.problems = tuple(problems)
+        self.headers = dict(headers or {})
+
+
+def error_response(
+    status: int,
+    code: str,
+    message: str,
+    problems: Sequence[ProblemDetail] = (),
+    headers: Mapping[str, str] | None = None,
+) -> JSONResponse:
+    body: dict[str, object] = {"code": code, "message": message}
+    if problems:
+        body["problems"] = [{"location": p.location, "message": p.message} for p in problems]
+    return JSONResponse({"error": body}, status_code=status, headers=dict(headers or {}))
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Map ApiError, request validation and routing errors to the JSON error shape."""
+
+    async def api_error(_request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, ApiError)
+        return error_response(exc.status, exc.code, exc.message, exc.problems, exc.headers)
+
+    async def validation_error(_request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        problems = [
+            ProblemDetail(
+                ".".join(str(part) for part in error.get("loc", ())), str(error.get("msg", ""))
+            )
+            for error in exc.errors()
+        ]
+        summary = "; ".join(f"{p.location}: {p.message}" for p in problems[:3])
+        return error_response(422, "invalid_request", f"invalid request: {summary}", problems)
+
+    async def http_error(_request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, StarletteHTTPException)
+        codes = {404: "not_found", 405: "method_not_allowed"}
+        return error_response(
+            exc.status_code,
+            codes.get(exc.status_code, "http_error"),
+            str(exc.detail),
+            headers=exc.headers,
+        )
+
+    app.add_exception_handler(ApiError, api_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(StarletteHTTPException, http_error)

@@ -1,0 +1,1 @@
+"""Prometheus exposition: /metrics with node_exporter and dcgm-exporter names."""

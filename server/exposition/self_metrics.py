@@ -1,0 +1,74 @@
+"""The server's own metrics (ingest traffic, rejections, latency, nodes), via prometheus_client.
+
+The registry is built per application, never at import time, so tests get a fresh one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    ProcessCollector,
+    disable_created_metrics,
+    generate_latest,
+)
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from agent.wire.catalog import Catalog
+
+
+class _NodeCounts(Collector):
+    def __init__(self, counts: Callable[[], tuple[int, int]], help_text: str) -> None:
+        self._counts = counts
+        self._help = help_text
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        up, down = self._counts()
+        family = GaugeMetricFamily("dcmon_server_nodes", self._help, labels=["state"])
+        family.add_metric(["up"], up)
+        family.add_metric(["down"], down)
+        yield family
+
+
+class ServerMetrics:
+    """Counters and histograms the ingest path updates, rendered on /metrics."""
+
+    def __init__(self, catalog: Catalog, node_counts: Callable[[], tuple[int, int]]) -> None:
+        def help_of(name: str) -> str:
+            return catalog[name].help
+
+        # `_created` series would be families outside the catalog; they add nothing here.
+        disable_created_metrics()  # type: ignore[no-untyped-call]
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.ingest_requests = Counter(
+            "dcmon_server_ingest_requests",
+            help_of("dcmon_server_ingest_requests_total"),
+            ["code"],
+            registry=self.registry,
+        )
+        self.ingest_samples = Counter(
+            "dcmon_server_ingest_samples",
+            help_of("dcmon_server_ingest_samples_total"),
+            registry=self.registry,
+        )
+        self.ingest_rejected = Counter(
+            "dcmon_server_ingest_rejected_batches",
+            help_of("dcmon_server_ingest_rejected_batches_total"),
+            ["reason"],
+            registry=self.registry,
+        )
+        self.ingest_duration = Histogram(
+            "dcmon_server_ingest_duration_seconds",
+            help_of("dcmon_server_ingest_duration_seconds"),
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+            registry=self.registry,
+        )
+        ProcessCollector(registry=self.registry)
+        self.registry.register(_NodeCounts(node_counts, help_of("dcmon_server_nodes")))
+
+    def render(self) -> str:
+        return generate_latest(self.registry).decode()

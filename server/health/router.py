@@ -1,0 +1,32 @@
+"""/healthz (the process answers) and /readyz (the database answers and is migrated)."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import SQLAlchemyError
+from starlette.concurrency import run_in_threadpool
+
+from server.deps import ServicesDep
+
+router = APIRouter(tags=["health"])
+_log = logging.getLogger(__name__)
+
+
+@router.get("/healthz")
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/readyz", responses={503: {"description": "Database unreachable"}})
+async def readyz(services: ServicesDep) -> JSONResponse:
+    try:
+        await run_in_threadpool(services.store.ping)
+    except SQLAlchemyError as exc:
+        _log.warning("not ready: database unreachable: %s", exc)
+        return JSONResponse(
+            {"status": "unavailable", "reason": "database unreachable"}, status_code=503
+        )
+    return JSONResponse({"status": "ok"})

@@ -1,0 +1,1 @@
+"""History queries: GET /api/v1/history."""

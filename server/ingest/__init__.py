@@ -1,0 +1,1 @@
+"""Ingest: POST /api/v1/ingest."""

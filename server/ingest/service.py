@@ -1,0 +1,155 @@
+"""Ingest: turn a request body into stored samples and an acknowledgement.
+
+Stage: transport -> ingest -> storage and latest. Order matters: decode and validate the whole
+batch first (wire schema, future timestamps, repeated series), then store it in one
+transaction, then update the latest-value cache. A batch refused at any step leaves nothing
+behind. Every refusal is an ``ApiError`` with a 4xx status, a code and the reason.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from agent.wire.codec import WireError, decode_batch
+from agent.wire.schema import Ack, Batch
+from server.errors import ApiError, ProblemDetail
+from server.exposition.self_metrics import ServerMetrics
+from server.latest.cache import LatestCache, NodeLatest, StalePolicy
+from server.storage.store import Family, Store
+
+_log = logging.getLogger(__name__)
+
+_STATUS_OF_WIRE_ERROR = {
+    "unsupported_encoding": 415,
+    "body_too_large": 413,
+    "bad_compression": 400,
+    "malformed_json": 400,
+    "unsupported_schema_version": 422,
+    "invalid_batch": 422,
+}
+
+
+@dataclass(frozen=True)
+class IngestLimits:
+    max_decompressed_bytes: int
+    max_future_seconds: float
+
+
+class IngestService:
+    """Validates, stores and caches batches."""
+
+    def __init__(
+        self,
+        store: Store,
+        latest: LatestCache,
+        metrics: ServerMetrics,
+        limits: IngestLimits,
+        policy: StalePolicy,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._policy = policy
+        self._store = store
+        self._latest = latest
+        self._metrics = metrics
+        self._limits = limits
+        self._clock = clock
+
+    def ingest(self, body: bytes, content_encoding: str | None) -> Ack:
+        """Store one batch.
+
+        Raises:
+            ApiError: the batch is refused (nothing of it is stored).
+        """
+        try:
+            batch = decode_batch(body, content_encoding, self._limits.max_decompressed_bytes)
+        except WireError as exc:
+            raise ApiError(
+                _STATUS_OF_WIRE_ERROR.get(exc.code, 400),
+                exc.code,
+                exc.message,
+                [ProblemDetail(p.location, p.message) for p in exc.problems],
+            ) from None
+        now = self._clock()
+        self._check_time(batch, now)
+        self._check_name(batch, now)
+        families = _families(batch)
+        _check_unique_series(families)
+        result = self._store.write_batch(batch, families, received_at=now)
+        self._latest.update(
+            NodeLatest(
+                node_id=batch.node.node_id,
+                name=batch.node.name,
+                labels=dict(batch.node.labels),
+                interval_seconds=batch.interval_seconds,
+                last_push=now,
+                batch_ts=batch.timestamp if not result.duplicate else float("-inf"),
+                seq=batch.seq,
+                families=dict(families),
+            )
+        )
+        if result.duplicate:
+            return Ack(status="duplicate", seq=batch.seq, samples=0)
+        self._metrics.ingest_samples.inc(result.samples)
+        return Ack(status="accepted", seq=batch.seq, samples=result.samples)
+
+    def _check_time(self, batch: Batch, now: float) -> None:
+        ahead = batch.timestamp - now
+        if ahead > self._limits.max_future_seconds:
+            raise ApiError(
+                422,
+                "timestamp_in_future",
+                f"batch timestamp is {ahead:.0f}s ahead of the server's clock (limit "
+                f"{self._limits.max_future_seconds:.0f}s); check the node's time sync",
+            )
+
+    def _check_name(self, batch: Batch, now: float) -> None:
+        """Two live nodes must not share a name: their series would collide on /metrics."""
+        for node in self._latest.nodes():
+            if (
+                node.name == batch.node.name
+                and node.node_id != batch.node.node_id
+                and self._policy.is_up(node, now)
+            ):
+                raise ApiError(
+                    409,
+                    "name_conflict",
+                    f"node name {batch.node.name!r} is in use by another live node "
+                    f"(node id {node.node_id}); give this node its own node_name",
+                )
+
+
+def _families(batch: Batch) -> list[Family]:
+    """Returns: the batch's families plus the per-collector status series derived from it."""
+    families: list[Family] = [(family.name, family.samples) for family in batch.metrics]
+    if batch.collectors:
+        families.append(
+            (
+                "dcmon_agent_collector_success",
+                [({"collector": c.name}, 1.0 if c.success else 0.0) for c in batch.collectors],
+            )
+        )
+        families.append(
+            (
+                "dcmon_agent_collector_duration_seconds",
+                [({"collector": c.name}, c.duration_seconds) for c in batch.collectors],
+            )
+        )
+    return families
+
+
+def _check_unique_series(families: list[Family]) -> None:
+    seen_names: set[str] = set()
+    for name, samples in families:
+        if name in seen_names:
+            raise ApiError(
+                422, "invalid_batch", f"metric family {name!r} appears twice in the batch"
+            )
+        seen_names.add(name)
+        keys = {frozenset(labels.items()) for labels, _ in samples}
+        if len(keys) != len(samples):
+            raise ApiError(
+                422, "invalid_batch", f"metric family {name!r} repeats a series (same labels)"
+            )

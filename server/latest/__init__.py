@@ -1,0 +1,1 @@
+"""Latest values per node (in memory), fed by ingest."""

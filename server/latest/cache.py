@@ -1,0 +1,90 @@
+"""The latest-value cache: each node's newest batch, for /metrics, the web page and the API.
+
+Stage: ingest -> latest -> exposition / web. Updated from the same path that stores a batch,
+after the commit. A node's newest batch replaces its previous one wholesale, so a series the
+agent stopped sending (a lost GPU, an unmounted filesystem) disappears at once; an older batch
+arriving late (replay after an outage) never overwrites a newer one.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+
+FamilySamples = Sequence[tuple[Mapping[str, str], float]]
+
+
+@dataclass(frozen=True)
+class NodeLatest:
+    """One node's newest batch and when it arrived."""
+
+    node_id: str
+    name: str
+    labels: Mapping[str, str]
+    interval_seconds: float
+    last_push: float
+    batch_ts: float
+    seq: int
+    families: Mapping[str, FamilySamples]
+
+    def value(self, metric: str, **labels: str) -> float | None:
+        """Returns: the value of the first sample of ``metric`` whose labels include ``labels``."""
+        for sample_labels, value in self.families.get(metric, ()):
+            if all(sample_labels.get(key) == wanted for key, wanted in labels.items()):
+                return value
+        return None
+
+
+@dataclass(frozen=True)
+class StalePolicy:
+    """When a silent node counts as down and its series leave /metrics."""
+
+    intervals: float
+    min_seconds: float
+    forget_after_seconds: float
+
+    def is_up(self, node: NodeLatest, now: float) -> bool:
+        return now - node.last_push <= max(self.intervals * node.interval_seconds, self.min_seconds)
+
+    def is_forgotten(self, node: NodeLatest, now: float) -> bool:
+        return now - node.last_push > self.forget_after_seconds
+
+
+class LatestCache:
+    """Thread-safe map node id -> newest batch."""
+
+    def __init__(self) -> None:
+        self._nodes: dict[str, NodeLatest] = {}
+        self._lock = threading.Lock()
+
+    def update(self, latest: NodeLatest) -> bool:
+        """Keep ``latest`` unless a newer batch of the node is already here.
+
+        Returns:
+            True if the cache now holds ``latest``.
+        """
+        with self._lock:
+            current = self._nodes.get(latest.node_id)
+            if current is not None and current.batch_ts > latest.batch_ts:
+                # An older batch (a replay) still proves the node is alive.
+                self._nodes[latest.node_id] = replace(
+                    current, last_push=max(current.last_push, latest.last_push)
+                )
+                return False
+            self._nodes[latest.node_id] = latest
+            return True
+
+    def forget(self, node_id: str) -> None:
+        with self._lock:
+            self._nodes.pop(node_id, None)
+
+    def nodes(self) -> list[NodeLatest]:
+        """Returns: a snapshot of every node, sorted by name."""
+        with self._lock:
+            snapshot = list(self._nodes.values())
+        return sorted(snapshot, key=lambda node: (node.name, node.node_id))
+
+    def get(self, node_id: str) -> NodeLatest | None:
+        with self._lock:
+            return self._nodes.get(node_id)

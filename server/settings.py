@@ -1,0 +1,130 @@
+"""Server configuration: a TOML file, then ``DCMON_SERVER_*`` environment, then flags.
+
+Output: a validated, immutable ``ServerSettings``. Problems are ``SettingsError`` with one line
+per key. Secrets are never stored in clear: ingest tokens are configured by their SHA-256.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, StringConstraints, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+DEFAULT_CONFIG_FILE = Path("/etc/dcmon/server.toml")
+DEFAULT_PORT = 8470
+
+_config_file: ContextVar[Path | None] = ContextVar("_server_config_file", default=None)
+
+TokenHash = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
+
+
+class SettingsError(ValueError):
+    """The configuration is invalid; the message is meant for the operator."""
+
+
+class ServerSettings(BaseSettings):
+    """Everything the server reads at start-up."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="DCMON_SERVER_", env_nested_delimiter="__", extra="forbid", frozen=True
+    )
+
+    listen_host: str = Field(default="127.0.0.1", description="Bind address; loopback by default.")
+    listen_port: Annotated[int, Field(ge=1, le=65535)] = DEFAULT_PORT
+    data_dir: Path = Path("/var/lib/dcmon")
+    database_url: str | None = Field(
+        default=None, description="SQLAlchemy URL; default: SQLite file dcmon.db in data_dir."
+    )
+    auto_migrate: bool = Field(default=True, description="Apply schema migrations at start-up.")
+    ingest_token_sha256: list[TokenHash] = Field(
+        default_factory=list,
+        description="SHA-256 (hex) of each accepted ingest token; `dcmon token new` makes both.",
+    )
+    max_body_bytes: Annotated[int, Field(ge=1024)] = 8 << 20
+    max_decompressed_bytes: Annotated[int, Field(ge=1024)] = 64 << 20
+    max_future_seconds: Annotated[float, Field(ge=0)] = 600.0
+    stale_after_intervals: Annotated[float, Field(ge=1)] = 3.0
+    stale_after_min_seconds: Annotated[float, Field(ge=1)] = 30.0
+    node_forget_after_seconds: Annotated[float, Field(ge=60)] = 7 * 86400.0
+    raw_retention_seconds: Annotated[float, Field(ge=3600)] = 7 * 86400.0
+    retention_check_seconds: Annotated[float, Field(ge=1)] = 600.0
+    history_max_points: Annotated[int, Field(ge=10)] = 11_000
+    history_max_series: Annotated[int, Field(ge=1)] = 500
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @field_validator("ingest_token_sha256", mode="before")
+    @classmethod
+    def _lowercase(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [part for part in value.replace(",", " ").split() if part]
+        if isinstance(value, list):
+            return [item.lower() if isinstance(item, str) else item for item in value]
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config_file = _config_file.get()
+        if config_file is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=config_file))
+        return tuple(sources)
+
+    def effective_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'dcmon.db'}"
+
+
+def load_settings(config_file: Path | None, overrides: Mapping[str, Any]) -> ServerSettings:
+    """Build settings from file, environment and flag overrides.
+
+    Raises:
+        SettingsError: the file is missing, unreadable or invalid, or a value is invalid.
+    """
+    if config_file is None:
+        config_file = DEFAULT_CONFIG_FILE if DEFAULT_CONFIG_FILE.is_file() else None
+    elif not config_file.is_file():
+        raise SettingsError(f"config file {config_file} does not exist")
+    if config_file is not None:
+        try:
+            with config_file.open("rb") as handle:
+                tomllib.load(handle)
+        except OSError as exc:
+            raise SettingsError(f"config file {config_file}: {exc.strerror}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise SettingsError(f"config file {config_file} is not valid TOML: {exc}") from None
+    with _reading(config_file):
+        try:
+            return ServerSettings(**overrides)
+        except ValidationError as exc:
+            where = f" (config file {config_file})" if config_file else ""
+            lines = [f"invalid server configuration{where}:"]
+            for error in exc.errors(include_url=False):
+                key = ".".join(str(part) for part in error["loc"]) or "(root)"
+                lines.append(f"  {key}: {error['msg']}")
+            raise SettingsError("\n".join(lines)) from None
+
+
+@contextmanager
+def _reading(config_file: Path | None) -> Iterator[None]:
+    token = _config_file.set(config_file)
+    try:
+        yield
+    finally:
+        _config_file.reset(token)

@@ -1,0 +1,104 @@
+"""Table definitions (SQLAlchemy 2.0 declarative). Migrations in ``migrations/`` create them.
+
+Times in node-level tables are Unix seconds (float); sample times are Unix milliseconds (int),
+the resolution agents report at. Series are interned: one row per (node, metric, label set),
+labels as canonical JSON (sorted keys, compact), samples reference the series by id.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class NodeRow(Base):
+    __tablename__ = "nodes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    node_id: Mapped[str] = mapped_column(String(32), unique=True)
+    name: Mapped[str] = mapped_column(String(253), index=True)
+    hostname: Mapped[str] = mapped_column(String(253))
+    labels: Mapped[dict[str, str]] = mapped_column(JSON)
+    interval_seconds: Mapped[float] = mapped_column(Float)
+    first_seen: Mapped[float] = mapped_column(Float)
+    last_push: Mapped[float] = mapped_column(Float, doc="server time of the last accepted batch")
+    last_batch_ts: Mapped[float] = mapped_column(Float, doc="agent time of the newest batch")
+    last_seq: Mapped[int] = mapped_column(BigInteger)
+    host_facts: Mapped[dict[str, Any]] = mapped_column(JSON)
+    driver_version: Mapped[str | None] = mapped_column(String(64))
+    gpu_status: Mapped[str] = mapped_column(String(256))
+
+
+class GpuRow(Base):
+    __tablename__ = "gpus"
+    __table_args__ = (UniqueConstraint("node_pk", "uuid"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    node_pk: Mapped[int] = mapped_column(ForeignKey("nodes.id", ondelete="CASCADE"))
+    gpu_index: Mapped[int] = mapped_column(Integer)
+    uuid: Mapped[str] = mapped_column(String(256))
+    model: Mapped[str] = mapped_column(String(256))
+    pci_bus_id: Mapped[str] = mapped_column(String(256))
+    serial: Mapped[str | None] = mapped_column(String(256))
+    vbios_version: Mapped[str | None] = mapped_column(String(256))
+    memory_total_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    first_seen: Mapped[float] = mapped_column(Float)
+    last_seen: Mapped[float] = mapped_column(Float)
+
+
+class SeriesRow(Base):
+    __tablename__ = "series"
+    __table_args__ = (
+        UniqueConstraint("node_pk", "metric", "labels"),
+        Index("ix_series_metric", "metric"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    node_pk: Mapped[int] = mapped_column(ForeignKey("nodes.id", ondelete="CASCADE"))
+    metric: Mapped[str] = mapped_column(String(200))
+    labels: Mapped[str] = mapped_column(Text, doc="canonical JSON object")
+
+
+class SampleRow(Base):
+    __tablename__ = "samples"
+    __table_args__ = {"sqlite_with_rowid": False}
+
+    series_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    ts_ms: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    value: Mapped[float] = mapped_column(Float)
+
+
+class IngestedBatchRow(Base):
+    """Recently accepted batches, to acknowledge a re-sent batch without storing it twice."""
+
+    __tablename__ = "ingested_batches"
+    __table_args__ = {"sqlite_with_rowid": False}
+
+    node_pk: Mapped[int] = mapped_column(Integer, primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    batch_ts: Mapped[float] = mapped_column(Float)
+    received_at: Mapped[float] = mapped_column(Float, index=True)
