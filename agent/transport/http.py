@@ -27,7 +27,14 @@ _IDENTITY_STATUS = frozenset({401, 403, 409})
 class HttpTransport:
     """Sends batches over one keep-alive HTTP client."""
 
-    def __init__(self, server_url: str, token: str | None, timeout_seconds: float) -> None:
+    def __init__(
+        self,
+        server_url: str,
+        token: str | None,
+        timeout_seconds: float,
+        http_transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        """``http_transport`` replaces the network (tests pass ``httpx.MockTransport``)."""
         headers = {
             "Content-Type": CONTENT_TYPE,
             "Content-Encoding": CONTENT_ENCODING,
@@ -40,6 +47,7 @@ class HttpTransport:
             headers=headers,
             timeout=httpx.Timeout(timeout_seconds, connect=min(5.0, timeout_seconds)),
             follow_redirects=False,
+            transport=http_transport,
         )
 
     def send(self, payload: bytes) -> Ack:
