@@ -61,7 +61,7 @@ def test_delivers_in_order() -> None:
 
 
 def test_retryable_failure_keeps_the_batch_and_backs_off() -> None:
-    spool, server, shipper, _clock = _setup([RetryableError("down"), RetryableError("down")])
+    _spool, server, shipper, _clock = _setup([RetryableError("down"), RetryableError("down")])
     assert shipper.deliver_once() is False
     assert shipper.deliver_once() is False
     stats = shipper.stats()
@@ -83,7 +83,7 @@ def test_backoff_grows_with_jitter_and_respects_retry_after() -> None:
 
 
 def test_rejected_batch_is_set_aside_and_counted(caplog: pytest.LogCaptureFixture) -> None:
-    spool, server, shipper, _ = _setup([RejectedError("invalid_batch: seq", 422, "invalid_batch")])
+    _spool, server, shipper, _ = _setup([RejectedError("invalid_batch: seq", 422, "invalid_batch")])
     assert shipper.deliver_once() is True
     assert shipper.deliver_once() is True
     assert server.received == [b"batch-1"]
@@ -125,7 +125,7 @@ def test_thread_delivers_what_the_ticking_thread_appends() -> None:
 
 
 def test_stop_flushes_pending_batches_when_the_server_answers() -> None:
-    spool, server, shipper, _ = _setup([], batches=4)
+    _spool, server, shipper, _ = _setup([], batches=4)
     shipper.start()
     left = shipper.stop(flush_timeout=5.0)
     assert left == 0

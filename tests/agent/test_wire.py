@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
 import zlib
@@ -128,10 +129,8 @@ def test_problems_are_listed_individually() -> None:
 @settings(max_examples=300, deadline=None)
 @given(st.binary(max_size=2048), st.sampled_from([None, "gzip", "identity", "deflate"]))
 def test_arbitrary_bytes_only_ever_raise_wire_errors(body: bytes, encoding: str | None) -> None:
-    try:
+    with contextlib.suppress(WireError):
         decode_batch(body, encoding, LIMIT)
-    except WireError:
-        pass
 
 
 _label_names = st.from_regex(r"[a-zA-Z_][a-zA-Z0-9_]{0,12}", fullmatch=True).filter(
