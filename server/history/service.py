@@ -72,9 +72,11 @@ def query_history(store: Store, query: HistoryQuery, limits: HistoryLimits) -> l
             "(add label matchers such as instance=...)",
         )
     raw_limit = limits.max_points * max(len(selected), 1)
+    # With a step, the point at `start` looks back one step, so read from there.
+    read_from = query.start - (query.step or 0.0)
     samples = store.samples(
         [series_id for series_id, _ in selected],
-        int(query.start * 1000),
+        int(read_from * 1000) + (1 if query.step else 0),
         int(query.end * 1000),
         raw_limit,
     )

@@ -1,0 +1,76 @@
+"""Server test fixtures: an app on SQLite in a temp dir, a settable clock, a push helper."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from agent.wire.codec import encode_batch
+from agent.wire.schema import Batch
+from server.app import create_app
+from server.settings import ServerSettings
+from server.tokens import sha256_hex
+
+TOKEN = "dcm_test_token_0123456789"
+START = 1_800_000_000.0
+
+
+class FakeClock:
+    """Wall-clock seconds that tests move by hand."""
+
+    def __init__(self, now: float = START) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def make_app(tmp_path: Path, clock: FakeClock) -> Callable[..., FastAPI]:
+    def factory(**overrides: Any) -> FastAPI:
+        settings = ServerSettings(
+            data_dir=tmp_path, ingest_token_sha256=[sha256_hex(TOKEN)], **overrides
+        )
+        return create_app(settings, clock=clock)
+
+    return factory
+
+
+@pytest.fixture
+def client(make_app: Callable[..., FastAPI]) -> Iterator[TestClient]:
+    with TestClient(make_app()) as test_client:
+        yield test_client
+
+
+def push(
+    client: TestClient,
+    batch: Batch | None = None,
+    *,
+    body: bytes | None = None,
+    token: str | None = TOKEN,
+    headers: dict[str, str] | None = None,
+) -> httpx.Response:
+    sent_headers = {"Content-Type": "application/json", "Content-Encoding": "gzip"}
+    if token is not None:
+        sent_headers["Authorization"] = f"Bearer {token}"
+    sent_headers.update(headers or {})
+    payload = body if body is not None else encode_batch(batch) if batch is not None else b""
+    return client.post("/api/v1/ingest", content=payload, headers=sent_headers)
+
+
+def row_counts(db: Path) -> dict[str, int]:
+    tables = ("nodes", "gpus", "series", "samples", "ingested_batches")
+    with sqlite3.connect(db) as connection:
+        return {t: connection.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in tables}
