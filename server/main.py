@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -91,7 +92,12 @@ def serve(settings: ServerSettings) -> int:
         server_header=False,
         proxy_headers=False,
     )
+    # uvicorn shuts down gracefully on SIGTERM/SIGINT, then re-raises the signal so that the
+    # handler installed before it runs. That handler is this no-op: a graceful stop exits 0.
+    for stop_signal in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(stop_signal, lambda _signum, _frame: None)
     uvicorn.Server(config).run()
+    _log.info("stopped")
     return 0
 
 

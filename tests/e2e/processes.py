@@ -1,0 +1,97 @@
+"""Start real dcmon processes (server, agent, demo) on 127.0.0.1 and always stop them."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from server.tokens import new_token, sha256_hex
+from tests.integration import free_port
+
+DCMON = [sys.executable, "-m", "agent"]
+
+
+@dataclass
+class Process:
+    popen: subprocess.Popen[bytes]
+    log: Path
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20.0) -> int:
+        if self.popen.poll() is None:
+            self.popen.send_signal(sig)
+            try:
+                self.popen.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait()
+                raise AssertionError(f"did not stop within {timeout}s:\n{self.output()}") from None
+        return self.popen.returncode
+
+
+@contextmanager
+def running(argv: list[str], log: Path) -> Iterator[Process]:
+    with log.open("wb") as sink:
+        popen = subprocess.Popen(argv, stdout=sink, stderr=subprocess.STDOUT)  # noqa: S603
+    process = Process(popen, log)
+    try:
+        yield process
+    finally:
+        if popen.poll() is None:
+            popen.kill()
+            popen.wait()
+
+
+@dataclass(frozen=True)
+class ServerSpec:
+    url: str
+    port: int
+    token_file: Path
+    argv: list[str]
+
+
+def server_spec(tmp_path: Path) -> ServerSpec:
+    token = new_token()
+    token_file = tmp_path / "agent.token"
+    token_file.write_text(token + "\n")
+    token_file.chmod(0o600)
+    port = free_port()
+    argv = [
+        *DCMON, "server", "--host", "127.0.0.1", "--port", str(port),
+        "--data-dir", str(tmp_path / "server"), "--ingest-token-sha256", sha256_hex(token),
+    ]  # fmt: skip
+    return ServerSpec(f"http://127.0.0.1:{port}", port, token_file, argv)
+
+
+def agent_argv(tmp_path: Path, spec: ServerSpec, *extra: str) -> list[str]:
+    return [
+        *DCMON, "agent", "--server-url", spec.url, "--token-file", str(spec.token_file),
+        "--state-dir", str(tmp_path / "agent"), "--interval", "1", *extra,
+    ]  # fmt: skip
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> float:
+    """Poll ``predicate`` until true; returns: seconds it took. Raises AssertionError on timeout."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        try:
+            if predicate():
+                return time.monotonic() - started
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def get(url: str) -> httpx.Response:
+    return httpx.get(url, timeout=5.0)
