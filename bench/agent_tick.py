@@ -1,0 +1,121 @@
+"""Agent cost per tick: CPU seconds per tick and resident memory after 100 ticks.
+
+What runs is the real agent assembled as ``dcmon agent`` assembles it (all default collectors
+on this machine's real /proc and /sys, the GPU collector on a simulated 8-GPU backend, batch
+building, gzip encoding, the spool and the shipper), with the network replaced by an in-memory
+transport so the figure is the agent's own work. Each run is a fresh process: it warms up with
+a few ticks, then times 100 ticks back to back. The median of several runs is reported.
+
+    .venv/bin/python bench/agent_tick.py            # 5 runs, 8 simulated GPUs
+    .venv/bin/python bench/agent_tick.py --runs 9 --gpus 8 --backend nvml   # on a GPU node
+
+At a 10 s interval, CPU % of one core = CPU seconds per tick / 10 s * 100.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import ExitStack
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+WARMUP_TICKS = 5
+TICKS = 100
+
+
+def one_run(gpus: int, backend: str) -> dict[str, float]:
+    """Run in a fresh process: build the agent, time TICKS ticks, report."""
+    from agent.config import load_settings
+    from agent.main import build
+    from agent.transport.memory import MemoryTransport
+    from agent.wire.schema import Ack
+
+    with tempfile.TemporaryDirectory() as state, ExitStack() as stack:
+        settings = load_settings(
+            None,
+            {
+                "state_dir": state,
+                "gpu": {"backend": backend, "simulated_count": gpus},
+                "log_level": "WARNING",
+            },
+        )
+        sent: list[int] = []
+
+        def accept(payload: bytes) -> Ack:
+            sent.append(len(payload))
+            return Ack(status="accepted", seq=0)
+
+        wiring = build(settings, stack, MemoryTransport(accept))
+        for _ in range(WARMUP_TICKS):
+            wiring.agent.tick()
+            wiring.shipper.deliver_once()
+        sent.clear()
+        cpu_start = time.process_time()
+        wall_start = time.perf_counter()
+        samples = 0
+        for _ in range(TICKS):
+            batch = wiring.agent.tick()
+            wiring.shipper.deliver_once()
+            samples = batch.sample_count()
+        cpu = time.process_time() - cpu_start
+        wall = time.perf_counter() - wall_start
+        rss_kib = next(
+            int(line.split()[1])
+            for line in Path("/proc/self/status").read_text().splitlines()
+            if line.startswith("VmRSS:")
+        )
+        return {
+            "cpu_seconds_per_tick": cpu / TICKS,
+            "wall_seconds_per_tick": wall / TICKS,
+            "rss_mib": rss_kib / 1024,
+            "samples_per_tick": float(samples),
+            "gzip_bytes_per_tick": statistics.median(sent),
+        }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--gpus", type=int, default=8, help="simulated GPUs (default 8)")
+    parser.add_argument("--backend", choices=["simulated", "nvml", "none"], default="simulated")
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(one_run(args.gpus, args.backend)))
+        return 0
+    results = []
+    for _ in range(args.runs):
+        output = subprocess.run(  # noqa: S603
+            [sys.executable, __file__, "--child", "--gpus", str(args.gpus),
+             "--backend", args.backend],
+            capture_output=True, text=True, check=True,
+        ).stdout  # fmt: skip
+        results.append(json.loads(output))
+
+    def med(key: str) -> float:
+        return statistics.median(result[key] for result in results)
+
+    cpu = med("cpu_seconds_per_tick")
+    gpus = f"{args.gpus} simulated GPUs" if args.backend == "simulated" else args.backend
+    print(f"agent tick benchmark: real host + {gpus}, {TICKS} ticks per run, {args.runs} runs")
+    print(f"  CPU per tick         {cpu * 1000:8.2f} ms   (median; runs: "
+          + ", ".join(f"{r['cpu_seconds_per_tick'] * 1000:.2f}" for r in results) + ")")
+    print(f"  wall per tick        {med('wall_seconds_per_tick') * 1000:8.2f} ms")
+    print(f"  RSS after {TICKS} ticks  {med('rss_mib'):8.1f} MiB")
+    print(f"  samples per tick     {med('samples_per_tick'):8.0f}")
+    print(f"  gzip bytes per tick  {med('gzip_bytes_per_tick'):8.0f}")
+    print(f"  CPU of one core      {cpu / 10 * 100:8.3f} % at a 10 s interval, "
+          f"{cpu / 1 * 100:.2f} % at 1 s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

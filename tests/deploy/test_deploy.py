@@ -1,0 +1,75 @@
+"""The shipped deployment files are valid: systemd units, example configs, Prometheus config."""
+
+from __future__ import annotations
+
+import configparser
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from agent.config import load_settings as load_agent_settings
+from server.settings import load_settings as load_server_settings
+from tests.integration import require_binary
+
+DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
+
+
+def _unit(name: str) -> configparser.ConfigParser:
+    parser = configparser.ConfigParser(strict=False, interpolation=None)
+    parser.optionxform = str  # type: ignore[assignment,method-assign]
+    parser.read(DEPLOY / "systemd" / name)
+    return parser
+
+
+def test_example_configs_are_valid_and_show_the_defaults() -> None:
+    agent = load_agent_settings(DEPLOY / "config" / "agent.toml", {})
+    assert agent.interval_seconds == 10
+    assert agent.gpu.backend == "auto"
+    server = load_server_settings(DEPLOY / "config" / "server.toml", {})
+    assert server.listen_host == "127.0.0.1"
+    assert server.ingest_token_sha256 == []
+
+
+def test_agent_unit_speaks_sd_notify_with_a_watchdog() -> None:
+    service = _unit("dcmon-agent.service")["Service"]
+    assert service["Type"] == "notify"
+    watchdog = int(service["WatchdogSec"])
+    assert watchdog >= 3 * 10  # several default intervals, fed during waits too
+    assert "char-nvidia-frontend rw" in (DEPLOY / "systemd" / "dcmon-agent.service").read_text()
+    assert service["DevicePolicy"] == "closed"
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("unit", ["dcmon-agent.service", "dcmon-server.service"])
+def test_units_pass_systemd_analyze(unit: str, tmp_path: Path) -> None:
+    analyze = require_binary("systemd-analyze")
+    dcmon = shutil.which("dcmon") or "/bin/true"
+    text = (DEPLOY / "systemd" / unit).read_text().replace("/opt/dcmon/bin/dcmon", dcmon)
+    copy = tmp_path / unit
+    copy.write_text(text)
+    result = subprocess.run(  # noqa: S603
+        [analyze, "verify", str(copy)], capture_output=True, text=True, timeout=60, check=False
+    )
+    problems = [
+        line
+        for line in (result.stdout + result.stderr).splitlines()
+        if unit in line and "network-online.target" not in line
+    ]
+    assert result.returncode == 0 and not problems, result.stdout + result.stderr
+
+
+@pytest.mark.integration
+def test_prometheus_scrape_config_is_valid() -> None:
+    promtool = require_binary("promtool")
+    config = DEPLOY / "prometheus" / "prometheus.yml"
+    result = subprocess.run(  # noqa: S603
+        [promtool, "check", "config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "honor_labels: true" in config.read_text()
