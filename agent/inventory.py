@@ -10,8 +10,9 @@ from __future__ import annotations
 import logging
 import os
 import platform
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Protocol
 
 from agent import __version__
 from agent.collectors.base import HostPaths
@@ -19,8 +20,21 @@ from agent.wire.schema import GpuFacts, HostFacts, Inventory
 
 _log = logging.getLogger(__name__)
 
-GpuInventorySource = Callable[[], tuple[str | None, tuple[GpuFacts, ...], str]]
-"""Returns (driver version, GPU facts, status text explaining missing GPU data)."""
+
+class GpuInventoryView(Protocol):
+    """What the GPU collector knows of the node's GPUs."""
+
+    @property
+    def driver_version(self) -> str | None: ...
+    @property
+    def gpus(self) -> Sequence[GpuFacts]: ...
+    @property
+    def status(self) -> str:
+        """Why no GPU data flows, when none does; empty otherwise."""
+        ...
+
+
+GpuInventorySource = Callable[[], GpuInventoryView]
 
 
 def read_host_facts(paths: HostPaths) -> HostFacts:
@@ -63,11 +77,14 @@ class InventoryTracker:
         return None
 
     def current(self) -> Inventory:
-        driver, gpus, status = (
-            (None, (), "") if self._gpu_inventory is None else (self._gpu_inventory())
-        )
+        if self._gpu_inventory is None:
+            return Inventory(host=self._host_facts())
+        gpu = self._gpu_inventory()
         return Inventory(
-            host=self._host_facts(), gpus=list(gpus), driver_version=driver, gpu_status=status
+            host=self._host_facts(),
+            gpus=list(gpu.gpus),
+            driver_version=gpu.driver_version,
+            gpu_status=gpu.status,
         )
 
 

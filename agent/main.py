@@ -133,7 +133,7 @@ def build(
     gpu = built.gpu
     inventory = InventoryTracker(
         lambda: read_host_facts(built.paths),
-        None if gpu is None else lambda: _gpu_inventory(gpu),
+        None if gpu is None else gpu.inventory,
         settings.inventory_refresh_seconds,
     )
     collectors = list(built.collectors)
@@ -257,11 +257,6 @@ def _require_token(settings: AgentSettings) -> str:
             "the server refuses unauthenticated writes"
         )
     return token
-
-
-def _gpu_inventory(gpu: Any) -> tuple[Any, Any, str]:
-    inventory = gpu.inventory()
-    return inventory.driver_version, inventory.gpus, inventory.status
 
 
 def _list_collectors(settings: AgentSettings) -> int:

@@ -69,8 +69,10 @@ def build_collectors(settings: AgentSettings, hostname: str, stack: ExitStack) -
     ]
     gpu: GpuCollector | None = None
     if GPU_COLLECTOR in enabled:
-        backend_kind = "simulated" if settings.gpu.backend == "simulated" else "nvml"
-        backend = open_backend(backend_kind, simulated_count=settings.gpu.simulated_count)
+        simulated = settings.gpu.backend == "simulated"
+        backend = open_backend(
+            "simulated" if simulated else "nvml", simulated_count=settings.gpu.simulated_count
+        )
         gpu = GpuCollector(
             backend, hostname=hostname, init_retry_seconds=settings.gpu.init_retry_seconds
         )

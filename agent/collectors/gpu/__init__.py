@@ -1,0 +1,71 @@
+"""GPU collection: the ``NvmlBackend`` seam, its real/scripted/simulated backends, the collector.
+
+Importing this package never loads the NVIDIA driver; ``PynvmlBackend.init()`` does.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from agent.collectors.gpu.backend import (
+    Clock,
+    ClocksEventReason,
+    MemoryInfo,
+    NvmlBackend,
+    NvmlError,
+    NvmlFunctionNotFound,
+    NvmlGpuLost,
+    NvmlNoPermission,
+    NvmlNotFound,
+    NvmlNotSupported,
+    NvmlTimeout,
+    NvmlUnavailable,
+    Utilization,
+)
+from agent.collectors.gpu.collector import GpuCollector, GpuInventory
+from agent.collectors.gpu.nvml import PynvmlBackend
+from agent.collectors.gpu.simulated import SimulatedBackend
+
+
+def open_backend(
+    kind: Literal["nvml", "simulated"],
+    *,
+    simulated_count: int = 8,
+    simulated_model: str | None = None,
+    seed: int = 0,
+) -> NvmlBackend:
+    """Returns: a backend, not yet initialised (the collector calls ``init``).
+
+    Args:
+        kind: ``"nvml"`` for the real driver, ``"simulated"`` for synthetic GPUs.
+        simulated_count: number of simulated GPUs.
+        simulated_model: simulated GPU model (default: NVIDIA H100 80GB HBM3).
+        seed: varies the simulated GPUs' workload and identities.
+    """
+    if kind == "nvml":
+        return PynvmlBackend()
+    if kind == "simulated":
+        return SimulatedBackend(simulated_count, model=simulated_model, seed=seed)
+    raise ValueError(f"unknown GPU backend {kind!r}; use 'nvml' or 'simulated'")
+
+
+__all__ = [
+    "Clock",
+    "ClocksEventReason",
+    "GpuCollector",
+    "GpuInventory",
+    "MemoryInfo",
+    "NvmlBackend",
+    "NvmlError",
+    "NvmlFunctionNotFound",
+    "NvmlGpuLost",
+    "NvmlNoPermission",
+    "NvmlNotFound",
+    "NvmlNotSupported",
+    "NvmlTimeout",
+    "NvmlUnavailable",
+    "PynvmlBackend",
+    "SimulatedBackend",
+    "Utilization",
+    "open_backend",
+]

@@ -1,0 +1,394 @@
+"""A synthetic GPU node: realistic readings without a GPU, for ``dcmon demo`` and benchmarks.
+
+Stage: stands in for the driver behind ``NvmlBackend``. Built on ``ScriptedBackend``: every
+call of every device is a step that evaluates a small physical model at the current time, so
+the simulated node also counts calls and takes scripted faults (``fail_device``).
+
+The model, per GPU (all of it a pure function of the seed, the GPU index and the time):
+
+- a repeating cycle of work phases (idle, training, inference) with seeded lengths, levels and
+  a seeded offset, so GPUs of one node are out of step;
+- board power follows the phase's utilization, is capped at the power limit (setting
+  SwPowerCap and lowering the SM clock) and carries a ripple that averages out over a phase;
+- energy is the exact integral of that power since the simulated driver load, so it is
+  monotonic and consistent with power;
+- temperatures follow the power averaged over the last minute(s);
+- idle phases report the GpuIdle clock-event reason and the idle SM clock.
+
+Values and limits are those of a real probe of an H100 80GB HBM3 (driver 580.159.04; see
+``PROBE_MEDIAN_US``), and of the same model read through this collector idle (72 W, 42 C, SM
+345 MHz, GpuIdle) and under a bf16 GEMM (700 W cap, SwPowerCap, SM 1320-1395 MHz, ~70 C core,
+~62 C HBM). With ``call_latency=True`` each call also takes the median time the same call took
+on that probe, for overhead benchmarks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import random
+import time
+import uuid as uuid_module
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from agent.collectors.gpu.backend import Clock, ClocksEventReason, MemoryInfo, Utilization
+from agent.collectors.gpu.scripted import (
+    H100_MAX_MEM_CLOCK_MHZ,
+    H100_MAX_SM_CLOCK_MHZ,
+    H100_MEMORY_RESERVED_BYTES,
+    H100_MEMORY_TOTAL_BYTES,
+    H100_NAME,
+    H100_POWER_LIMIT_MW,
+    DeviceScript,
+    ScriptedBackend,
+)
+
+# Median microseconds per call on one H100 80GB HBM3 SXM (driver 580.159.04, nvidia-ml-py
+# 13.610.43; 200 timed calls each), from the project's nvml_probe_h100.json. Keys are the
+# ScriptedBackend call names. Calls the probe did not time (init, shutdown, driver_version,
+# device_count, minor_number, vbios_version, max_clock_mhz:mem) take no simulated time.
+# memory_temperature_c is the probe's 3-field nvmlDeviceGetFieldValues batch.
+PROBE_MEDIAN_US: dict[str, float] = {
+    "name": 3.237,
+    "uuid": 3.3075,
+    "serial": 3.3435,
+    "pci_bus_id": 2.9635,
+    "utilization": 3.148,
+    "memory_info": 11.2355,
+    "power_usage_mw": 1.99,
+    "enforced_power_limit_mw": 1.9675,
+    "total_energy_mj": 3050.054,
+    "temperature_c": 1.9455,
+    "clock_mhz:sm": 1.9325,
+    "clock_mhz:mem": 1.9535,
+    "max_clock_mhz:sm": 1377.6865,
+    "clocks_event_reasons": 2.017,
+    "memory_temperature_c": 147.568,
+}
+
+
+@dataclass(frozen=True)
+class GpuSpec:
+    """What a model of GPU looks like to NVML: limits, memory and clocks."""
+
+    name: str
+    memory_total_bytes: int
+    memory_reserved_bytes: int
+    power_limit_mw: int
+    idle_power_w: tuple[float, float]
+    max_sm_clock_mhz: int
+    idle_sm_clock_mhz: int
+    mem_clock_mhz: int
+    vbios_version: str
+
+
+H100_SXM = GpuSpec(
+    name=H100_NAME,
+    memory_total_bytes=H100_MEMORY_TOTAL_BYTES,
+    memory_reserved_bytes=H100_MEMORY_RESERVED_BYTES,
+    power_limit_mw=H100_POWER_LIMIT_MW,
+    idle_power_w=(70.0, 130.0),
+    max_sm_clock_mhz=H100_MAX_SM_CLOCK_MHZ,
+    idle_sm_clock_mhz=345,
+    mem_clock_mhz=H100_MAX_MEM_CLOCK_MHZ,
+    vbios_version="96.00.99.00.01",
+)
+
+# Not probed: NVIDIA's A100 SXM4 80GB datasheet limits (400 W, 1410 MHz boost, 80 GiB HBM2e).
+A100_SXM_80GB = GpuSpec(
+    name="NVIDIA A100-SXM4-80GB",
+    memory_total_bytes=85_899_345_920,
+    memory_reserved_bytes=503_316_480,
+    power_limit_mw=400_000,
+    idle_power_w=(50.0, 70.0),
+    max_sm_clock_mhz=1410,
+    idle_sm_clock_mhz=210,
+    mem_clock_mhz=1593,
+    vbios_version="92.00.45.00.01",
+)
+
+GPU_SPECS: dict[str, GpuSpec] = {spec.name: spec for spec in (H100_SXM, A100_SXM_80GB)}
+
+# PCI bus numbers of the eight GPUs of a DGX H100, then made-up ones.
+_BUS_NUMBERS = (0x18, 0x2A, 0x3A, 0x5D, 0x9A, 0xAB, 0xBA, 0xDB)
+
+_GPU_TEMP_WINDOW_S = 60.0
+_MEMORY_TEMP_WINDOW_S = 180.0
+_CAP_FRACTION = 0.98  # power settles just under the enforced limit when capped
+# What a saturating kernel would draw uncapped, as a multiple of the limit: a bf16 GEMM on the
+# H100 sat at the 700 W cap with SM clocks of 1320-1395 MHz (SwPowerCap), which this reproduces.
+_PEAK_DEMAND = 1.6
+
+
+@dataclass(frozen=True)
+class _Phase:
+    start_s: float  # offset into the cycle
+    duration_s: float
+    idle: bool
+    gpu_util: float  # percent
+    memory_util: float  # percent
+    fb_fraction: float  # of the usable framebuffer
+    power_w: float  # mean board power over the phase
+    capped: bool
+    sm_clock_mhz: int
+    ripple_w: float  # amplitude of a ripple that integrates to zero over the phase
+    ripple_period_s: float
+    energy_before_j: float  # energy of the earlier phases of the cycle
+
+
+@dataclass(frozen=True)
+class GpuState:
+    """What one simulated GPU reads at one instant, in NVML's units."""
+
+    utilization: Utilization
+    memory_used_bytes: int
+    power_mw: int
+    sm_clock_mhz: int
+    clocks_event_reasons: int
+
+
+class SimulatedGpu:
+    """The model of one GPU: deterministic readings as a function of time (Unix seconds)."""
+
+    def __init__(self, spec: GpuSpec, seed: int, index: int, boot_time_s: float) -> None:
+        self.spec = spec
+        self.index = index
+        self.boot_time_s = boot_time_s
+        rng = random.Random(f"dcmon-simulated:{seed}:{index}")  # noqa: S311 (not security)
+        self._seed = seed
+        self._idle_power_w = rng.uniform(*spec.idle_power_w)
+        self._temp_offset_c = rng.uniform(-3.0, 3.0)
+        self._phases = self._build_phases(rng)
+        self.cycle_s = sum(phase.duration_s for phase in self._phases)
+        self._cycle_energy_j = sum(phase.power_w * phase.duration_s for phase in self._phases)
+        self._offset_s = rng.uniform(0.0, self.cycle_s)
+
+    def state(self, t: float) -> GpuState:
+        """Returns: the instantaneous readings at Unix time ``t``."""
+        phase, into = self._phase_at(t)
+        power_w = phase.power_w
+        if phase.ripple_w:
+            power_w += phase.ripple_w * math.sin(2 * math.pi * into / phase.ripple_period_s)
+        gpu_util, memory_util = phase.gpu_util, phase.memory_util
+        if not phase.idle:
+            jitter = _noise(self._seed, self.index, int(t))
+            gpu_util = min(100.0, max(0.0, gpu_util + 3.0 * jitter))
+            memory_util = min(100.0, max(0.0, memory_util + 2.0 * jitter))
+        reasons = ClocksEventReason(0)
+        if phase.idle:
+            reasons |= ClocksEventReason.GPU_IDLE
+        if phase.capped:
+            reasons |= ClocksEventReason.SW_POWER_CAP
+        usable = self.spec.memory_total_bytes - self.spec.memory_reserved_bytes
+        return GpuState(
+            utilization=Utilization(round(gpu_util), round(memory_util)),
+            memory_used_bytes=int(usable * phase.fb_fraction) // (2 << 20) * (2 << 20),
+            power_mw=round(power_w * 1000),
+            sm_clock_mhz=phase.sm_clock_mhz,
+            clocks_event_reasons=int(reasons),
+        )
+
+    def energy_j(self, t: float) -> float:
+        """Returns: energy used since the simulated driver load, in joules (0 before it)."""
+        if t <= self.boot_time_s:
+            return 0.0
+        cycles_now, energy_now = self._cycle_position(t)
+        cycles_boot, energy_boot = self._cycle_position(self.boot_time_s)
+        return (cycles_now - cycles_boot) * self._cycle_energy_j + energy_now - energy_boot
+
+    def mean_power_w(self, t: float, window_s: float) -> float:
+        """Returns: mean board power over ``[t - window_s, t]``, in watts."""
+        start = t - window_s
+        cycles_end, energy_end = self._cycle_position(t)
+        cycles_start, energy_start = self._cycle_position(start)
+        joules = (cycles_end - cycles_start) * self._cycle_energy_j + energy_end - energy_start
+        return joules / window_s
+
+    def temperature_c(self, t: float) -> int:
+        """Returns: core temperature in degrees C, following the last minute's power."""
+        power = self.mean_power_w(t, _GPU_TEMP_WINDOW_S)
+        return round(39.0 + self._temp_offset_c + 0.045 * power)
+
+    def memory_temperature_c(self, t: float) -> int:
+        """Returns: HBM temperature in degrees C, following the last three minutes' power."""
+        power = self.mean_power_w(t, _MEMORY_TEMP_WINDOW_S)
+        return round(43.0 + self._temp_offset_c + 0.032 * power)
+
+    # Internals
+
+    def _build_phases(self, rng: random.Random) -> tuple[_Phase, ...]:
+        kinds = ["idle", "train", *rng.choices(["idle", "train", "infer"], [2, 3, 3], k=4)]
+        rng.shuffle(kinds)
+        limit_w = self.spec.power_limit_mw / 1000
+        phases: list[_Phase] = []
+        start = energy = 0.0
+        for kind in kinds:
+            duration = rng.uniform(120.0, 900.0)
+            if kind == "idle":
+                util, memory_util, fb_fraction = 0.0, 0.0, 0.0
+            elif kind == "train":
+                util = rng.uniform(88.0, 100.0)
+                memory_util, fb_fraction = util * rng.uniform(0.35, 0.55), rng.uniform(0.6, 0.97)
+            else:
+                util = rng.uniform(25.0, 65.0)
+                memory_util, fb_fraction = util * rng.uniform(0.2, 0.4), rng.uniform(0.2, 0.6)
+            demand_w = (
+                self._idle_power_w
+                + (limit_w * _PEAK_DEMAND - self._idle_power_w) * (util / 100) ** 1.3
+            )
+            cap_w = limit_w * _CAP_FRACTION
+            capped = demand_w > cap_w
+            power_w = min(demand_w, cap_w)
+            if kind == "idle":
+                sm_clock = self.spec.idle_sm_clock_mhz
+            elif capped:
+                # The SM clock drops with the power shortfall; clocks come in 15 MHz bins.
+                scaled = self.spec.max_sm_clock_mhz * (cap_w / demand_w) ** 0.75
+                sm_clock = int(scaled // 15 * 15)
+            else:
+                sm_clock = self.spec.max_sm_clock_mhz
+            ripple_cycles = max(1, round(duration / rng.uniform(5.0, 20.0)))
+            ripple_w = 1.0 if kind == "idle" else power_w * 0.02
+            if capped:
+                ripple_w = min(ripple_w, limit_w - power_w)
+            phases.append(
+                _Phase(
+                    start_s=start,
+                    duration_s=duration,
+                    idle=kind == "idle",
+                    gpu_util=util,
+                    memory_util=memory_util,
+                    fb_fraction=fb_fraction,
+                    power_w=power_w,
+                    capped=capped,
+                    sm_clock_mhz=sm_clock,
+                    ripple_w=ripple_w,
+                    ripple_period_s=duration / ripple_cycles,
+                    energy_before_j=energy,
+                )
+            )
+            start += duration
+            energy += power_w * duration
+        return tuple(phases)
+
+    def _phase_at(self, t: float) -> tuple[_Phase, float]:
+        """Returns: the phase at time ``t`` and the seconds since it began."""
+        _, phase, into = self._locate(t)
+        return phase, into
+
+    def _cycle_position(self, t: float) -> tuple[int, float]:
+        """Returns: (whole cycles since the model's time zero, joules used so far this cycle)."""
+        cycles, phase, into = self._locate(t)
+        ripple = 0.0
+        if phase.ripple_w:
+            angle = 2 * math.pi * into / phase.ripple_period_s
+            ripple = phase.ripple_w * phase.ripple_period_s / (2 * math.pi) * (1 - math.cos(angle))
+        return cycles, phase.energy_before_j + phase.power_w * into + ripple
+
+    def _locate(self, t: float) -> tuple[int, _Phase, float]:
+        """Returns: whole cycles before ``t``, the phase at ``t`` and the seconds into it."""
+        cycles, into_cycle = divmod(t + self._offset_s, self.cycle_s)
+        for phase in self._phases:
+            if into_cycle < phase.start_s + phase.duration_s:
+                return int(cycles), phase, into_cycle - phase.start_s
+        last = self._phases[-1]
+        return int(cycles), last, last.duration_s
+
+
+def _noise(*keys: int) -> float:
+    """Returns: a deterministic pseudo-random number in [-1, 1) for the given integers."""
+    digest = hashlib.blake2b(repr(keys).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2**63 - 1.0
+
+
+def _pause(seconds: float) -> None:
+    """Wait ``seconds``: spin for microsecond waits (sleep is too coarse), sleep otherwise."""
+    if seconds >= 0.002:
+        time.sleep(seconds)
+        return
+    deadline = time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        pass
+
+
+class SimulatedBackend(ScriptedBackend):
+    """``NvmlBackend`` for a node of ``count`` simulated GPUs of one model.
+
+    Args:
+        count: number of GPUs.
+        model: a key of ``GPU_SPECS`` (default: the probed H100 80GB HBM3).
+        seed: varies phases, idle power and identities; same seed and time, same readings.
+        clock: wall-clock Unix time in seconds, read on every call.
+        boot_time_s: when the simulated driver loaded (energy counts from there); default:
+            the clock's reading when the backend is built.
+        call_latency: make each call take its median cost from the H100 probe.
+        sleep: how to wait for the simulated latency (tests pass a recorder).
+    """
+
+    def __init__(
+        self,
+        count: int = 8,
+        *,
+        model: str | None = None,
+        seed: int = 0,
+        clock: Callable[[], float] = time.time,
+        boot_time_s: float | None = None,
+        call_latency: bool = False,
+        sleep: Callable[[float], None] = _pause,
+    ) -> None:
+        if count < 0:
+            raise ValueError("count must be >= 0")
+        spec_name = model or H100_SXM.name
+        if spec_name not in GPU_SPECS:
+            known = ", ".join(sorted(GPU_SPECS))
+            raise ValueError(f"unknown simulated GPU model {spec_name!r}; known: {known}")
+        spec = GPU_SPECS[spec_name]
+        boot = clock() if boot_time_s is None else boot_time_s
+        self.clock = clock
+        self.gpus = [SimulatedGpu(spec, seed, index, boot) for index in range(count)]
+        self._sleep = sleep
+        super().__init__(
+            [self._device_script(gpu, seed) for gpu in self.gpus],
+            driver_version="580.159.04",
+            before_call=self._latency if call_latency else None,
+        )
+
+    def _latency(self, call: str) -> None:
+        micros = PROBE_MEDIAN_US.get(call, 0.0)
+        if micros:
+            self._sleep(micros / 1e6)
+
+    def _device_script(self, gpu: SimulatedGpu, seed: int) -> DeviceScript:
+        spec, index, now = gpu.spec, gpu.index, self.clock
+        domain, bus = divmod(index, len(_BUS_NUMBERS))
+        identity = uuid_module.uuid5(uuid_module.NAMESPACE_OID, f"dcmon-simulated:{seed}:{index}")
+        usable = spec.memory_total_bytes - spec.memory_reserved_bytes
+
+        def memory(_: int) -> MemoryInfo:
+            used = gpu.state(now()).memory_used_bytes
+            return MemoryInfo(
+                spec.memory_total_bytes, used, usable - used, spec.memory_reserved_bytes
+            )
+
+        return DeviceScript(
+            uuid=f"GPU-{identity}",
+            pci_bus_id=f"{domain:08X}:{_BUS_NUMBERS[bus]:02X}:00.0",
+            minor_number=index,
+            name=spec.name,
+            serial=f"{1650923000000 + (seed * 131 + index) % 10**6:013d}",
+            vbios_version=spec.vbios_version,
+            enforced_power_limit_mw=spec.power_limit_mw,
+            memory_info=memory,
+            utilization=lambda _: gpu.state(now()).utilization,
+            power_usage_mw=lambda _: gpu.state(now()).power_mw,
+            total_energy_mj=lambda _: math.floor(gpu.energy_j(now()) * 1000),
+            temperature_c=lambda _: gpu.temperature_c(now()),
+            memory_temperature_c=lambda _: gpu.memory_temperature_c(now()),
+            clocks_mhz={
+                Clock.SM: lambda _: gpu.state(now()).sm_clock_mhz,
+                Clock.MEM: spec.mem_clock_mhz,
+            },
+            max_clocks_mhz={Clock.SM: spec.max_sm_clock_mhz, Clock.MEM: spec.mem_clock_mhz},
+            clocks_event_reasons=lambda _: gpu.state(now()).clocks_event_reasons,
+        )

@@ -1,0 +1,218 @@
+"""The real NVML backend and the collector on real GPUs (marker ``gpu``; meant for an H100 node).
+
+Skips, with the reason, where NVML cannot start (no driver, no GPU); with DCMON_REQUIRE_GPU=1
+it fails instead, so a GPU CI job cannot pass by skipping. Checks every metric the collector
+emits for sanity against NVML's own facts about each GPU.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from agent.collectors.base import Sample
+from agent.collectors.gpu import (
+    Clock,
+    GpuCollector,
+    GpuInventory,
+    NvmlUnavailable,
+    PynvmlBackend,
+)
+from agent.collectors.gpu.readings import READING_NAMES
+from agent.wire.catalog import default_catalog
+from tests.catalog_check import assert_conforms
+
+pytestmark = pytest.mark.gpu
+
+HOSTNAME = "gpu-test-node"
+BUS_ID = re.compile(r"^[0-9A-Fa-f]{8}:[0-9A-Fa-f]{2}:[0-9A-Fa-f]{2}\.[0-7]$")
+GPU_METRICS = {spec.name for spec in default_catalog().from_source("gpu")}
+# Parts with HBM: everything, memory temperature included, must be supported.
+HBM_MODELS = re.compile(r"H100|H200|H800|H20|A100|A800|A30|B100|B200|B300|GB200|GB300|GH200")
+
+
+def _unavailable(reason: str) -> None:
+    if os.environ.get("DCMON_REQUIRE_GPU") == "1":
+        pytest.fail(f"{reason}, and DCMON_REQUIRE_GPU=1")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="module")
+def nvml() -> Iterator[PynvmlBackend]:
+    """A real NVML session, or a skip saying why there is none."""
+    backend = PynvmlBackend()
+    try:
+        backend.init()
+    except NvmlUnavailable as exc:
+        _unavailable(f"NVML cannot start here: {exc} ({exc.hint})")
+    try:
+        if backend.device_count() == 0:
+            _unavailable("NVML started but sees no GPU")
+        yield backend
+    finally:
+        backend.shutdown()
+
+
+@dataclass(frozen=True)
+class Run:
+    """Two collections about one second apart, and what the collector learned."""
+
+    first: list[Sample]
+    second: list[Sample]
+    elapsed_s: float
+    inventory: GpuInventory
+    unsupported: dict[int, frozenset[str]]
+
+
+@pytest.fixture(scope="module")
+def run(nvml: PynvmlBackend) -> Iterator[Run]:
+    collector = GpuCollector(PynvmlBackend(), HOSTNAME)
+    try:
+        started = time.monotonic()
+        first = collector.collect(time.time())
+        time.sleep(1.0)
+        second = collector.collect(time.time())
+        elapsed = time.monotonic() - started
+        yield Run(first, second, elapsed, collector.inventory(), collector.unsupported_readings())
+    finally:
+        collector.close()
+
+
+def table(samples: list[Sample]) -> dict[tuple[str, int], float]:
+    return {(s.name, int(s.labels["gpu"])): s.value for s in samples}
+
+
+def test_samples_conform_to_the_catalog(run: Run) -> None:
+    assert_conforms(run.first, source="gpu")
+    assert_conforms(run.second, source="gpu")
+
+
+def test_every_gpu_is_up_and_reports_every_supported_metric(nvml: PynvmlBackend, run: Run) -> None:
+    driver_major = int(nvml.driver_version().split(".")[0])
+    for index in range(nvml.device_count()):
+        unsupported = run.unsupported[index]
+        assert unsupported <= set(READING_NAMES)
+        assert unsupported <= {"memory_temperature"}, f"GPU {index}: {sorted(unsupported)}"
+        if HBM_MODELS.search(nvml.name(index)):
+            assert not unsupported, f"GPU {index} ({nvml.name(index)}): {sorted(unsupported)}"
+        for samples in (run.first, run.second):
+            names = {s.name for s in samples if s.labels["gpu"] == str(index)}
+            expected = set(GPU_METRICS)
+            if "memory_temperature" in unsupported:
+                expected.discard("DCGM_FI_DEV_MEMORY_TEMP")
+            if driver_major < 515:  # memory info v2 (reserved) may be missing
+                expected.discard("DCGM_FI_DEV_FB_RESERVED")
+            assert names >= expected, f"GPU {index} lacks {sorted(expected - names)}"
+            assert table(samples)[("dcmon_gpu_up", index)] == 1.0
+
+
+def test_labels_are_the_gpus_nvml_identity(nvml: PynvmlBackend, run: Run) -> None:
+    for sample in run.first:
+        index = int(sample.labels["gpu"])
+        minor = nvml.minor_number(index)
+        assert sample.labels == {
+            "gpu": str(index),
+            "UUID": nvml.uuid(index),
+            "pci_bus_id": nvml.pci_bus_id(index),
+            "device": f"nvidia{minor}",
+            "modelName": nvml.name(index),
+            "Hostname": HOSTNAME,
+        }
+        assert sample.labels["UUID"].startswith(("GPU-", "MIG-"))
+        assert BUS_ID.match(sample.labels["pci_bus_id"]), sample.labels["pci_bus_id"]
+        if Path("/dev/nvidiactl").exists():
+            assert Path(f"/dev/nvidia{minor}").exists()
+
+
+def test_inventory_matches_nvml(nvml: PynvmlBackend, run: Run) -> None:
+    inventory = run.inventory
+    assert inventory.status == ""
+    assert inventory.driver_version == nvml.driver_version()
+    assert re.match(r"^\d+\.\d+", inventory.driver_version or "")
+    assert [facts.index for facts in inventory.gpus] == list(range(nvml.device_count()))
+    for facts in inventory.gpus:
+        assert facts.uuid == nvml.uuid(facts.index)
+        assert facts.model == nvml.name(facts.index)
+        assert facts.memory_total_bytes == nvml.memory_info(facts.index).total_bytes > 0
+
+
+def test_framebuffer_adds_up_to_the_total(run: Run) -> None:
+    totals_mib = {
+        facts.index: (facts.memory_total_bytes or 0) / 2**20 for facts in run.inventory.gpus
+    }
+    for samples in (run.first, run.second):
+        values = table(samples)
+        for index, total in totals_mib.items():
+            used = values[("DCGM_FI_DEV_FB_USED", index)]
+            free = values[("DCGM_FI_DEV_FB_FREE", index)]
+            reserved = values.get(("DCGM_FI_DEV_FB_RESERVED", index), 0.0)
+            assert min(used, free, reserved) >= 0
+            assert used + free + reserved == pytest.approx(total, abs=1.0), f"GPU {index}"
+
+
+def test_power_is_positive_and_within_the_enforced_limit(nvml: PynvmlBackend, run: Run) -> None:
+    for samples in (run.first, run.second):
+        for (name, index), watts in table(samples).items():
+            if name == "DCGM_FI_DEV_POWER_USAGE":
+                limit_w = nvml.enforced_power_limit_mw(index) / 1000
+                assert 0 < watts <= limit_w * 1.10, f"GPU {index}: {watts} W, limit {limit_w} W"
+
+
+def test_energy_increases_between_collections_at_a_plausible_rate(
+    nvml: PynvmlBackend, run: Run
+) -> None:
+    before, after = table(run.first), table(run.second)
+    for index in range(nvml.device_count()):
+        key = ("DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION", index)
+        joules = (after[key] - before[key]) / 1000
+        assert joules > 0, f"GPU {index}: energy did not increase in {run.elapsed_s:.2f} s"
+        limit_w = nvml.enforced_power_limit_mw(index) / 1000
+        assert joules / run.elapsed_s <= limit_w * 1.10, f"GPU {index}: {joules} J"
+
+
+def test_utilization_and_temperatures_are_in_range(run: Run) -> None:
+    for samples in (run.first, run.second):
+        for (name, index), value in table(samples).items():
+            if name in ("DCGM_FI_DEV_GPU_UTIL", "DCGM_FI_DEV_MEM_COPY_UTIL"):
+                assert 0 <= value <= 100, f"GPU {index}: {name}={value}"
+            elif name == "DCGM_FI_DEV_GPU_TEMP":
+                assert 5 <= value <= 110, f"GPU {index}: {name}={value}"
+            elif name == "DCGM_FI_DEV_MEMORY_TEMP":
+                assert 5 <= value <= 120, f"GPU {index}: {name}={value}"
+
+
+def test_clocks_are_positive_and_at_most_the_maximum(nvml: PynvmlBackend, run: Run) -> None:
+    for samples in (run.first, run.second):
+        values = table(samples)
+        for index in range(nvml.device_count()):
+            for metric, clock in (
+                ("DCGM_FI_DEV_SM_CLOCK", Clock.SM),
+                ("DCGM_FI_DEV_MEM_CLOCK", Clock.MEM),
+            ):
+                mhz = values[(metric, index)]
+                assert 0 < mhz <= nvml.max_clock_mhz(index, clock) * 1.05, f"GPU {index}: {metric}"
+
+
+def test_clock_event_reasons_are_a_bitmask(run: Run) -> None:
+    for samples in (run.first, run.second):
+        for (name, index), value in table(samples).items():
+            if name == "DCGM_FI_DEV_CLOCKS_EVENT_REASONS":
+                assert value == int(value) and 0 <= value < 2**16, f"GPU {index}: {value}"
+
+
+def test_real_backend_uses_the_current_apis(nvml: PynvmlBackend) -> None:
+    """On a current driver, memory info v2 (with the reserve) and field values work."""
+    if int(nvml.driver_version().split(".")[0]) < 515:
+        pytest.skip("driver older than R515: memory info v1 fallback expected")
+    for index in range(nvml.device_count()):
+        memory = nvml.memory_info(index)
+        assert memory.reserved_bytes is not None
+        assert memory.used_bytes + memory.free_bytes + memory.reserved_bytes == memory.total_bytes
+        assert nvml.clocks_event_reasons(index) >= 0
+        assert 5 <= nvml.temperature_c(index) <= 110
