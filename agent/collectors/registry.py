@@ -62,11 +62,14 @@ def build_collectors(settings: AgentSettings, hostname: str, stack: ExitStack) -
     enabled = enabled_collectors(settings)
     paths = HostPaths(settings.host.proc_root, settings.host.sys_root, settings.host.rootfs)
     options = _host_options(settings)
-    collectors: list[Collector] = [
-        factory.build(paths, options)
-        for name, factory in HOST_COLLECTORS.items()
-        if name in enabled
-    ]
+    collectors: list[Collector] = []
+    for name, factory in HOST_COLLECTORS.items():
+        if name in enabled:
+            collector = factory.build(paths, options)
+            close = getattr(collector, "close", None)
+            if callable(close):
+                stack.callback(close)  # e.g. the filesystem collector's statvfs worker
+            collectors.append(collector)
     gpu: GpuCollector | None = None
     if GPU_COLLECTOR in enabled:
         simulated = settings.gpu.backend == "simulated"
