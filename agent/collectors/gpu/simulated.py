@@ -44,6 +44,8 @@ from agent.collectors.gpu.scripted import (
     ScriptedBackend,
 )
 
+SIMULATED_DRIVER_VERSION = "580.159.04 (simulated)"
+
 # Median microseconds per call on one H100 80GB HBM3 SXM (driver 580.159.04, nvidia-ml-py
 # 13.610.43; 200 timed calls each), from the project's nvml_probe_h100.json. Keys are the
 # ScriptedBackend call names. Calls the probe did not time (init, shutdown, driver_version,
@@ -350,7 +352,9 @@ class SimulatedBackend(ScriptedBackend):
         self._sleep = sleep
         super().__init__(
             [self._device_script(gpu, seed) for gpu in self.gpus],
-            driver_version="580.159.04",
+            # Shown wherever the driver version is (inventory, dashboard, API), so simulated
+            # GPUs can never pass for real ones.
+            driver_version=SIMULATED_DRIVER_VERSION,
             before_call=self._latency if call_latency else None,
         )
 
