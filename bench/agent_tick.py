@@ -27,17 +27,17 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from agent.config import load_settings  # noqa: E402 (after the path set-up above)
+from agent.main import build  # noqa: E402
+from agent.transport.memory import MemoryTransport  # noqa: E402
+from agent.wire.schema import Ack  # noqa: E402
+
 WARMUP_TICKS = 5
 TICKS = 100
 
 
 def one_run(gpus: int, backend: str) -> dict[str, float]:
     """Run in a fresh process: build the agent, time TICKS ticks, report."""
-    from agent.config import load_settings
-    from agent.main import build
-    from agent.transport.memory import MemoryTransport
-    from agent.wire.schema import Ack
-
     with tempfile.TemporaryDirectory() as state, ExitStack() as stack:
         settings = load_settings(
             None,
@@ -93,7 +93,7 @@ def main() -> int:
         return 0
     results = []
     for _ in range(args.runs):
-        output = subprocess.run(  # noqa: S603
+        output = subprocess.run(
             [sys.executable, __file__, "--child", "--gpus", str(args.gpus),
              "--backend", args.backend],
             capture_output=True, text=True, check=True,
@@ -106,14 +106,19 @@ def main() -> int:
     cpu = med("cpu_seconds_per_tick")
     gpus = f"{args.gpus} simulated GPUs" if args.backend == "simulated" else args.backend
     print(f"agent tick benchmark: real host + {gpus}, {TICKS} ticks per run, {args.runs} runs")
-    print(f"  CPU per tick         {cpu * 1000:8.2f} ms   (median; runs: "
-          + ", ".join(f"{r['cpu_seconds_per_tick'] * 1000:.2f}" for r in results) + ")")
+    print(
+        f"  CPU per tick         {cpu * 1000:8.2f} ms   (median; runs: "
+        + ", ".join(f"{r['cpu_seconds_per_tick'] * 1000:.2f}" for r in results)
+        + ")"
+    )
     print(f"  wall per tick        {med('wall_seconds_per_tick') * 1000:8.2f} ms")
     print(f"  RSS after {TICKS} ticks  {med('rss_mib'):8.1f} MiB")
     print(f"  samples per tick     {med('samples_per_tick'):8.0f}")
     print(f"  gzip bytes per tick  {med('gzip_bytes_per_tick'):8.0f}")
-    print(f"  CPU of one core      {cpu / 10 * 100:8.3f} % at a 10 s interval, "
-          f"{cpu / 1 * 100:.2f} % at 1 s")
+    print(
+        f"  CPU of one core      {cpu / 10 * 100:8.3f} % at a 10 s interval, "
+        f"{cpu / 1 * 100:.2f} % at 1 s"
+    )
     return 0
 
 

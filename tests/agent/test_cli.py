@@ -14,7 +14,7 @@ from agent.cli import main
 
 
 def _dcmon(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(  # noqa: S603
+    return subprocess.run(
         [sys.executable, "-m", "agent", *args],
         capture_output=True,
         text=True,
@@ -82,7 +82,8 @@ def test_once_reports_an_undelivered_batch(tmp_path: Path) -> None:
     token = tmp_path / "token"
     token.write_text("dcm_x\n")
     result = _dcmon("agent", "--once", "--state-dir", str(tmp_path / "s"), "--token-file",
-                    str(token), "--gpu-backend", "none", "--server-url", "http://127.0.0.1:9")  # fmt: skip
+                    str(token), "--gpu-backend", "none",
+                    "--server-url", "http://127.0.0.1:9")  # fmt: skip
     assert result.returncode == 1
     assert "not delivered" in result.stderr
 
@@ -100,7 +101,7 @@ def test_token_new_and_hash() -> None:
     assert made.returncode == 0
     token = made.stdout.split("token:")[1].split()[0]
     digest = made.stdout.split("sha256:")[1].split()[0]
-    hashed = subprocess.run(  # noqa: S603
+    hashed = subprocess.run(
         [sys.executable, "-m", "agent", "token", "hash"],
         input=token,
         capture_output=True,

@@ -49,7 +49,7 @@ def test_units_pass_systemd_analyze(unit: str, tmp_path: Path) -> None:
     text = (DEPLOY / "systemd" / unit).read_text().replace("/opt/dcmon/bin/dcmon", dcmon)
     copy = tmp_path / unit
     copy.write_text(text)
-    result = subprocess.run(  # noqa: S603
+    result = subprocess.run(
         [analyze, "verify", str(copy)], capture_output=True, text=True, timeout=60, check=False
     )
     problems = [
@@ -64,7 +64,7 @@ def test_units_pass_systemd_analyze(unit: str, tmp_path: Path) -> None:
 def test_prometheus_scrape_config_is_valid() -> None:
     promtool = require_binary("promtool")
     config = DEPLOY / "prometheus" / "prometheus.yml"
-    result = subprocess.run(  # noqa: S603
+    result = subprocess.run(
         [promtool, "check", "config", str(config)],
         capture_output=True,
         text=True,

@@ -42,7 +42,7 @@ class Process:
 @contextmanager
 def running(argv: list[str], log: Path) -> Iterator[Process]:
     with log.open("wb") as sink:
-        popen = subprocess.Popen(argv, stdout=sink, stderr=subprocess.STDOUT)  # noqa: S603
+        popen = subprocess.Popen(argv, stdout=sink, stderr=subprocess.STDOUT)
     process = Process(popen, log)
     try:
         yield process
