@@ -51,7 +51,9 @@ def create_app(
     """Build the dcmon server application."""
     engine = engine or make_engine(settings.effective_database_url())
     if settings.auto_migrate:
-        upgrade(engine)
+        before, after = upgrade(engine)
+        if before != after:
+            _log.info("database schema migrated from %s to %s", before or "empty", after)
     store = Store(engine)
     policy = StalePolicy(
         settings.stale_after_intervals,

@@ -66,6 +66,8 @@ def main(argv: list[str]) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    if settings.log_level != "DEBUG":
+        logging.getLogger("alembic").setLevel(logging.WARNING)
     if args.migrate_only:
         engine = make_engine(settings.effective_database_url())
         upgrade(engine)

@@ -78,6 +78,8 @@ class IngestService:
         families = _families(batch)
         _check_unique_series(families)
         result = self._store.write_batch(batch, families, received_at=now)
+        if result.duplicate and self._latest.touch(batch.node.node_id, now):
+            return Ack(status="duplicate", seq=batch.seq, samples=0)
         self._latest.update(
             NodeLatest(
                 node_id=batch.node.node_id,
@@ -85,7 +87,7 @@ class IngestService:
                 labels=dict(batch.node.labels),
                 interval_seconds=batch.interval_seconds,
                 last_push=now,
-                batch_ts=batch.timestamp if not result.duplicate else float("-inf"),
+                batch_ts=batch.timestamp,
                 seq=batch.seq,
                 families=dict(families),
             )
@@ -107,12 +109,8 @@ class IngestService:
 
     def _check_name(self, batch: Batch, now: float) -> None:
         """Two live nodes must not share a name: their series would collide on /metrics."""
-        for node in self._latest.nodes():
-            if (
-                node.name == batch.node.name
-                and node.node_id != batch.node.node_id
-                and self._policy.is_up(node, now)
-            ):
+        for node in self._latest.named(batch.node.name):
+            if node.node_id != batch.node.node_id and self._policy.is_up(node, now):
                 raise ApiError(
                     409,
                     "name_conflict",

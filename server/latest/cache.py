@@ -56,6 +56,7 @@ class LatestCache:
 
     def __init__(self) -> None:
         self._nodes: dict[str, NodeLatest] = {}
+        self._ids_by_name: dict[str, set[str]] = {}
         self._lock = threading.Lock()
 
     def update(self, latest: NodeLatest) -> bool:
@@ -72,12 +73,35 @@ class LatestCache:
                     current, last_push=max(current.last_push, latest.last_push)
                 )
                 return False
+            if current is not None and current.name != latest.name:
+                self._ids_by_name.get(current.name, set()).discard(latest.node_id)
             self._nodes[latest.node_id] = latest
+            self._ids_by_name.setdefault(latest.name, set()).add(latest.node_id)
+            return True
+
+    def touch(self, node_id: str, last_push: float) -> bool:
+        """Record that the node is alive without new data (a re-sent batch).
+
+        Returns:
+            False if the node is not in the cache.
+        """
+        with self._lock:
+            current = self._nodes.get(node_id)
+            if current is None:
+                return False
+            self._nodes[node_id] = replace(current, last_push=max(current.last_push, last_push))
             return True
 
     def forget(self, node_id: str) -> None:
         with self._lock:
-            self._nodes.pop(node_id, None)
+            node = self._nodes.pop(node_id, None)
+            if node is not None:
+                self._ids_by_name.get(node.name, set()).discard(node_id)
+
+    def named(self, name: str) -> list[NodeLatest]:
+        """Returns: every node (by id) that last reported under ``name``."""
+        with self._lock:
+            return [self._nodes[node_id] for node_id in self._ids_by_name.get(name, ())]
 
     def nodes(self) -> list[NodeLatest]:
         """Returns: a snapshot of every node, sorted by name."""

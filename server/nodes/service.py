@@ -39,16 +39,18 @@ GPU_READINGS = (
 
 
 def node_views(
-    store: Store, latest: LatestCache, policy: StalePolicy, now: float
+    store: Store, latest: LatestCache, policy: StalePolicy, now: float, with_gpus: bool = False
 ) -> list[NodeView]:
-    """Returns: every known node with its state and GPUs (no per-GPU readings)."""
+    """Returns: every known node with its state; with its GPUs and their readings if asked."""
     cached = {node.node_id: node for node in latest.nodes()}
     counts = store.gpu_counts()
+    gpus = store.gpus_by_node() if with_gpus else {}
     views = []
     for record in store.nodes():
         node_latest = cached.get(record.node_id)
         up = node_latest is not None and policy.is_up(node_latest, now)
-        views.append(NodeView(record, up, node_latest, [], counts.get(record.pk, 0)))
+        gpu_views = _gpu_views(gpus.get(record.pk, []), node_latest if up else None)
+        views.append(NodeView(record, up, node_latest, gpu_views, counts.get(record.pk, 0)))
     return views
 
 
@@ -61,13 +63,19 @@ def node_view(
         return None
     node_latest = latest.get(record.node_id)
     up = node_latest is not None and policy.is_up(node_latest, now)
-    gpus = []
-    for gpu in store.gpus(record.pk):
+    gpus = _gpu_views(store.gpus(record.pk), node_latest if up else None)
+    return NodeView(record, up, node_latest, gpus, len(gpus))
+
+
+def _gpu_views(gpus: list[GpuRecord], node_latest: NodeLatest | None) -> list[GpuView]:
+    """Joins inventory with the latest readings (none when the node is down)."""
+    views = []
+    for gpu in gpus:
         readings: dict[str, float] = {}
-        if node_latest is not None and up:
+        if node_latest is not None:
             for view_key, metric, factor in GPU_READINGS:
                 value = node_latest.value(metric, UUID=gpu.uuid)
                 if value is not None:
                     readings[view_key] = value * factor
-        gpus.append(GpuView(gpu, readings))
-    return NodeView(record, up, node_latest, gpus, len(gpus))
+        views.append(GpuView(gpu, readings))
+    return views

@@ -24,9 +24,15 @@ def _config(engine: Engine) -> Config:
     return config
 
 
-def upgrade(engine: Engine) -> None:
-    """Apply every pending migration."""
+def upgrade(engine: Engine) -> tuple[str | None, str | None]:
+    """Apply every pending migration.
+
+    Returns:
+        The revision before and after.
+    """
+    before = current_revision(engine)
     command.upgrade(_config(engine), "head")
+    return before, current_revision(engine)
 
 
 def head_revision(engine: Engine) -> str | None:

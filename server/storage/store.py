@@ -278,20 +278,16 @@ class Store:
             rows = conn.execute(
                 select(_gpus).where(_gpus.c.node_pk == node_pk).order_by(_gpus.c.gpu_index)
             )
-            return [
-                GpuRecord(
-                    index=row.gpu_index,
-                    uuid=row.uuid,
-                    model=row.model,
-                    pci_bus_id=row.pci_bus_id,
-                    serial=row.serial,
-                    vbios_version=row.vbios_version,
-                    memory_total_bytes=row.memory_total_bytes,
-                    first_seen=row.first_seen,
-                    last_seen=row.last_seen,
-                )
-                for row in rows
-            ]
+            return [_gpu_record(row) for row in rows]
+
+    def gpus_by_node(self) -> dict[int, list[GpuRecord]]:
+        """Returns: node pk -> its GPUs by index, for every node, in one query."""
+        with self._engine.connect() as conn:
+            rows = conn.execute(select(_gpus).order_by(_gpus.c.node_pk, _gpus.c.gpu_index))
+            result: dict[int, list[GpuRecord]] = {}
+            for row in rows:
+                result.setdefault(row.node_pk, []).append(_gpu_record(row))
+            return result
 
     def gpu_counts(self) -> dict[int, int]:
         """Returns: node pk -> number of GPUs in its inventory."""
@@ -376,6 +372,20 @@ def _insert_ignore(conn: Connection, table: Table) -> Insert:
     if conn.dialect.name == "postgresql":
         return postgresql.insert(table).on_conflict_do_nothing()
     return sqlite.insert(table).on_conflict_do_nothing()
+
+
+def _gpu_record(row: Any) -> GpuRecord:
+    return GpuRecord(
+        index=row.gpu_index,
+        uuid=row.uuid,
+        model=row.model,
+        pci_bus_id=row.pci_bus_id,
+        serial=row.serial,
+        vbios_version=row.vbios_version,
+        memory_total_bytes=row.memory_total_bytes,
+        first_seen=row.first_seen,
+        last_seen=row.last_seen,
+    )
 
 
 def _node_record(row: Any) -> NodeRecord:

@@ -12,7 +12,7 @@ from starlette.concurrency import run_in_threadpool
 
 from agent import __version__
 from server.deps import Services, ServicesDep
-from server.nodes.service import NodeView, node_view, node_views
+from server.nodes.service import NodeView, node_views
 
 router = APIRouter(tags=["web"])
 
@@ -38,12 +38,7 @@ def make_templates() -> Environment:
 def page_model(services: Services) -> dict[str, object]:
     now = services.clock()
     rows: list[NodeRow] = []
-    for summary in node_views(services.store, services.latest, services.policy, now):
-        view = node_view(
-            services.store, services.latest, services.policy, summary.record.node_id, now
-        )
-        if view is None:
-            continue
+    for view in node_views(services.store, services.latest, services.policy, now, with_gpus=True):
         load1 = memory_ratio = None
         if view.up and view.latest is not None:
             load1 = view.latest.value("node_load1")
