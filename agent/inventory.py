@@ -2,7 +2,9 @@
 
 Stage: beside the collectors, into the batch. Facts are sent with the first batch, whenever
 they change, and every ``refresh_seconds`` so a server that lost them (new database, restore)
-learns them again without an agent restart.
+learns them again without an agent restart. Host facts come from files (``/proc/cpuinfo`` is
+large on big nodes), so they are read only at start and at each refresh; the GPU inventory is
+already in memory and is compared every tick.
 """
 
 from __future__ import annotations
@@ -64,24 +66,28 @@ class InventoryTracker:
         self._host_facts = host_facts
         self._gpu_inventory = gpu_inventory
         self._refresh = refresh_seconds
+        self._host: HostFacts | None = None
         self._last: Inventory | None = None
         self._last_sent = float("-inf")
 
     def due(self, now_monotonic: float) -> Inventory | None:
         """Returns: the inventory if it should go out with this tick, else None."""
-        current = self.current()
-        if current != self._last or now_monotonic - self._last_sent >= self._refresh:
+        refresh = now_monotonic - self._last_sent >= self._refresh
+        if refresh or self._host is None:
+            self._host = self._host_facts()
+        current = self._compose(self._host)
+        if current != self._last or refresh:
             self._last = current
             self._last_sent = now_monotonic
             return current
         return None
 
-    def current(self) -> Inventory:
+    def _compose(self, host: HostFacts) -> Inventory:
         if self._gpu_inventory is None:
-            return Inventory(host=self._host_facts())
+            return Inventory(host=host)
         gpu = self._gpu_inventory()
         return Inventory(
-            host=self._host_facts(),
+            host=host,
             gpus=list(gpu.gpus),
             driver_version=gpu.driver_version,
             gpu_status=gpu.status,

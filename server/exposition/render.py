@@ -109,9 +109,10 @@ def _family_lines(
     name: str, instance: str, node_labels: Mapping[str, str], samples: FamilySamples
 ) -> str:
     lines = []
+    node_pairs = sorted(node_labels.items())
     for labels, value in samples:
         pairs = [("instance", instance)]
-        pairs.extend((k, v) for k, v in sorted(node_labels.items()) if k not in labels)
+        pairs.extend((k, v) for k, v in node_pairs if k not in labels)
         pairs.extend(labels.items())
         lines.append(f"{name}{render_labels(pairs)} {format_value(value)}\n")
     return "".join(lines)
