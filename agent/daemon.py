@@ -12,7 +12,6 @@ import logging
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 
 from agent.batch import BatchBuilder, CollectorResult
 from agent.clock import Clock
@@ -26,13 +25,6 @@ from agent.wire.codec import encode_batch
 from agent.wire.schema import Batch
 
 _log = logging.getLogger(__name__)
-
-
-@dataclass
-class _Health:
-    """Last error text per collector, to log failures once and recoveries once."""
-
-    errors: dict[str, str] = field(default_factory=dict)
 
 
 class Agent:
@@ -59,7 +51,7 @@ class Agent:
         self._clock = clock
         self._notifier = notifier
         self._interval = interval_seconds
-        self._health = _Health()
+        self._errors: dict[str, str] = {}  # last error per collector: log once, and recovery
         self.last_tick_seconds: float | None = None
 
     def tick(self) -> Batch:
@@ -122,12 +114,12 @@ class Agent:
             samples = list(collector.collect(now))
         except Exception as exc:  # noqa: BLE001 (one collector must not stop the others)
             error = f"{type(exc).__name__}: {exc}"
-            if self._health.errors.get(collector.name) != error:
+            if self._errors.get(collector.name) != error:
                 _log.warning("collector %s failed: %s", collector.name, error)
-                self._health.errors[collector.name] = error
+                self._errors[collector.name] = error
             return CollectorResult(
                 collector.name, [], False, time.perf_counter() - started, error[:1024]
             )
-        if self._health.errors.pop(collector.name, None) is not None:
+        if self._errors.pop(collector.name, None) is not None:
             _log.info("collector %s works again", collector.name)
         return CollectorResult(collector.name, samples, True, time.perf_counter() - started)

@@ -13,13 +13,10 @@ import re
 import subprocess
 from dataclasses import dataclass
 
+from agent.collectors.host import HOST_COLLECTORS
 from agent.wire.catalog import Catalog, default_catalog
 
 _FINDING = re.compile(r"^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*) (?P<message>.+)$")
-_HOST_SOURCES = frozenset(
-    {"cpu", "stat", "loadavg", "meminfo", "vmstat", "filesystem", "diskstats", "netdev",
-     "netclass", "pressure", "hwmon", "time", "uname", "filefd"}
-)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -58,7 +55,7 @@ def _is_inherited(line: str, catalog: Catalog) -> bool:
         return False
     message = match["message"]
     if message == "metric names should be written in 'snake_case' not 'camelCase'":
-        return spec.source in _HOST_SOURCES
+        return spec.source in HOST_COLLECTORS
     if message == "label names should be written in 'snake_case' not 'camelCase'":
         return "modelName" in spec.labels
     if message == 'counter metrics should have "_total" suffix':

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from agent.collectors.base import Collector, HostPaths
 from agent.collectors.gpu import GpuCollector, open_backend
-from agent.collectors.host import HOST_COLLECTORS, HostOptions
+from agent.collectors.host import HOST_COLLECTORS, HostOptions, build_host_collectors
 from agent.config import AgentSettings, ConfigError
 
 GPU_COLLECTOR = "gpu"
@@ -62,14 +62,13 @@ def build_collectors(settings: AgentSettings, hostname: str, stack: ExitStack) -
     enabled = enabled_collectors(settings)
     paths = HostPaths(settings.host.proc_root, settings.host.sys_root, settings.host.rootfs)
     options = _host_options(settings)
-    collectors: list[Collector] = []
-    for name, factory in HOST_COLLECTORS.items():
-        if name in enabled:
-            collector = factory.build(paths, options)
-            close = getattr(collector, "close", None)
-            if callable(close):
-                stack.callback(close)  # e.g. the filesystem collector's statvfs worker
-            collectors.append(collector)
+    collectors = build_host_collectors(
+        paths, options, {name: name in enabled for name in HOST_COLLECTORS}
+    )
+    for collector in collectors:
+        close = getattr(collector, "close", None)
+        if callable(close):
+            stack.callback(close)  # e.g. the filesystem collector's statvfs worker
     gpu: GpuCollector | None = None
     if GPU_COLLECTOR in enabled:
         simulated = settings.gpu.backend == "simulated"

@@ -86,7 +86,7 @@ async def get_node(node: str, services: ServicesDep) -> NodeDetail:
     summary = _summary(view)
     return NodeDetail(
         **summary.model_dump(),
-        host=view.host_facts,
+        host=view.record.host_facts,
         gpus=[
             GpuOut(
                 index=gpu.record.index,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from server.latest.cache import LatestCache, NodeLatest, StalePolicy
 from server.storage.store import GpuRecord, NodeRecord, Store
@@ -22,10 +21,6 @@ class NodeView:
     latest: NodeLatest | None
     gpus: list[GpuView]
     gpu_count: int
-
-    @property
-    def host_facts(self) -> dict[str, Any]:
-        return self.record.host_facts
 
 
 # Latest GPU readings shown in node views: (key in the view, metric, factor to apply).
