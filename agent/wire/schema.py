@@ -27,6 +27,8 @@ MAX_LABELS_PER_SAMPLE = 32
 MAX_SAMPLES_PER_FAMILY = 20_000
 MAX_FAMILIES_PER_BATCH = 5_000
 MAX_GPUS_PER_NODE = 64
+MAX_EVENTS_PER_BATCH = 1_000
+MAX_JOB_USAGES_PER_BATCH = 4_096
 
 # Labels an agent may not set on a sample: the server attaches node identity itself.
 RESERVED_LABELS = frozenset({"instance", "job"})
@@ -114,6 +116,10 @@ class GpuFacts(_Wire):
     serial: ShortText | None = None
     vbios_version: ShortText | None = None
     memory_total_bytes: Annotated[int, Field(ge=0)] | None = None
+    unsupported: Annotated[list[ShortText], Field(max_length=256)] = Field(
+        default_factory=list,
+        description="Readings the start-up capability probe found unsupported on this GPU.",
+    )
 
 
 class Inventory(_Wire):
@@ -128,6 +134,50 @@ class Inventory(_Wire):
         default="",
         description="Why no GPU data flows, when none does (for example: no NVIDIA driver).",
     )
+
+
+class GpuEvent(_Wire):
+    """One health event of one GPU (today: an XID), sent once, in the batch after it happened."""
+
+    time: Annotated[float, Field(gt=0, allow_inf_nan=False)] = Field(
+        description="Wall-clock Unix time the agent saw the event, in seconds."
+    )
+    kind: Literal["xid"] = "xid"
+    source: Literal["nvml", "kmsg"]
+    code: Annotated[int, Field(ge=0, le=65_535)]
+    gpu_index: Annotated[int, Field(ge=0, lt=MAX_GPUS_PER_NODE)] | None = None
+    uuid: ShortText | None = None
+    pci_bus_id: ShortText | None = None
+    pid: Annotated[int, Field(ge=0)] | None = None
+    message: Annotated[str, StringConstraints(max_length=1024)] = ""
+    mnemonic: ShortText = ""
+    severity: Literal["info", "warning", "critical"]
+    action: ShortText = Field(description="Recommended immediate action, e.g. RESET_GPU.")
+
+
+class JobGpuUsage(_Wire):
+    """One job on one GPU: what it used, cumulative since the agent first saw the pairing.
+
+    Counters (``gpu_seconds``, ``energy_joules``, ``idle_seconds``) restart at 0 when the
+    agent restarts; ``since`` says when this run of counting began, so the server can add up
+    increases across restarts.
+    """
+
+    job_id: Annotated[str, StringConstraints(min_length=1, max_length=256)]
+    scheduler: Literal["slurm", "kubernetes", "container", "systemd", "user", "mapping"]
+    user: ShortText = ""
+    step: ShortText = ""
+    gpu_index: Annotated[int, Field(ge=0, lt=MAX_GPUS_PER_NODE)]
+    uuid: ShortText
+    pids: Annotated[list[Annotated[int, Field(ge=0)]], Field(max_length=1024)] = Field(
+        default_factory=list
+    )
+    since: Annotated[float, Field(gt=0, allow_inf_nan=False)]
+    memory_used_bytes: Annotated[int, Field(ge=0)] = 0
+    sm_percent: Annotated[float, Field(ge=0, le=100, allow_inf_nan=False)] | None = None
+    gpu_seconds: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 0.0
+    idle_seconds: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 0.0
+    energy_joules: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 0.0
 
 
 class Batch(_Wire):
@@ -147,6 +197,13 @@ class Batch(_Wire):
         default_factory=list
     )
     inventory: Inventory | None = None
+    events: Annotated[list[GpuEvent], Field(max_length=MAX_EVENTS_PER_BATCH)] = Field(
+        default_factory=list
+    )
+    jobs: Annotated[list[JobGpuUsage], Field(max_length=MAX_JOB_USAGES_PER_BATCH)] = Field(
+        default_factory=list,
+        description="Every job-GPU pairing active this tick (empty when no job uses a GPU).",
+    )
 
     def sample_count(self) -> int:
         return sum(len(family.samples) for family in self.metrics)

@@ -128,6 +128,30 @@ class Utilization:
     memory_percent: int
 
 
+@dataclass(frozen=True, slots=True)
+class GpuProcess:
+    """A process holding a context on the GPU (NVML reports host PIDs, never container PIDs).
+
+    ``used_memory_bytes`` is None where NVML cannot tell (MIG, WDDM).
+    """
+
+    pid: int
+    used_memory_bytes: int | None
+    kind: str = "compute"  # "compute" or "graphics"
+    gpu_instance_id: int | None = None
+    compute_instance_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessUtilization:
+    """One process's share of the GPU over NVML's last sample period, in percent."""
+
+    pid: int
+    sm_percent: int
+    memory_percent: int
+    timestamp_us: int
+
+
 class NvmlBackend(Protocol):
     """What the GPU collector needs from NVML; every method may raise ``NvmlError`` subclasses.
 
@@ -222,4 +246,20 @@ class NvmlBackend(Protocol):
 
     def clocks_event_reasons(self, index: int) -> int:
         """Returns: the bitmask of reasons the clocks are held down (``nvmlClocksEventReason*``)."""
+        ...
+
+    # Processes: cheap (~8 us), read every tick for job attribution.
+
+    def running_processes(self, index: int) -> list[GpuProcess]:
+        """Returns: compute and graphics processes on the GPU, one entry per PID.
+
+        Implementations probe the process-struct layout (the R535 drift) once per session.
+        """
+        ...
+
+    def process_utilization(self, index: int, since_us: int) -> list[ProcessUtilization]:
+        """Returns: per-process utilization samples newer than ``since_us`` (NVML's clock, us).
+
+        NVML answers NotFound when no process ran since then; implementations return [].
+        """
         ...

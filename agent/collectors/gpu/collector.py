@@ -283,9 +283,11 @@ class GpuCollector:
             gpu.lost = False
             _log.info("GPU %d (%s) answers again", gpu.index, gpu.labels["UUID"])
         samples = [self._sample(gpu, GPU_UP, 1.0)]
-        for metric, value in values:
+        for metric, value, extra in values:
             if value is None:
                 _log.debug("GPU %d: dropped out-of-range %s", gpu.index, metric)
+            elif extra:
+                samples.append(Sample(metric, {**gpu.labels, **extra}, value))
             else:
                 samples.append(self._sample(gpu, metric, value))
         return samples

@@ -30,8 +30,14 @@ SM_CLOCK = "DCGM_FI_DEV_SM_CLOCK"
 MEM_CLOCK = "DCGM_FI_DEV_MEM_CLOCK"
 CLOCKS_EVENT_REASONS = "DCGM_FI_DEV_CLOCKS_EVENT_REASONS"
 
-Values = list[tuple[str, float | None]]
-"""(metric name, value in catalog units); a None value failed its range check."""
+Labels = dict[str, str] | None
+Values = list[tuple[str, float | None, Labels]]
+"""(metric name, value in catalog units, extra labels or None); None values failed a range check.
+
+Extra labels are added to the GPU's own (``gpu, UUID, …``): e.g. ``link`` for a per-NVLink
+counter, ``reason`` for one clock-event reason, ``GPU_I_ID``/``GPU_I_PROFILE`` for a MIG
+instance.
+"""
 
 
 def _percent(value: int) -> float | None:
@@ -50,45 +56,58 @@ def _memory_temperature(value: int) -> float | None:
 def _read_utilization(backend: NvmlBackend, index: int) -> Values:
     rates = backend.utilization(index)
     return [
-        (GPU_UTIL, _percent(rates.gpu_percent)),
-        (MEM_COPY_UTIL, _percent(rates.memory_percent)),
+        (GPU_UTIL, _percent(rates.gpu_percent), None),
+        (MEM_COPY_UTIL, _percent(rates.memory_percent), None),
     ]
 
 
 def _read_memory(backend: NvmlBackend, index: int) -> Values:
     memory = backend.memory_info(index)
     values: Values = [
-        (FB_USED, memory.used_bytes / _BYTES_PER_MIB),
-        (FB_FREE, memory.free_bytes / _BYTES_PER_MIB),
+        (FB_USED, memory.used_bytes / _BYTES_PER_MIB, None),
+        (FB_FREE, memory.free_bytes / _BYTES_PER_MIB, None),
     ]
     if memory.reserved_bytes is not None:  # absent with NVML's v1 memory call
-        values.append((FB_RESERVED, memory.reserved_bytes / _BYTES_PER_MIB))
+        values.append((FB_RESERVED, memory.reserved_bytes / _BYTES_PER_MIB, None))
     return values
 
 
 @dataclass(frozen=True)
 class Reading:
-    """One backend call per GPU per tick and the metrics it yields."""
+    """One backend call (or a few that belong together) per GPU and the metrics it yields.
+
+    Attributes:
+        name: stable snake_case name; the capability probe records unsupported readings by it.
+        read: ``(backend, index) -> values``; raises ``NvmlError`` subclasses.
+        period: seconds between reads; 0 reads every tick. Between reads the last values are
+            sent again, so an expensive call (energy ~3 ms, violation status ~0.7 ms, PCIe
+            throughput ~21 ms on an H100) costs its price once per period, not per tick.
+    """
 
     name: str
     read: Callable[[NvmlBackend, int], Values]
+    period: float = 0.0
 
 
 READINGS: tuple[Reading, ...] = (
     Reading("utilization", _read_utilization),
     Reading("memory_info", _read_memory),
-    Reading("power_usage", lambda b, i: [(POWER_USAGE, b.power_usage_mw(i) / 1000)]),
-    Reading("total_energy", lambda b, i: [(TOTAL_ENERGY, float(b.total_energy_mj(i)))]),
-    Reading("temperature", lambda b, i: [(GPU_TEMP, _temperature(b.temperature_c(i)))]),
+    Reading("power_usage", lambda b, i: [(POWER_USAGE, b.power_usage_mw(i) / 1000, None)]),
+    Reading(
+        "total_energy",
+        lambda b, i: [(TOTAL_ENERGY, float(b.total_energy_mj(i)), None)],
+        period=5.0,
+    ),
+    Reading("temperature", lambda b, i: [(GPU_TEMP, _temperature(b.temperature_c(i)), None)]),
     Reading(
         "memory_temperature",
-        lambda b, i: [(MEMORY_TEMP, _memory_temperature(b.memory_temperature_c(i)))],
+        lambda b, i: [(MEMORY_TEMP, _memory_temperature(b.memory_temperature_c(i)), None)],
     ),
-    Reading("sm_clock", lambda b, i: [(SM_CLOCK, float(b.clock_mhz(i, Clock.SM)))]),
-    Reading("mem_clock", lambda b, i: [(MEM_CLOCK, float(b.clock_mhz(i, Clock.MEM)))]),
+    Reading("sm_clock", lambda b, i: [(SM_CLOCK, float(b.clock_mhz(i, Clock.SM)), None)]),
+    Reading("mem_clock", lambda b, i: [(MEM_CLOCK, float(b.clock_mhz(i, Clock.MEM)), None)]),
     Reading(
         "clocks_event_reasons",
-        lambda b, i: [(CLOCKS_EVENT_REASONS, float(b.clocks_event_reasons(i)))],
+        lambda b, i: [(CLOCKS_EVENT_REASONS, float(b.clocks_event_reasons(i)), None)],
     ),
 )
 
