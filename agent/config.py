@@ -57,7 +57,55 @@ class GpuSettings(_Section):
         "simulated: synthetic GPUs for demos and benchmarks; none: no GPU collection.",
     )
     simulated_count: Annotated[int, Field(ge=1, le=64)] = 8
+    simulated_latency: bool = Field(
+        default=False,
+        description="Make each simulated call take the median cost measured on a real H100 "
+        "(benchmarks).",
+    )
     init_retry_seconds: Annotated[float, Field(gt=0)] = 300.0
+    call_deadline_seconds: Annotated[float, Field(gt=0, le=600)] = Field(
+        default=10.0,
+        description="A GPU whose driver calls have not returned after this long is reported "
+        "unresponsive (dcmon_gpu_driver_unresponsive=1) and not called again until they return.",
+    )
+    tick_budget_seconds: Annotated[float, Field(gt=0, le=60)] = Field(
+        default=0.5,
+        description="The longest a tick waits for the GPUs before sending without the slow ones.",
+    )
+    fatal_xid_fence_seconds: Annotated[float, Field(ge=0)] = Field(
+        default=600.0,
+        description="After a fatal XID (79, 119, 120, ...) no driver calls are made on that GPU "
+        "for this long; it is then probed again.",
+    )
+
+
+class EventSettings(_Section):
+    """Where GPU health events (XIDs) come from."""
+
+    nvml: bool = Field(default=True, description="Wait for NVML's critical-error events.")
+    kmsg_path: Path | None = Field(
+        default=Path("/dev/kmsg"),
+        description="The kernel log, for the XIDs NVML does not report (79, 119, 120). "
+        "Unset to skip it.",
+    )
+
+
+class JobSettings(_Section):
+    """How GPU processes are attributed to jobs."""
+
+    mapping_dir: Path | None = Field(
+        default=None,
+        description="A directory with one file per GPU index (or GPU.MIG) listing the job ids "
+        "running there, as written by scheduler prolog/epilog scripts (dcgm-exporter's HPC "
+        "job-mapping layout).",
+    )
+
+
+class PowerSettings(_Section):
+    """Node power from the BMC."""
+
+    ipmi_period_seconds: Annotated[float, Field(ge=5)] = 30.0
+    ipmi_timeout_seconds: Annotated[float, Field(gt=0, le=120)] = 10.0
 
 
 class HostSettings(_Section):
@@ -131,6 +179,9 @@ class AgentSettings(BaseSettings):
     host: HostSettings = Field(default_factory=HostSettings)
     collectors: CollectorSettings = Field(default_factory=CollectorSettings)
     transport: TransportSettings = Field(default_factory=TransportSettings)
+    events: EventSettings = Field(default_factory=EventSettings)
+    jobs: JobSettings = Field(default_factory=JobSettings)
+    power: PowerSettings = Field(default_factory=PowerSettings)
 
     @field_validator("labels")
     @classmethod

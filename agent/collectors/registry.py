@@ -16,6 +16,7 @@ from agent.config import AgentSettings, ConfigError
 
 GPU_COLLECTOR = "gpu"
 AGENT_COLLECTOR = "agent"
+JOBS_COLLECTOR = "jobs"
 
 
 @dataclass(frozen=True)
@@ -73,10 +74,17 @@ def build_collectors(settings: AgentSettings, hostname: str, stack: ExitStack) -
     if GPU_COLLECTOR in enabled:
         simulated = settings.gpu.backend == "simulated"
         backend = open_backend(
-            "simulated" if simulated else "nvml", simulated_count=settings.gpu.simulated_count
+            "simulated" if simulated else "nvml",
+            simulated_count=settings.gpu.simulated_count,
+            simulated_latency=settings.gpu.simulated_latency,
         )
         gpu = GpuCollector(
-            backend, hostname=hostname, init_retry_seconds=settings.gpu.init_retry_seconds
+            backend,
+            hostname=hostname,
+            init_retry_seconds=settings.gpu.init_retry_seconds,
+            budget_seconds=min(settings.gpu.tick_budget_seconds, settings.interval_seconds / 2),
+            call_deadline_seconds=settings.gpu.call_deadline_seconds,
+            track_processes=JOBS_COLLECTOR in enabled,
         )
         stack.callback(gpu.close)
         collectors.append(gpu)

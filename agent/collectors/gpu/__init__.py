@@ -32,6 +32,7 @@ def open_backend(
     *,
     simulated_count: int = 8,
     simulated_model: str | None = None,
+    simulated_latency: bool = False,
     seed: int = 0,
 ) -> NvmlBackend:
     """Returns: a backend, not yet initialised (the collector calls ``init``).
@@ -40,12 +41,15 @@ def open_backend(
         kind: ``"nvml"`` for the real driver, ``"simulated"`` for synthetic GPUs.
         simulated_count: number of simulated GPUs.
         simulated_model: simulated GPU model (default: NVIDIA H100 80GB HBM3).
+        simulated_latency: make each simulated call take its cost measured on a real H100.
         seed: varies the simulated GPUs' workload and identities.
     """
     if kind == "nvml":
         return PynvmlBackend()
     if kind == "simulated":
-        return SimulatedBackend(simulated_count, model=simulated_model, seed=seed)
+        return SimulatedBackend(
+            simulated_count, model=simulated_model, seed=seed, call_latency=simulated_latency
+        )
     raise ValueError(f"unknown GPU backend {kind!r}; use 'nvml' or 'simulated'")
 
 
