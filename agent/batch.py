@@ -9,17 +9,21 @@ non-finite values and a series emitted twice.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from agent.collectors.base import Sample
 from agent.wire.schema import (
     SCHEMA_VERSION,
     Batch,
     CollectorStatus,
+    GpuEvent,
     Inventory,
+    JobGpuUsage,
     MetricFamily,
     NodeIdentity,
 )
@@ -52,8 +56,15 @@ class BatchBuilder:
         timestamp: float,
         results: Iterable[CollectorResult],
         inventory: Inventory | None,
+        events: Sequence[Any] = (),
+        jobs: Sequence[Any] = (),
     ) -> Batch:
-        """Returns: the batch for one tick."""
+        """Returns: the batch for one tick.
+
+        Args:
+            events: agent-side event records (dataclasses with ``GpuEvent``'s field names).
+            jobs: agent-side job usage records (dataclasses with ``JobGpuUsage``'s fields).
+        """
         families: dict[str, list[tuple[dict[str, str], float]]] = {}
         statuses: list[CollectorStatus] = []
         for result in results:
@@ -83,6 +94,8 @@ class BatchBuilder:
             collectors=statuses,
             metrics=metrics,
             inventory=inventory,
+            events=[GpuEvent.model_construct(**dataclasses.asdict(event)) for event in events],
+            jobs=[JobGpuUsage.model_construct(**dataclasses.asdict(usage)) for usage in jobs],
         )
 
     def _unique(

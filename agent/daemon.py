@@ -11,7 +11,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from agent.batch import BatchBuilder, CollectorResult
 from agent.clock import Clock
@@ -41,6 +42,8 @@ class Agent:
         clock: Clock,
         notifier: Notifier,
         interval_seconds: float,
+        events: Callable[[], Sequence[Any]] | None = None,
+        jobs: Callable[[], Sequence[Any]] | None = None,
     ) -> None:
         self._collectors = list(collectors)
         self._builder = builder
@@ -51,6 +54,8 @@ class Agent:
         self._clock = clock
         self._notifier = notifier
         self._interval = interval_seconds
+        self._events = events
+        self._jobs = jobs
         self._errors: dict[str, str] = {}  # last error per collector: log once, and recovery
         self.last_tick_seconds: float | None = None
 
@@ -64,7 +69,12 @@ class Agent:
         now = self._clock.time()
         results = [self._collect(collector, now) for collector in self._collectors]
         batch = self._builder.build(
-            self._sequence.next(), now, results, self._inventory.due(started)
+            self._sequence.next(),
+            now,
+            results,
+            self._inventory.due(started),
+            events=self._drain("events", self._events),
+            jobs=self._drain("jobs", self._jobs),
         )
         self._spool.append(SpooledBatch(batch.seq, encode_batch(batch), started))
         self._shipper.notify()
@@ -107,6 +117,19 @@ class Agent:
             if stop.wait(step):
                 return
             self._notifier.watchdog()
+
+    def _drain(self, what: str, source: Callable[[], Sequence[Any]] | None) -> Sequence[Any]:
+        """Take this tick's records from a source; a failing source costs only its records."""
+        if source is None:
+            return ()
+        try:
+            return source()
+        except Exception as exc:  # noqa: BLE001 (one broken source must not stop the tick)
+            error = f"{type(exc).__name__}: {exc}"
+            if self._errors.get(what) != error:
+                _log.warning("%s source failed: %s", what, error)
+                self._errors[what] = error
+            return ()
 
     def _collect(self, collector: Collector, now: float) -> CollectorResult:
         started = time.perf_counter()

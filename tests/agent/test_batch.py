@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 
 import pytest
 
 from agent.batch import BatchBuilder, CollectorResult
 from agent.collectors.base import Sample
-from agent.wire.codec import decode_batch, encode_batch
+from agent.wire.codec import WireError, decode_batch, encode_batch
 from tests.factories import identity
 
 
@@ -70,3 +71,53 @@ def test_a_series_emitted_twice_is_kept_once(second: dict[str, str]) -> None:
         ({"cpu": "0", "mode": "idle"}, 1.0),
         ({"cpu": "0", "mode": "user"}, 2.0),
     ]
+
+
+@dataclasses.dataclass(frozen=True)
+class _Event:
+    time: float
+    source: str
+    code: int
+    severity: str
+    action: str
+    kind: str = "xid"
+    gpu_index: int | None = 3
+    uuid: str | None = "GPU-3"
+    pci_bus_id: str | None = "00000000:65:00.0"
+    pid: int | None = None
+    message: str = "GPU has fallen off the bus"
+    mnemonic: str = "GPU_HAS_FALLEN_OFF_THE_BUS"
+
+
+@dataclasses.dataclass(frozen=True)
+class _Usage:
+    job_id: str
+    scheduler: str
+    gpu_index: int
+    uuid: str
+    since: float
+    user: str = "alice"
+    step: str = "0"
+    pids: list[int] = dataclasses.field(default_factory=lambda: [4242])
+    memory_used_bytes: int = 1 << 30
+    sm_percent: float | None = 87.0
+    gpu_seconds: float = 20.0
+    idle_seconds: float = 0.0
+    energy_joules: float = 9000.5
+
+
+def test_events_and_job_usage_travel_and_pass_the_strict_schema() -> None:
+    event = _Event(1_800_000_000.0, "kmsg", 79, "critical", "RESTART_BM")
+    usage = _Usage("123", "slurm", 3, "GPU-3", 1_799_999_000.0)
+    batch = _builder().build(7, 1_800_000_000.0, [], None, events=[event], jobs=[usage])
+    decoded = decode_batch(encode_batch(batch), "gzip", 1 << 24)  # the server's strict validation
+    assert decoded.events[0].code == 79
+    assert decoded.events[0].pci_bus_id == "00000000:65:00.0"
+    assert decoded.jobs[0].model_dump() == dataclasses.asdict(usage)
+
+
+def test_a_bad_job_record_is_refused_by_the_server_schema() -> None:
+    usage = _Usage("123", "pbs", 3, "GPU-3", 1_799_999_000.0)  # not a known scheduler
+    batch = _builder().build(7, 1_800_000_000.0, [], None, jobs=[usage])
+    with pytest.raises(WireError):
+        decode_batch(encode_batch(batch), "gzip", 1 << 24)
