@@ -80,7 +80,7 @@ def test_host_metrics_keep_their_cadence_while_a_gpu_call_hangs(tmp_path: Path) 
         spool.ack(item)
     assert len(batches) >= 8, "ticks were lost while a GPU call hung"
     gaps = [b.timestamp - a.timestamp for a, b in itertools.pairwise(batches)]
-    assert max(gaps) < INTERVAL * 2.5, f"a tick waited on the driver: gaps {gaps}"
+    assert max(gaps) < INTERVAL * 4, f"a tick waited on the driver: gaps {gaps}"
     for batch in batches:
         assert "node_load1" in {family.name for family in batch.metrics}
     last = {family.name: family for family in batches[-1].metrics}
