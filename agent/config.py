@@ -24,6 +24,7 @@ from pydantic import (
     StringConstraints,
     ValidationError,
     field_validator,
+    model_validator,
 )
 from pydantic_settings import (
     BaseSettings,
@@ -101,13 +102,6 @@ class JobSettings(_Section):
     )
 
 
-class PowerSettings(_Section):
-    """Node power from the BMC."""
-
-    ipmi_period_seconds: Annotated[float, Field(ge=5)] = 30.0
-    ipmi_timeout_seconds: Annotated[float, Field(gt=0, le=120)] = 10.0
-
-
 class HostSettings(_Section):
     """Where the host's kernel interfaces are (a containerised agent mounts them elsewhere)."""
 
@@ -134,6 +128,24 @@ class HostSettings(_Section):
             except re.error as exc:
                 raise ValueError(f"not a valid regular expression: {exc}") from None
         return value
+
+
+class IpmiPowerSettings(_Section):
+    """Node power from the BMC (``ipmi_power``); it runs only where ipmitool and a BMC exist."""
+
+    dev_root: Path = Field(default=Path("/dev"), description="Where the BMC device node is.")
+    period_seconds: Annotated[float, Field(ge=5, le=3600)] = 30.0
+    timeout_seconds: Annotated[float, Field(gt=0, le=60)] = 10.0
+    failures_before_backoff: Annotated[int, Field(ge=1, le=100)] = 3
+    backoff_seconds: Annotated[float, Field(ge=60, le=86400)] = 3600.0
+
+    @model_validator(mode="after")
+    def _consistent(self) -> IpmiPowerSettings:
+        if self.timeout_seconds > self.period_seconds:
+            raise ValueError("timeout_seconds must not exceed period_seconds")
+        if self.backoff_seconds < self.period_seconds:
+            raise ValueError("backoff_seconds must be at least period_seconds")
+        return self
 
 
 class CollectorSettings(_Section):
@@ -181,7 +193,7 @@ class AgentSettings(BaseSettings):
     transport: TransportSettings = Field(default_factory=TransportSettings)
     events: EventSettings = Field(default_factory=EventSettings)
     jobs: JobSettings = Field(default_factory=JobSettings)
-    power: PowerSettings = Field(default_factory=PowerSettings)
+    ipmi_power: IpmiPowerSettings = Field(default_factory=IpmiPowerSettings)
 
     @field_validator("labels")
     @classmethod

@@ -12,11 +12,13 @@ from dataclasses import dataclass
 from agent.collectors.base import Collector, HostPaths
 from agent.collectors.gpu import GpuCollector, open_backend
 from agent.collectors.host import HOST_COLLECTORS, HostOptions, build_host_collectors
+from agent.collectors.power import IpmiPowerCollector, IpmiPowerOptions
 from agent.config import AgentSettings, ConfigError
 
 GPU_COLLECTOR = "gpu"
 AGENT_COLLECTOR = "agent"
 JOBS_COLLECTOR = "jobs"
+IPMI_POWER_COLLECTOR = "ipmi_power"
 
 
 @dataclass(frozen=True)
@@ -29,6 +31,7 @@ class BuiltCollectors:
 def known_collectors() -> dict[str, bool]:
     """Returns: collector name -> enabled by default."""
     known = {name: factory.default_enabled for name, factory in HOST_COLLECTORS.items()}
+    known[IPMI_POWER_COLLECTOR] = True
     known[GPU_COLLECTOR] = True
     known[AGENT_COLLECTOR] = True
     return known
@@ -70,6 +73,19 @@ def build_collectors(settings: AgentSettings, hostname: str, stack: ExitStack) -
         close = getattr(collector, "close", None)
         if callable(close):
             stack.callback(close)  # e.g. the filesystem collector's statvfs worker
+    if IPMI_POWER_COLLECTOR in enabled:
+        ipmi = settings.ipmi_power
+        power = IpmiPowerCollector(
+            ipmi.dev_root,
+            IpmiPowerOptions(
+                period_seconds=ipmi.period_seconds,
+                timeout_seconds=ipmi.timeout_seconds,
+                failures_before_backoff=ipmi.failures_before_backoff,
+                backoff_seconds=ipmi.backoff_seconds,
+            ),
+        )
+        stack.callback(power.close)  # stops its reading thread
+        collectors.append(power)
     gpu: GpuCollector | None = None
     if GPU_COLLECTOR in enabled:
         simulated = settings.gpu.backend == "simulated"

@@ -33,6 +33,7 @@ from agent.collectors.host.netdev import NetdevCollector
 from agent.collectors.host.options import HostOptions
 from agent.collectors.host.pressure import PressureCollector
 from agent.collectors.host.procstat import StatCollector
+from agent.collectors.host.rapl import RaplCollector
 from agent.collectors.host.uname import UnameCollector
 from agent.collectors.host.vmstat import VmstatCollector
 
@@ -59,6 +60,7 @@ HOST_COLLECTORS: dict[str, HostCollectorFactory] = {
     "netclass": HostCollectorFactory(True, NetclassCollector),
     "pressure": HostCollectorFactory(True, lambda paths, _options: PressureCollector(paths)),
     "hwmon": HostCollectorFactory(True, lambda paths, _options: HwmonCollector(paths)),
+    "rapl": HostCollectorFactory(True, lambda paths, _options: RaplCollector(paths)),
     "time": HostCollectorFactory(True, lambda _paths, _options: TimeCollector()),
     "uname": HostCollectorFactory(True, lambda paths, _options: UnameCollector(paths)),
     "filefd": HostCollectorFactory(True, lambda paths, _options: FilefdCollector(paths)),
