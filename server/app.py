@@ -22,6 +22,8 @@ from agent.wire.catalog import default_catalog
 from server.auth import TokenVerifier
 from server.deps import Services
 from server.errors import install_error_handlers
+from server.events import router as events_router
+from server.events.store import EventStore
 from server.exposition import router as exposition_router
 from server.exposition.render import Renderer
 from server.exposition.self_metrics import ServerMetrics
@@ -29,6 +31,8 @@ from server.health import router as health_router
 from server.history import router as history_router
 from server.ingest import router as ingest_router
 from server.ingest.service import IngestLimits, IngestService
+from server.jobs import router as jobs_router
+from server.jobs.store import JobStore
 from server.latest.cache import LatestCache, NodeLatest, StalePolicy
 from server.nodes import router as nodes_router
 from server.settings import ServerSettings
@@ -55,6 +59,8 @@ def create_app(
         if before != after:
             _log.info("database schema migrated from %s to %s", before or "empty", after)
     store = Store(engine)
+    events = EventStore(engine)
+    jobs = JobStore(engine)
     policy = StalePolicy(
         settings.stale_after_intervals,
         settings.stale_after_min_seconds,
@@ -74,6 +80,8 @@ def create_app(
         settings=settings,
         catalog=catalog,
         store=store,
+        events=events,
+        jobs=jobs,
         latest=latest,
         policy=policy,
         ingest=IngestService(
@@ -114,6 +122,8 @@ def create_app(
         ingest_router,
         nodes_router,
         history_router,
+        events_router,
+        jobs_router,
         exposition_router,
         health_router,
         web_router,

@@ -14,9 +14,11 @@ from fastapi import Depends, Request
 
 from agent.wire.catalog import Catalog
 from server.auth import TokenVerifier
+from server.events.store import EventStore
 from server.exposition.render import Renderer
 from server.exposition.self_metrics import ServerMetrics
 from server.ingest.service import IngestService
+from server.jobs.store import JobStore
 from server.latest.cache import LatestCache, StalePolicy
 from server.settings import ServerSettings
 from server.storage.store import Store
@@ -27,6 +29,8 @@ class Services:
     settings: ServerSettings
     catalog: Catalog
     store: Store
+    events: EventStore
+    jobs: JobStore
     latest: LatestCache
     policy: StalePolicy
     ingest: IngestService

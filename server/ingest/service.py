@@ -1,9 +1,15 @@
 """Ingest: turn a request body into stored samples and an acknowledgement.
 
-Stage: transport -> ingest -> storage and latest. Order matters: decode and validate the whole
-batch first (wire schema, future timestamps, repeated series), then store it in one
-transaction, then update the latest-value cache. A batch refused at any step leaves nothing
-behind. Every refusal is an ``ApiError`` with a 4xx status, a code and the reason.
+Stage: transport -> ingest -> storage, events, jobs and latest. Order matters: decode and
+validate the whole batch first (wire schema, future timestamps, repeated series, repeated
+job-GPU pairings), then store it, then update the latest-value cache. A batch refused at any
+step leaves nothing behind. Every refusal is an ``ApiError`` with a 4xx status, a code and the
+reason.
+
+The batch's GPU events and job usage are written after its samples, in their own transactions.
+Both writes are idempotent (events by content, job counters by their cumulative values), so
+they run for duplicates too: a batch whose samples were committed but whose events or jobs
+were not (a crash in between) is completed when the agent re-sends it.
 """
 
 from __future__ import annotations
@@ -16,7 +22,9 @@ from dataclasses import dataclass
 from agent.wire.codec import WireError, decode_batch
 from agent.wire.schema import Ack, Batch
 from server.errors import ApiError, ProblemDetail
+from server.events.store import write_events
 from server.exposition.self_metrics import ServerMetrics
+from server.jobs.fold import write_usages
 from server.latest.cache import LatestCache, NodeLatest, StalePolicy
 from server.storage.store import Family, Store
 
@@ -75,9 +83,19 @@ class IngestService:
         now = self._clock()
         self._check_time(batch, now)
         self._check_name(batch, now)
+        self._check_events(batch, now)
         families = _families(batch)
         _check_unique_series(families)
-        result = self._store.write_batch(batch, families, received_at=now)
+        _check_unique_pairings(batch)
+        result = self._store.write_batch(
+            batch,
+            families,
+            received_at=now,
+            writers=[
+                lambda conn, node_pk: write_events(conn, node_pk, batch.events),
+                lambda conn, node_pk: write_usages(conn, node_pk, batch.timestamp, batch.jobs),
+            ],
+        )
         if result.duplicate and self._latest.touch(batch.node.node_id, now):
             return Ack(status="duplicate", seq=batch.seq, samples=0)
         self._latest.update(
@@ -106,6 +124,17 @@ class IngestService:
                 f"batch timestamp is {ahead:.0f}s ahead of the server's clock (limit "
                 f"{self._limits.max_future_seconds:.0f}s); check the node's time sync",
             )
+
+    def _check_events(self, batch: Batch, now: float) -> None:
+        for position, event in enumerate(batch.events):
+            ahead = event.time - now
+            if ahead > self._limits.max_future_seconds:
+                raise ApiError(
+                    422,
+                    "timestamp_in_future",
+                    f"events.{position}.time is {ahead:.0f}s ahead of the server's clock",
+                    [ProblemDetail(f"events.{position}.time", "in the future")],
+                )
 
     def _check_name(self, batch: Batch, now: float) -> None:
         """Two live nodes must not share a name: their series would collide on /metrics."""
@@ -151,3 +180,19 @@ def _check_unique_series(families: list[Family]) -> None:
             raise ApiError(
                 422, "invalid_batch", f"metric family {name!r} repeats a series (same labels)"
             )
+
+
+def _check_unique_pairings(batch: Batch) -> None:
+    """One report per (job, scheduler, GPU) and batch: two would be counted as one run twice."""
+    seen: set[tuple[str, str, str]] = set()
+    for position, usage in enumerate(batch.jobs):
+        key = (usage.job_id, usage.scheduler, usage.uuid)
+        if key in seen:
+            raise ApiError(
+                422,
+                "invalid_batch",
+                f"jobs.{position}: job {usage.job_id!r} ({usage.scheduler}) on GPU "
+                f"{usage.uuid!r} is reported twice in the batch",
+                [ProblemDetail(f"jobs.{position}", "repeats a job-GPU pairing")],
+            )
+        seen.add(key)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +26,8 @@ from server.storage.tables import GpuRow, IngestedBatchRow, NodeRow, SampleRow, 
 _log = logging.getLogger(__name__)
 
 Family = tuple[str, Sequence[tuple[Mapping[str, str], float]]]
+BatchWriter = Callable[[Connection, int], object]
+"""Stores one part of a batch inside the batch's transaction: (connection, node pk)."""
 _DELETE_CHUNK = 500
 
 _nodes: Table = NodeRow.__table__  # type: ignore[assignment]
@@ -96,9 +98,18 @@ class Store:
     # -- writes ----------------------------------------------------------------------------
 
     def write_batch(
-        self, batch: Batch, families: Sequence[Family], received_at: float
+        self,
+        batch: Batch,
+        families: Sequence[Family],
+        received_at: float,
+        writers: Sequence[BatchWriter] = (),
     ) -> WriteResult:
-        """Store one batch (its samples at the batch's timestamp) in one transaction."""
+        """Store one batch (its samples at the batch's timestamp) in one transaction.
+
+        Args:
+            writers: more stores' parts of the batch (events, job usage), run inside the same
+                transaction for a batch not seen before, so a batch is stored whole or not at all.
+        """
         ts_ms = round(batch.timestamp * 1000)
         with self._write_lock:
             new_series: dict[tuple[int, str, str], int] = {}
@@ -108,6 +119,8 @@ class Store:
                     return WriteResult(True, 0, node_pk)
                 if batch.inventory is not None:
                     self._upsert_gpus(conn, node_pk, batch.inventory.gpus, received_at)
+                for writer in writers:
+                    writer(conn, node_pk)
                 keys = [
                     (metric, canonical_labels(labels), value)
                     for metric, samples in families

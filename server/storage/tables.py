@@ -102,3 +102,99 @@ class IngestedBatchRow(Base):
     seq: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     batch_ts: Mapped[float] = mapped_column(Float)
     received_at: Mapped[float] = mapped_column(Float, index=True)
+
+
+class GpuEventRow(Base):
+    """GPU health events (XIDs) as the agents report them, each stored once.
+
+    ``event_key`` is a digest of the event's content: a batch re-sent after its idempotency
+    record expired still cannot store an event twice.
+    """
+
+    __tablename__ = "gpu_events"
+    __table_args__ = (
+        UniqueConstraint("node_pk", "event_key"),
+        Index("ix_gpu_events_time", "time"),
+        Index("ix_gpu_events_node_pk_time", "node_pk", "time"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    node_pk: Mapped[int] = mapped_column(ForeignKey("nodes.id", ondelete="CASCADE"))
+    event_key: Mapped[str] = mapped_column(String(64), doc="SHA-256 of the event, hex")
+    time: Mapped[float] = mapped_column(Float, doc="agent time the event was seen")
+    kind: Mapped[str] = mapped_column(String(16))
+    source: Mapped[str] = mapped_column(String(16))
+    code: Mapped[int] = mapped_column(Integer)
+    gpu_index: Mapped[int | None] = mapped_column(Integer)
+    uuid: Mapped[str | None] = mapped_column(String(256))
+    pci_bus_id: Mapped[str | None] = mapped_column(String(256))
+    pid: Mapped[int | None] = mapped_column(BigInteger)
+    message: Mapped[str] = mapped_column(String(1024))
+    mnemonic: Mapped[str] = mapped_column(String(256))
+    severity: Mapped[str] = mapped_column(String(16))
+    action: Mapped[str] = mapped_column(String(256))
+
+
+class JobRow(Base):
+    """One job (job id + scheduler) across all its nodes and GPUs: identity and totals.
+
+    Totals are the sums of the job's ``job_gpus`` rows, kept here so job lists need no
+    aggregation. ``sm_percent_seconds`` is the integral of SM utilization over GPU time (percent
+    x seconds) for the ``sm_seconds`` in which utilization was known; their ratio is the
+    time-weighted average. The running/finished state is derived from ``last_seen`` at read time.
+    """
+
+    __tablename__ = "jobs"
+    __table_args__ = (
+        UniqueConstraint("job_id", "scheduler"),
+        Index("ix_jobs_last_seen", "last_seen"),
+        Index("ix_jobs_user_name", "user_name"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    job_id: Mapped[str] = mapped_column(String(256))
+    scheduler: Mapped[str] = mapped_column(String(32))
+    user_name: Mapped[str] = mapped_column(String(256))
+    first_seen: Mapped[float] = mapped_column(Float, doc="agent time of the first batch")
+    last_seen: Mapped[float] = mapped_column(Float, doc="agent time of the newest batch")
+    gpu_seconds: Mapped[float] = mapped_column(Float)
+    idle_seconds: Mapped[float] = mapped_column(Float)
+    energy_joules: Mapped[float] = mapped_column(Float)
+    sm_percent_seconds: Mapped[float] = mapped_column(Float)
+    sm_seconds: Mapped[float] = mapped_column(Float)
+    peak_memory_bytes: Mapped[int] = mapped_column(BigInteger)
+    peak_sm_percent: Mapped[float | None] = mapped_column(Float)
+
+
+class JobGpuRow(Base):
+    """One job on one GPU of one node: totals, and the agent's current counting run.
+
+    ``run_*`` hold the newest cumulative values of the run that began at ``run_since``; the
+    next report of that run adds only its increase over them.
+    """
+
+    __tablename__ = "job_gpus"
+    __table_args__ = (
+        UniqueConstraint("job_pk", "node_pk", "uuid"),
+        Index("ix_job_gpus_node_pk", "node_pk"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    job_pk: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    node_pk: Mapped[int] = mapped_column(ForeignKey("nodes.id", ondelete="CASCADE"))
+    uuid: Mapped[str] = mapped_column(String(256))
+    gpu_index: Mapped[int] = mapped_column(Integer)
+    step: Mapped[str] = mapped_column(String(256))
+    first_seen: Mapped[float] = mapped_column(Float)
+    last_seen: Mapped[float] = mapped_column(Float)
+    run_since: Mapped[float] = mapped_column(Float)
+    run_gpu_seconds: Mapped[float] = mapped_column(Float)
+    run_idle_seconds: Mapped[float] = mapped_column(Float)
+    run_energy_joules: Mapped[float] = mapped_column(Float)
+    gpu_seconds: Mapped[float] = mapped_column(Float)
+    idle_seconds: Mapped[float] = mapped_column(Float)
+    energy_joules: Mapped[float] = mapped_column(Float)
+    sm_percent_seconds: Mapped[float] = mapped_column(Float)
+    sm_seconds: Mapped[float] = mapped_column(Float)
+    peak_memory_bytes: Mapped[int] = mapped_column(BigInteger)
+    peak_sm_percent: Mapped[float | None] = mapped_column(Float)

@@ -1,0 +1,1 @@
+"""Job accounting: per-job GPU time, energy, utilization and idle allocation; /api/v1/jobs."""
