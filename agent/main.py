@@ -157,6 +157,7 @@ def build(
         clock,
         notifier or Notifier(None, None),
         settings.interval_seconds,
+        events=None if built.events is None else built.events.drain_events,
     )
     return Wiring(agent, shipper, spool)
 

@@ -14,10 +14,13 @@ from agent.collectors.gpu import GpuCollector, open_backend
 from agent.collectors.host import HOST_COLLECTORS, HostOptions, build_host_collectors
 from agent.collectors.power import IpmiPowerCollector, IpmiPowerOptions
 from agent.config import AgentSettings, ConfigError
+from agent.events import EventsCollector, KmsgReader, NvmlEventSource, XidSource, labels_resolver
+from agent.events.model import XidEvent
 
 GPU_COLLECTOR = "gpu"
 AGENT_COLLECTOR = "agent"
 JOBS_COLLECTOR = "jobs"
+EVENTS_COLLECTOR = "events"
 IPMI_POWER_COLLECTOR = "ipmi_power"
 
 
@@ -26,6 +29,7 @@ class BuiltCollectors:
     collectors: list[Collector]
     gpu: GpuCollector | None
     paths: HostPaths
+    events: EventsCollector | None = None
 
 
 def known_collectors() -> dict[str, bool]:
@@ -33,6 +37,7 @@ def known_collectors() -> dict[str, bool]:
     known = {name: factory.default_enabled for name, factory in HOST_COLLECTORS.items()}
     known[IPMI_POWER_COLLECTOR] = True
     known[GPU_COLLECTOR] = True
+    known[EVENTS_COLLECTOR] = True
     known[AGENT_COLLECTOR] = True
     return known
 
@@ -104,7 +109,40 @@ def build_collectors(settings: AgentSettings, hostname: str, stack: ExitStack) -
         )
         stack.callback(gpu.close)
         collectors.append(gpu)
-    return BuiltCollectors(collectors, gpu, paths)
+    events = (
+        _events_collector(settings, hostname, gpu, stack) if EVENTS_COLLECTOR in enabled else None
+    )
+    if events is not None:
+        collectors.append(events)
+    return BuiltCollectors(collectors, gpu, paths, events)
+
+
+def _events_collector(
+    settings: AgentSettings, hostname: str, gpu: GpuCollector | None, stack: ExitStack
+) -> EventsCollector:
+    """XIDs from the kernel log and NVML's event API; a fatal one fences its GPU."""
+    sources: list[XidSource] = []
+    if settings.events.kmsg_path is not None:
+        sources.append(KmsgReader(settings.events.kmsg_path))
+    if gpu is not None and settings.events.nvml and settings.gpu.backend in ("auto", "nvml"):
+        nvml_events = NvmlEventSource(quiet_when_absent=settings.gpu.backend == "auto")
+        nvml_events.start()
+        sources.append(nvml_events)
+    fence_seconds = settings.gpu.fatal_xid_fence_seconds
+
+    def fence(event: XidEvent) -> None:
+        target = event.pci_bus_id or event.gpu_index
+        if gpu is not None and target is not None and fence_seconds > 0:
+            gpu.fence(target, fence_seconds, f"XID {event.code} {event.mnemonic}".strip())
+
+    events = EventsCollector(
+        sources,
+        labels_resolver(gpu.gpu_labels if gpu is not None else list),
+        hostname,
+        on_fatal=fence,
+    )
+    stack.callback(events.close)  # stops the NVML event thread
+    return events
 
 
 def _host_options(settings: AgentSettings) -> HostOptions:

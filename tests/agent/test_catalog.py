@@ -16,7 +16,14 @@ _NON_BASE = re.compile(
 )
 
 
-_DCGM_LABELS = {"UUID", "modelName", "Hostname"}
+_DCGM_LABELS = {
+    "UUID",
+    "modelName",
+    "Hostname",
+    "DCGM_FI_DRIVER_VERSION",
+    "GPU_I_ID",
+    "GPU_I_PROFILE",
+}
 
 
 def test_catalog_loads_and_has_each_area() -> None:

@@ -48,6 +48,7 @@ from agent.collectors.gpu.backend import (
     NvmlUnavailable,
     ProcessUtilization,
 )
+from agent.collectors.gpu.busid import normalise_bus_id
 from agent.collectors.gpu.readings import (
     GPU_UP,
     GPU_UTIL,
@@ -656,22 +657,5 @@ def _cached(gpu: _Gpu, metric: str) -> tuple[float | None, float | None]:
 def _matches(gpu: _Gpu, selector: int | str) -> bool:
     if isinstance(selector, int):
         return gpu.index == selector
-    return bool(gpu.labels["pci_bus_id"]) and normalise_bus_id(gpu.labels["pci_bus_id"]) == (
-        normalise_bus_id(selector)
-    )
-
-
-def normalise_bus_id(bus_id: str) -> str:
-    """Returns: ``domain:bus:device`` in lower case, 4-digit domain, no function.
-
-    NVML writes ``00000000:65:00.0``; the kernel log writes ``0000:65:00``.
-    """
-    text = bus_id.strip().lower().split(".", 1)[0]
-    parts = text.split(":")
-    if len(parts) == 3 and all(parts):
-        domain, bus, device = parts
-        try:
-            return f"{int(domain, 16):04x}:{int(bus, 16):02x}:{int(device, 16):02x}"
-        except ValueError:
-            return text
-    return text
+    ours = normalise_bus_id(gpu.labels["pci_bus_id"])
+    return ours is not None and ours == normalise_bus_id(selector)

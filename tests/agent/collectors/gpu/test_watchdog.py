@@ -16,7 +16,7 @@ import pytest
 from agent.collectors.base import Sample
 from agent.collectors.gpu import GpuCollector
 from agent.collectors.gpu.backend import NvmlTimeout, Utilization
-from agent.collectors.gpu.collector import normalise_bus_id
+from agent.collectors.gpu.busid import normalise_bus_id
 from agent.collectors.gpu.scripted import ScriptedBackend
 from tests.fakes.nvml import HOSTNAME, bus_id, healthy_h100_node
 
@@ -168,16 +168,18 @@ def test_fence_by_index() -> None:
 @pytest.mark.parametrize(
     ("spelling", "expected"),
     [
-        ("00000000:2A:00.0", "0000:2a:00"),
-        ("0000:2a:00", "0000:2a:00"),
-        ("0000:2A:00.1", "0000:2a:00"),
-        ("garbage", "garbage"),
-        ("zz:yy:xx", "zz:yy:xx"),
+        ("00000000:2A:00.0", "00000000:2A:00.0"),
+        ("0000:2a:00", "00000000:2A:00.0"),
+        ("0000:2A:00.1", "00000000:2A:00.1"),
+        ("garbage", None),
+        ("zz:yy:xx", None),
     ],
 )
-def test_bus_ids_match_across_nvml_and_kernel_spellings(spelling: str, expected: str) -> None:
+def test_bus_ids_match_across_nvml_and_kernel_spellings(
+    spelling: str, expected: str | None
+) -> None:
     assert normalise_bus_id(spelling) == expected
-    assert normalise_bus_id(bus_id(1)) == "0000:2a:00"
+    assert normalise_bus_id(bus_id(1)) == "00000000:2A:00.0"
 
 
 def test_snapshots_carry_what_job_attribution_needs() -> None:
