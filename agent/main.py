@@ -158,6 +158,7 @@ def build(
         notifier or Notifier(None, None),
         settings.interval_seconds,
         events=None if built.events is None else built.events.drain_events,
+        jobs=None if built.jobs is None else built.jobs.usage,
     )
     return Wiring(agent, shipper, spool)
 

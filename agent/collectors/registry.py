@@ -16,6 +16,7 @@ from agent.collectors.power import IpmiPowerCollector, IpmiPowerOptions
 from agent.config import AgentSettings, ConfigError
 from agent.events import EventsCollector, KmsgReader, NvmlEventSource, XidSource, labels_resolver
 from agent.events.model import XidEvent
+from agent.jobs import JobsCollector
 
 GPU_COLLECTOR = "gpu"
 AGENT_COLLECTOR = "agent"
@@ -30,6 +31,7 @@ class BuiltCollectors:
     gpu: GpuCollector | None
     paths: HostPaths
     events: EventsCollector | None = None
+    jobs: JobsCollector | None = None
 
 
 def known_collectors() -> dict[str, bool]:
@@ -38,6 +40,7 @@ def known_collectors() -> dict[str, bool]:
     known[IPMI_POWER_COLLECTOR] = True
     known[GPU_COLLECTOR] = True
     known[EVENTS_COLLECTOR] = True
+    known[JOBS_COLLECTOR] = True
     known[AGENT_COLLECTOR] = True
     return known
 
@@ -60,6 +63,8 @@ def enabled_collectors(settings: AgentSettings) -> set[str]:
     enabled -= set(settings.collectors.disabled)
     if settings.gpu.backend == "none":
         enabled.discard(GPU_COLLECTOR)
+    if GPU_COLLECTOR not in enabled:
+        enabled.discard(JOBS_COLLECTOR)  # jobs are attributed from the GPUs' process lists
     return enabled
 
 
@@ -109,12 +114,16 @@ def build_collectors(settings: AgentSettings, hostname: str, stack: ExitStack) -
         )
         stack.callback(gpu.close)
         collectors.append(gpu)
+    jobs: JobsCollector | None = None
+    if gpu is not None and JOBS_COLLECTOR in enabled:
+        jobs = JobsCollector.on_host(paths, gpu.snapshots, hostname, settings.jobs.mapping_dir)
+        collectors.append(jobs)  # after the GPU collector, so it sees this tick's snapshots
     events = (
         _events_collector(settings, hostname, gpu, stack) if EVENTS_COLLECTOR in enabled else None
     )
     if events is not None:
         collectors.append(events)
-    return BuiltCollectors(collectors, gpu, paths, events)
+    return BuiltCollectors(collectors, gpu, paths, events, jobs)
 
 
 def _events_collector(
