@@ -216,8 +216,6 @@ def setup_logging(level: str) -> None:
     if not under_journal:
         fmt = "%(asctime)s " + fmt
     logging.basicConfig(level=level, format=fmt, stream=sys.stderr, force=True)
-    logging.getLogger("httpx").setLevel(logging.WARNING)
-    logging.getLogger("httpcore").setLevel(logging.WARNING)
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:

@@ -1,15 +1,34 @@
 """HTTP transport: POST the gzip JSON batch to the server's ingest endpoint.
 
-Maps httpx's exceptions and the server's status codes to ``RetryableError`` / ``RejectedError``
-here, once. The token travels as a bearer token and is never logged.
+Stage: spool -> transport -> server ingest. Built on the standard library's ``http.client`` so the
+agent carries no HTTP client package (importing one cost more resident memory than the rest of the
+transport path). One keep-alive connection is reused from batch to batch; it is reopened when the
+server has closed it or when a send fails.
+
+Network failures and the server's status codes are mapped to ``RetryableError`` /
+``RejectedError`` here, once:
+
+- 2xx with a valid ack: delivered;
+- 408, 425, 429, 5xx gateway/availability codes: retryable, honouring ``Retry-After``;
+- 401, 403, 409 (this node's token or name refused): retryable, so the backlog flows once an
+  operator fixes them;
+- any other status: the batch itself is refused, for good;
+- connection refused or reset, TLS failure, timeout: retryable.
+
+The token travels as a bearer token and is never logged.
 """
 
 from __future__ import annotations
 
 import email.utils
+import http.client
+import json
+import select
+import socket
+import ssl
 import time
+from urllib.parse import urlsplit
 
-import httpx
 from pydantic import ValidationError
 
 from agent import __version__
@@ -18,49 +37,85 @@ from agent.wire.codec import CONTENT_ENCODING, CONTENT_TYPE
 from agent.wire.schema import Ack
 
 INGEST_PATH = "/api/v1/ingest"
+CONNECT_TIMEOUT_MAX_SECONDS = 5.0
+# An ack is a few dozen bytes and an error a few hundred; anything past this is not read.
+MAX_RESPONSE_BYTES = 64 * 1024
 _RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 # Refusals of this agent's identity (token, node name), not of the batch: keep the data and
 # retry, so the backlog flows once an operator fixes the token or the name.
 _IDENTITY_STATUS = frozenset({401, 403, 409})
+# Failures that mean "the server had already closed the idle connection we reused".
+_STALE_CONNECTION_ERRORS = (
+    http.client.RemoteDisconnected,
+    http.client.BadStatusLine,
+    ConnectionResetError,
+    BrokenPipeError,
+)
+
+
+class _Response:
+    """What is kept of one HTTP response: status, headers and (bounded) body."""
+
+    def __init__(self, status: int, headers: http.client.HTTPMessage, body: bytes) -> None:
+        self.status = status
+        self.headers = headers
+        self.body = body
+
+    @property
+    def text(self) -> str:
+        return self.body.decode("utf-8", errors="replace")
 
 
 class HttpTransport:
-    """Sends batches over one keep-alive HTTP client."""
+    """Sends batches over one keep-alive HTTP or HTTPS connection."""
 
     def __init__(
         self,
         server_url: str,
         token: str | None,
         timeout_seconds: float,
-        http_transport: httpx.BaseTransport | None = None,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
-        """``http_transport`` replaces the network (tests pass ``httpx.MockTransport``)."""
-        headers = {
+        """Args:
+        server_url: ``http://host[:port][/prefix]`` or ``https://...``.
+        token: the node's ingest token, sent as ``Authorization: Bearer``.
+        timeout_seconds: the read timeout; connecting (and the TLS handshake) gets at most
+            5 s of it.
+        ssl_context: for ``https``: trust settings (default: the system's CA store, with
+            certificate and host name verification).
+
+        Raises:
+            ValueError: the URL is not an http(s) URL with a host.
+        """
+        parts = urlsplit(server_url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"server URL {server_url!r} is not http(s)://host[:port][/path]")
+        self._url = server_url.rstrip("/") + INGEST_PATH
+        self._path = parts.path.rstrip("/") + INGEST_PATH
+        self._host = parts.hostname
+        self._port = parts.port  # None: the scheme's default
+        self._tls = parts.scheme == "https"
+        self._ssl_context = ssl_context
+        if self._tls and self._ssl_context is None:
+            self._ssl_context = ssl.create_default_context()
+        self._read_timeout = timeout_seconds
+        self._connect_timeout = min(CONNECT_TIMEOUT_MAX_SECONDS, timeout_seconds)
+        self._headers = {
             "Content-Type": CONTENT_TYPE,
             "Content-Encoding": CONTENT_ENCODING,
+            "Accept": "application/json",
             "User-Agent": f"dcmon-agent/{__version__}",
         }
         if token:
-            headers["Authorization"] = f"Bearer {token}"
-        self._url = server_url.rstrip("/") + INGEST_PATH
-        self._client = httpx.Client(
-            headers=headers,
-            timeout=httpx.Timeout(timeout_seconds, connect=min(5.0, timeout_seconds)),
-            follow_redirects=False,
-            transport=http_transport,
-        )
+            self._headers["Authorization"] = f"Bearer {token}"
+        self._connection: http.client.HTTPConnection | None = None
 
     def send(self, payload: bytes) -> Ack:
-        try:
-            response = self._client.post(self._url, content=payload)
-        except httpx.TimeoutException as exc:
-            raise RetryableError(f"timed out talking to {self._url}: {exc}") from exc
-        except httpx.HTTPError as exc:
-            raise RetryableError(f"cannot reach {self._url}: {exc}") from exc
-        status = response.status_code
+        response = self._post(payload)
+        status = response.status
         if 200 <= status < 300:
             try:
-                return Ack.model_validate_json(response.content)
+                return Ack.model_validate_json(response.body)
             except ValidationError as exc:
                 raise RetryableError(f"server answered {status} without a valid ack") from exc
         code, message = _error_of(response)
@@ -73,20 +128,95 @@ class HttpTransport:
         raise RejectedError(f"server refused the batch ({status} {code}): {message}", status, code)
 
     def close(self) -> None:
-        self._client.close()
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+
+    def _post(self, payload: bytes) -> _Response:
+        """One POST; a reused connection the server closed meanwhile is reopened once.
+
+        Sending a batch twice is safe: the server ignores a ``(node, seq)`` it already has.
+        """
+        reused = self._connection is not None
+        try:
+            try:
+                return self._exchange(payload)
+            except _STALE_CONNECTION_ERRORS:
+                self.close()
+                if not reused:
+                    raise
+                return self._exchange(payload)
+        except TimeoutError as exc:
+            self.close()
+            raise RetryableError(f"timed out talking to {self._url}: {_describe(exc)}") from exc
+        except (OSError, http.client.HTTPException) as exc:
+            self.close()
+            raise RetryableError(f"cannot reach {self._url}: {_describe(exc)}") from exc
+
+    def _exchange(self, payload: bytes) -> _Response:
+        connection = self._connect()
+        connection.request("POST", self._path, body=payload, headers=self._headers)
+        response = connection.getresponse()
+        body = response.read(MAX_RESPONSE_BYTES)
+        if response.will_close or not response.isclosed():
+            # The server closes (or the body was too long to read in full): start afresh next time.
+            self.close()
+        return _Response(response.status, response.headers, body)
+
+    def _connect(self) -> http.client.HTTPConnection:
+        """Returns: the open connection, or a new one if there is none or the server closed it."""
+        connection = self._connection
+        if connection is not None and connection.sock is not None and _still_open(connection.sock):
+            return connection
+        self.close()
+        if self._tls:
+            connection = http.client.HTTPSConnection(
+                self._host, self._port, timeout=self._connect_timeout, context=self._ssl_context
+            )
+        else:
+            connection = http.client.HTTPConnection(
+                self._host, self._port, timeout=self._connect_timeout
+            )
+        self._connection = connection
+        connection.connect()
+        if connection.sock is not None:
+            connection.sock.settimeout(self._read_timeout)
+        return connection
 
 
-def _error_of(response: httpx.Response) -> tuple[str, str]:
+def _still_open(sock: socket.socket) -> bool:
+    """Returns: False when an idle keep-alive socket was closed by the server.
+
+    An idle connection has nothing to read; readable means end-of-file (the server closed it)
+    or stray bytes, and either way it cannot carry the next request.
+    """
+    poller = select.poll()
+    try:
+        poller.register(sock, select.POLLIN)
+        return not poller.poll(0)
+    except (OSError, ValueError):
+        return False
+
+
+def _describe(exc: BaseException) -> str:
+    """Returns: the exception as a short phrase (some stdlib errors have an empty message)."""
+    text = str(exc)
+    return text if text else type(exc).__name__
+
+
+def _error_of(response: _Response) -> tuple[str, str]:
     """Returns: (code, message) from the server's JSON error body, or the raw text."""
     try:
-        body = response.json()
-        error = body.get("error", {}) if isinstance(body, dict) else {}
-        return str(error.get("code", "")), str(error.get("message", "")) or response.text[:300]
+        body = json.loads(response.body)
     except ValueError:
         return "", response.text[:300]
+    error = body.get("error", {}) if isinstance(body, dict) else {}
+    if not isinstance(error, dict):
+        error = {}
+    return str(error.get("code", "")), str(error.get("message", "")) or response.text[:300]
 
 
-def _retry_after(response: httpx.Response) -> float | None:
+def _retry_after(response: _Response) -> float | None:
     """Returns: the Retry-After header in seconds (delta or HTTP date), if present and sane."""
     value = response.headers.get("Retry-After")
     if not value:
