@@ -22,7 +22,7 @@ from agent.wire.schema import SCHEMA_VERSION, Batch
 
 CONTENT_TYPE = "application/json"
 CONTENT_ENCODING = "gzip"
-_GZIP_LEVEL = 5
+_GZIP_LEVEL = 3  # ~3x cheaper than 5 for ~20 % more bytes: agents run on busy GPU nodes
 _MAX_PROBLEMS = 20
 
 
