@@ -25,7 +25,6 @@ from agent.jobs import JobsCollector
 from tests.factories import identity
 from tests.fakes.nvml import h100
 from tests.server.conftest import START, FakeClock, push
-from tests.server.conftest import client, clock, make_app  # noqa: F401 (fixtures)
 
 SLURM_TREE = Path(__file__).parent.parent / "data" / "jobs" / "slurm-v2"
 JOB_PID = 41102  # job 3385, step batch, in the recorded tree
