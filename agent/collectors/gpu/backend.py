@@ -20,14 +20,16 @@ Exception hierarchy (every backend raises only these; foreign errors are mapped 
      ├── NvmlNotFound           nothing to report (e.g. no process samples since a timestamp)
      └── NvmlTimeout            the driver gave up waiting
 
-The protocol is index-based and method-per-reading so that later readings (ECC, remapped rows,
-PCIe, NVLink, violation counters, processes, events, GPM, batched field values) are added as
-new methods and new records here without changing the existing ones.
+The protocol is index-based and method-per-reading: one method answers one NVML question, and
+a new reading is a new method and record here. Counters that NVML exposes as field ids (ECC
+totals, violation times, retired pages, NVLink counters, the recovery action) go through one
+batched method, ``field_values``, whose entries fail one by one as NVML's do.
 """
 
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -126,6 +128,125 @@ class Utilization:
 
     gpu_percent: int
     memory_percent: int
+
+
+class FieldId(enum.IntEnum):
+    """NVML field ids (``NVML_FI_DEV_*`` in nvml.h; part of NVML's ABI) read through
+    ``field_values``. Scope 0 unless noted; NVLink fields take the link as scope."""
+
+    ECC_CURRENT = 1
+    ECC_PENDING = 2
+    ECC_SBE_VOL_TOTAL = 3
+    ECC_DBE_VOL_TOTAL = 4
+    ECC_SBE_AGG_TOTAL = 5
+    ECC_DBE_AGG_TOTAL = 6
+    RETIRED_SBE = 29
+    RETIRED_DBE = 30
+    RETIRED_PENDING = 31
+    NVLINK_CRC_FLIT_ERROR_COUNT = 38  # scope: link
+    NVLINK_CRC_DATA_ERROR_COUNT = 45  # scope: link
+    NVLINK_REPLAY_ERROR_COUNT = 52  # scope: link
+    NVLINK_RECOVERY_ERROR_COUNT = 59  # scope: link
+    PERF_POLICY_POWER = 74  # violation time, ns
+    PERF_POLICY_THERMAL = 75
+    PERF_POLICY_SYNC_BOOST = 76
+    PERF_POLICY_BOARD_LIMIT = 77
+    PERF_POLICY_LOW_UTILIZATION = 78
+    PERF_POLICY_RELIABILITY = 79
+    MEMORY_TEMP = 82
+    NVLINK_THROUGHPUT_DATA_TX = 138  # KiB, scope: link
+    NVLINK_THROUGHPUT_DATA_RX = 139  # KiB, scope: link
+    GPU_RECOVERY_ACTION = 230
+
+
+@dataclass(frozen=True, slots=True)
+class FieldValue:
+    """One entry of a batched field read: a value, or the entry's own error (never both).
+
+    NVML checks each entry separately: an unsupported field fails alone while the rest of the
+    batch answers (measured on an H100: NVLink fields NOT_SUPPORTED next to good ones).
+    """
+
+    field: int
+    scope: int
+    value: float | None
+    error: NvmlError | None = None
+
+
+class GpmMetric(enum.IntEnum):
+    """GPM metric ids (``NVML_GPM_METRIC_*``). Utilizations are 0-100; rates are MiB/s."""
+
+    GRAPHICS_UTIL = 1
+    SM_UTIL = 2
+    SM_OCCUPANCY = 3
+    ANY_TENSOR_UTIL = 5
+    DRAM_BW_UTIL = 10
+    FP64_UTIL = 11
+    FP32_UTIL = 12
+    FP16_UTIL = 13
+    PCIE_TX_PER_SEC = 20
+    PCIE_RX_PER_SEC = 21
+    NVLINK_TOTAL_RX_PER_SEC = 60
+    NVLINK_TOTAL_TX_PER_SEC = 61
+
+
+class PcieCounter(enum.Enum):
+    """Direction of ``pcie_throughput_kib_per_s`` (``nvmlPcieUtilCounter_t``)."""
+
+    TX = "tx"
+    RX = "rx"
+
+
+class RecoveryAction(enum.IntEnum):
+    """``NVML_FI_DEV_GET_GPU_RECOVERY_ACTION`` values: what the operator should do."""
+
+    NONE = 0
+    GPU_RESET = 1
+    NODE_REBOOT = 2
+    DRAIN_P2P = 3
+    DRAIN_AND_RESET = 4
+    RECOVER_IMEX_DOMAIN = 5
+    BUS_RESET = 6
+    SYSTEM_REBOOT = 7
+
+
+@dataclass(frozen=True, slots=True)
+class RemappedRows:
+    """Row remapping (Ampere and newer): rows remapped so far, and whether a remap waits for a
+    GPU reset (``pending``) or could not be done (``failure``)."""
+
+    correctable: int
+    uncorrectable: int
+    pending: bool
+    failure: bool
+
+
+@dataclass(frozen=True, slots=True)
+class PcieLink:
+    """PCIe link generation and lane width, as trained now and at most possible."""
+
+    generation: int
+    width: int
+    max_generation: int
+    max_width: int
+
+
+@dataclass(frozen=True, slots=True)
+class MigMode:
+    """MIG mode now, and the mode the GPU takes after its next reset."""
+
+    current: bool
+    pending: bool
+
+
+@dataclass(frozen=True, slots=True)
+class MigInstance:
+    """One MIG GPU instance: its id, its profile as dcgm-exporter names it (``"3g.40gb"``),
+    and its framebuffer (None when NVML cannot tell)."""
+
+    gpu_instance_id: int
+    profile: str
+    memory: MemoryInfo | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -246,6 +367,97 @@ class NvmlBackend(Protocol):
 
     def clocks_event_reasons(self, index: int) -> int:
         """Returns: the bitmask of reasons the clocks are held down (``nvmlClocksEventReason*``)."""
+        ...
+
+    def encoder_utilization_percent(self, index: int) -> int:
+        """Returns: video encoder busy percent over NVML's last sample period."""
+        ...
+
+    def decoder_utilization_percent(self, index: int) -> int:
+        """Returns: video decoder busy percent over NVML's last sample period."""
+        ...
+
+    def supported_clocks_event_reasons(self, index: int) -> int:
+        """Returns: the bitmask of clock-event reasons this GPU can report."""
+        ...
+
+    def field_values(self, index: int, fields: Sequence[tuple[int, int]]) -> list[FieldValue]:
+        """Read several NVML fields in one driver call.
+
+        Args:
+            fields: ``(field id, scope id)`` pairs; scope is the NVLink for link fields, else 0.
+
+        Returns:
+            One entry per requested field, in order; each carries its value or its own error.
+        """
+        ...
+
+    def remapped_rows(self, index: int) -> RemappedRows:
+        """Returns: row-remapping counts and flags (NotSupported before Ampere and on MIG)."""
+        ...
+
+    def pcie_link(self, index: int) -> PcieLink:
+        """Returns: current and maximum PCIe link generation and width (four calls, ~37 us)."""
+        ...
+
+    def pcie_replay_count(self, index: int) -> int:
+        """Returns: PCIe replays since the driver loaded (~0.16 ms per call)."""
+        ...
+
+    def pcie_throughput_kib_per_s(self, index: int, counter: PcieCounter) -> int:
+        """Returns: PCIe traffic in KiB/s over a 20 ms window; the call blocks ~21 ms."""
+        ...
+
+    def nvlink_states(self, index: int) -> list[bool]:
+        """Returns: for each NVLink of the GPU, by link number, whether it is up.
+
+        Raises NotSupported where NVML has no NVLink state (PCIe boards, some VMs).
+        """
+        ...
+
+    def gpm_supported(self, index: int) -> bool:
+        """Returns: whether the GPU offers GPM (GPU performance monitoring, Hopper and newer)."""
+        ...
+
+    def gpm_metrics(
+        self, index: int, metrics: Sequence[GpmMetric], gpu_instance_id: int | None = None
+    ) -> dict[GpmMetric, float]:
+        """Take a GPM sample and compute ``metrics`` since the previous sample of this GPU (or
+        of its MIG GPU instance ``gpu_instance_id``).
+
+        Returns:
+            The metrics NVML could compute, in GPM units (percent 0-100, MiB/s); a metric the
+            GPU lacks is left out.
+
+        Raises:
+            NvmlNotSupported: the GPU has no GPM.
+            NvmlNotFound: this was the first sample since the session started (nothing to
+                compare with yet); the next call answers.
+        """
+        ...
+
+    def default_power_limit_mw(self, index: int) -> int:
+        """Returns: the board's default power limit, in milliwatts."""
+        ...
+
+    def persistence_mode(self, index: int) -> bool:
+        """Returns: whether persistence mode is on."""
+        ...
+
+    def compute_mode(self, index: int) -> int:
+        """Returns: ``nvmlComputeMode_t`` (0 default, 2 prohibited, 3 exclusive process)."""
+        ...
+
+    def mig_mode(self, index: int) -> MigMode:
+        """Returns: current and pending MIG mode (~0.15 ms; NotSupported on non-MIG GPUs)."""
+        ...
+
+    def mig_instances(self, index: int) -> list[MigInstance]:
+        """Returns: the GPU instances of a MIG-enabled GPU, one per GPU instance id."""
+        ...
+
+    def vgpu_license_status(self, index: int) -> int:
+        """Returns: 1 while a vGPU license is held, 0 while not (NotSupported off vGPU)."""
         ...
 
     # Processes: cheap (~8 us), read every tick for job attribution.

@@ -12,20 +12,40 @@ step is equally easy to write:
   a value or an exception (``lambda n: 300_000 if n <= 2 else NvmlGpuLost("fell off")``).
 
 ``sequence(a, b, c)`` is the usual callable: ``a`` on the first call, ``b`` on the second, ``c``
-from then on. ``init`` is a step too (script ``NvmlUnavailable`` for "no driver"), and
-``fail_device`` makes every call of one device raise until cleared (a GPU falling off the bus).
+from then on; ``hang(event)`` blocks the calling thread until the event is set (a driver call
+that does not return, for watchdog tests). ``init`` is a step too (script ``NvmlUnavailable``
+for "no driver"), and ``fail_device`` makes every call of one device raise until cleared (a GPU
+falling off the bus).
 Every call is counted per device, so tests can assert what was, and was not, asked.
 """
 
 from __future__ import annotations
 
 import copy
+import threading
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TypeAlias, TypeVar, cast
 
-from agent.collectors.gpu.backend import Clock, MemoryInfo, NvmlError, Utilization
+from agent.collectors.gpu.backend import (
+    Clock,
+    FieldId,
+    FieldValue,
+    GpmMetric,
+    GpuProcess,
+    MemoryInfo,
+    MigInstance,
+    MigMode,
+    NvmlError,
+    NvmlNotFound,
+    NvmlNotSupported,
+    PcieCounter,
+    PcieLink,
+    ProcessUtilization,
+    RemappedRows,
+    Utilization,
+)
 
 _T = TypeVar("_T")
 
@@ -39,6 +59,42 @@ H100_MEMORY_RESERVED_BYTES = 503_316_480
 H100_POWER_LIMIT_MW = 700_000
 H100_MAX_SM_CLOCK_MHZ = 1980
 H100_MAX_MEM_CLOCK_MHZ = 2619
+H100_PCIE_LINK = PcieLink(generation=5, width=16, max_generation=5, max_width=16)
+H100_SUPPORTED_CLOCKS_EVENT_REASONS = 0x1FF
+
+# Batched field values of the idle H100 (field id, scope) -> value: ECC on, no errors, no
+# violation time, no recovery needed. Retired pages and NVLink fields are absent, so they come
+# back NotSupported, as on the probed H100 SXM VM.
+H100_FIELDS: dict[tuple[int, int], float] = {
+    (FieldId.ECC_CURRENT, 0): 1,
+    (FieldId.ECC_PENDING, 0): 1,
+    (FieldId.ECC_SBE_VOL_TOTAL, 0): 0,
+    (FieldId.ECC_DBE_VOL_TOTAL, 0): 0,
+    (FieldId.ECC_SBE_AGG_TOTAL, 0): 0,
+    (FieldId.ECC_DBE_AGG_TOTAL, 0): 0,
+    (FieldId.PERF_POLICY_POWER, 0): 0,
+    (FieldId.PERF_POLICY_THERMAL, 0): 0,
+    (FieldId.PERF_POLICY_SYNC_BOOST, 0): 0,
+    (FieldId.PERF_POLICY_BOARD_LIMIT, 0): 0,
+    (FieldId.PERF_POLICY_LOW_UTILIZATION, 0): 0,
+    (FieldId.PERF_POLICY_RELIABILITY, 0): 0,
+    (FieldId.MEMORY_TEMP, 0): 46,
+    (FieldId.GPU_RECOVERY_ACTION, 0): 0,
+}
+
+# GPM of an idle Hopper GPU: nothing active, a trickle of PCIe traffic (MiB/s).
+H100_IDLE_GPM: dict[GpmMetric, float] = {
+    GpmMetric.GRAPHICS_UTIL: 0.0,
+    GpmMetric.SM_UTIL: 0.0,
+    GpmMetric.SM_OCCUPANCY: 0.0,
+    GpmMetric.ANY_TENSOR_UTIL: 0.0,
+    GpmMetric.DRAM_BW_UTIL: 0.0,
+    GpmMetric.FP64_UTIL: 0.0,
+    GpmMetric.FP32_UTIL: 0.0,
+    GpmMetric.FP16_UTIL: 0.0,
+    GpmMetric.PCIE_TX_PER_SEC: 0.75,
+    GpmMetric.PCIE_RX_PER_SEC: 1.0,
+}
 
 
 def sequence(*steps: object) -> Callable[[int], object]:
@@ -50,6 +106,22 @@ def sequence(*steps: object) -> Callable[[int], object]:
         return steps[min(count, len(steps)) - 1]
 
     return play
+
+
+def hang(release: threading.Event, then: object = None) -> Callable[[int], object]:
+    """Returns: a step that blocks the caller until ``release`` is set, then plays ``then``
+    (a value or an exception): a driver call that does not return, as after some XIDs."""
+
+    def wait(count: int) -> object:
+        release.wait()
+        return then
+
+    return wait
+
+
+def _first_gpm_sample() -> Callable[[int], object]:
+    """GPM as NVML answers it: nothing on the first sample, idle values from then on."""
+    return sequence(NvmlNotFound("no previous GPM sample to compare with", code=6), H100_IDLE_GPM)
 
 
 def _idle_memory() -> MemoryInfo:
@@ -84,6 +156,37 @@ class DeviceScript:
         default_factory=lambda: {Clock.SM: H100_MAX_SM_CLOCK_MHZ, Clock.MEM: H100_MAX_MEM_CLOCK_MHZ}
     )
     clocks_event_reasons: Step[int] = 0x1
+    supported_clocks_event_reasons: Step[int] = H100_SUPPORTED_CLOCKS_EVENT_REASONS
+    encoder_utilization_percent: Step[int] = 0
+    decoder_utilization_percent: Step[int] = 0
+    fields: dict[tuple[int, int], Step[float]] = field(default_factory=lambda: dict(H100_FIELDS))
+    """Batched field values by (field id, scope); a missing field answers NotSupported."""
+    remapped_rows: Step[RemappedRows] = field(
+        default_factory=lambda: RemappedRows(0, 0, pending=False, failure=False)
+    )
+    pcie_link: Step[PcieLink] = H100_PCIE_LINK
+    pcie_replay_count: Step[int] = 0
+    pcie_throughput_kib_per_s: dict[PcieCounter, Step[int]] = field(
+        default_factory=lambda: {PcieCounter.TX: 768, PcieCounter.RX: 1024}
+    )
+    nvlink_states: Step[list[bool]] = field(
+        default_factory=lambda: NvmlNotSupported("nvmlDeviceGetNvLinkState: Not Supported", code=3)
+    )
+    gpm_supported: Step[bool] = True
+    gpm_metrics: Step[dict[GpmMetric, float]] = field(default_factory=_first_gpm_sample)
+    mig_gpm_metrics: dict[int, Step[dict[GpmMetric, float]]] = field(default_factory=dict)
+    """GPM per MIG GPU instance id."""
+    default_power_limit_mw: Step[int] = H100_POWER_LIMIT_MW
+    persistence_mode: Step[bool] = True
+    compute_mode: Step[int] = 0
+    mig_mode: Step[MigMode] = field(default_factory=lambda: MigMode(current=False, pending=False))
+    mig_instances: Step[list[MigInstance]] = field(default_factory=list)
+    vgpu_license_status: Step[int] = field(
+        default_factory=lambda: NvmlNotSupported("not a licensed vGPU", code=3)
+    )
+    running_processes: Step[list[GpuProcess]] = field(default_factory=list)
+    process_utilization: Step[list[ProcessUtilization]] = field(default_factory=list)
+    """All samples; ``process_utilization(since_us)`` returns those newer than ``since_us``."""
 
 
 class ScriptedBackend:
@@ -209,6 +312,110 @@ class ScriptedBackend:
         step = self._script(index).clocks_event_reasons
         return self._device_step(index, "clocks_event_reasons", step)
 
+    def supported_clocks_event_reasons(self, index: int) -> int:
+        step = self._script(index).supported_clocks_event_reasons
+        return self._device_step(index, "supported_clocks_event_reasons", step)
+
+    def encoder_utilization_percent(self, index: int) -> int:
+        step = self._script(index).encoder_utilization_percent
+        return self._device_step(index, "encoder_utilization_percent", step)
+
+    def decoder_utilization_percent(self, index: int) -> int:
+        step = self._script(index).decoder_utilization_percent
+        return self._device_step(index, "decoder_utilization_percent", step)
+
+    def field_values(self, index: int, fields: Sequence[tuple[int, int]]) -> list[FieldValue]:
+        script = self._script(index)
+        # One driver call (counted, and failing as a whole for a failed device) ...
+        self._device_step(index, "field_values", None)
+        # ... whose entries then answer one by one, each from its own step.
+        values = []
+        for field_id, scope in fields:
+            key = (int(field_id), int(scope))
+            step = script.fields.get(key)
+            if step is None:
+                error = NvmlNotSupported(f"field {key[0]} scope {key[1]}: Not Supported", code=3)
+                values.append(FieldValue(key[0], key[1], None, error))
+                continue
+            try:
+                value = self._step(index, f"field:{key[0]}:{key[1]}", step, timed=False)
+            except NvmlError as exc:
+                values.append(FieldValue(key[0], key[1], None, exc))
+            else:
+                values.append(FieldValue(key[0], key[1], float(value)))
+        return values
+
+    def remapped_rows(self, index: int) -> RemappedRows:
+        return self._device_step(index, "remapped_rows", self._script(index).remapped_rows)
+
+    def pcie_link(self, index: int) -> PcieLink:
+        return self._device_step(index, "pcie_link", self._script(index).pcie_link)
+
+    def pcie_replay_count(self, index: int) -> int:
+        step = self._script(index).pcie_replay_count
+        return self._device_step(index, "pcie_replay_count", step)
+
+    def pcie_throughput_kib_per_s(self, index: int, counter: PcieCounter) -> int:
+        steps = self._script(index).pcie_throughput_kib_per_s
+        step = steps.get(counter, NvmlNotSupported(f"PCIe {counter.value} counter", code=3))
+        return self._device_step(index, f"pcie_throughput_kib_per_s:{counter.value}", step)
+
+    def nvlink_states(self, index: int) -> list[bool]:
+        return self._device_step(index, "nvlink_states", self._script(index).nvlink_states)
+
+    def gpm_supported(self, index: int) -> bool:
+        return self._device_step(index, "gpm_supported", self._script(index).gpm_supported)
+
+    def gpm_metrics(
+        self, index: int, metrics: Sequence[GpmMetric], gpu_instance_id: int | None = None
+    ) -> dict[GpmMetric, float]:
+        script = self._script(index)
+        if not self._device_step(index, "gpm_supported", script.gpm_supported):
+            self._device_step(index, "gpm_metrics", NvmlNotSupported("no GPM", code=3))
+        if gpu_instance_id is None:
+            step = script.gpm_metrics
+            call = "gpm_metrics"
+        else:
+            missing = NvmlError(f"no GPU instance {gpu_instance_id}", code=2)
+            step = script.mig_gpm_metrics.get(gpu_instance_id, missing)
+            call = f"gpm_metrics:{gpu_instance_id}"
+        values = self._device_step(index, call, step)
+        return {metric: values[metric] for metric in metrics if metric in values}
+
+    def default_power_limit_mw(self, index: int) -> int:
+        step = self._script(index).default_power_limit_mw
+        return self._device_step(index, "default_power_limit_mw", step)
+
+    def persistence_mode(self, index: int) -> bool:
+        return self._device_step(index, "persistence_mode", self._script(index).persistence_mode)
+
+    def compute_mode(self, index: int) -> int:
+        return self._device_step(index, "compute_mode", self._script(index).compute_mode)
+
+    def mig_mode(self, index: int) -> MigMode:
+        return self._device_step(index, "mig_mode", self._script(index).mig_mode)
+
+    def mig_instances(self, index: int) -> list[MigInstance]:
+        return self._device_step(index, "mig_instances", self._script(index).mig_instances)
+
+    def vgpu_license_status(self, index: int) -> int:
+        step = self._script(index).vgpu_license_status
+        return self._device_step(index, "vgpu_license_status", step)
+
+    # Processes
+
+    def running_processes(self, index: int) -> list[GpuProcess]:
+        step = self._script(index).running_processes
+        return list(self._device_step(index, "running_processes", step))
+
+    def process_utilization(self, index: int, since_us: int) -> list[ProcessUtilization]:
+        step = self._script(index).process_utilization
+        try:
+            samples = self._device_step(index, "process_utilization", step)
+        except NvmlNotFound:
+            return []
+        return [sample for sample in samples if sample.timestamp_us > since_us]
+
     # Plumbing
 
     def _require_session(self) -> None:
@@ -229,9 +436,9 @@ class ScriptedBackend:
         error = self._device_errors.get(index)
         return self._step(index, call, step if error is None else error)
 
-    def _step(self, index: int | None, call: str, step: Step[_T]) -> _T:
+    def _step(self, index: int | None, call: str, step: Step[_T], *, timed: bool = True) -> _T:
         self.calls[(index, call)] += 1
-        if self._before_call is not None:
+        if timed and self._before_call is not None:
             self._before_call(call)
         outcome: object = step
         if callable(outcome) and not _is_exception_class(outcome):

@@ -13,7 +13,11 @@ The model, per GPU (all of it a pure function of the seed, the GPU index and the
 - energy is the exact integral of that power since the simulated driver load, so it is
   monotonic and consistent with power;
 - temperatures follow the power averaged over the last minute(s);
-- idle phases report the GpuIdle clock-event reason and the idle SM clock.
+- idle phases report the GpuIdle clock-event reason and the idle SM clock;
+- counters that accumulate (power-violation time, NVLink traffic) and GPM's averages are exact
+  integrals of the phases, like energy: GPM answers the mean activity between two of its reads;
+- NVLinks are up on the SXM models (18 on the H100, 12 on the A100), ECC is on and error-free;
+  with ``processes=True`` a busy GPU runs one process that holds the used framebuffer.
 
 Values and limits are those of a real probe of an H100 80GB HBM3 (driver 580.159.04; see
 ``PROBE_MEDIAN_US``), and of the same model read through this collector idle (72 W, 42 C, SM
@@ -32,8 +36,21 @@ import uuid as uuid_module
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from agent.collectors.gpu.backend import Clock, ClocksEventReason, MemoryInfo, Utilization
+from agent.collectors.gpu.backend import (
+    Clock,
+    ClocksEventReason,
+    FieldId,
+    GpmMetric,
+    GpuProcess,
+    MemoryInfo,
+    NvmlNotFound,
+    NvmlNotSupported,
+    PcieCounter,
+    ProcessUtilization,
+    Utilization,
+)
 from agent.collectors.gpu.scripted import (
+    H100_FIELDS,
     H100_MAX_MEM_CLOCK_MHZ,
     H100_MAX_SM_CLOCK_MHZ,
     H100_MEMORY_RESERVED_BYTES,
@@ -42,6 +59,7 @@ from agent.collectors.gpu.scripted import (
     H100_POWER_LIMIT_MW,
     DeviceScript,
     ScriptedBackend,
+    Step,
 )
 
 SIMULATED_DRIVER_VERSION = "580.159.04 (simulated)"
@@ -67,6 +85,15 @@ PROBE_MEDIAN_US: dict[str, float] = {
     "max_clock_mhz:sm": 1377.6865,
     "clocks_event_reasons": 2.017,
     "memory_temperature_c": 147.568,
+    "field_values": 147.568,
+    "remapped_rows": 2.5985,
+    "pcie_link": 37.0475,
+    "pcie_replay_count": 158.5515,
+    "pcie_throughput_kib_per_s:tx": 20892.063,
+    "pcie_throughput_kib_per_s:rx": 20892.063,
+    "mig_mode": 145.2655,
+    "persistence_mode": 5.3745,
+    "running_processes": 8.4795,
 }
 
 
@@ -83,6 +110,8 @@ class GpuSpec:
     idle_sm_clock_mhz: int
     mem_clock_mhz: int
     vbios_version: str
+    nvlinks: int
+    gpm: bool  # Hopper and newer
 
 
 H100_SXM = GpuSpec(
@@ -95,6 +124,8 @@ H100_SXM = GpuSpec(
     idle_sm_clock_mhz=345,
     mem_clock_mhz=H100_MAX_MEM_CLOCK_MHZ,
     vbios_version="96.00.99.00.01",
+    nvlinks=18,
+    gpm=True,
 )
 
 # Not probed: NVIDIA's A100 SXM4 80GB datasheet limits (400 W, 1410 MHz boost, 80 GiB HBM2e).
@@ -108,6 +139,8 @@ A100_SXM_80GB = GpuSpec(
     idle_sm_clock_mhz=210,
     mem_clock_mhz=1593,
     vbios_version="92.00.45.00.01",
+    nvlinks=12,
+    gpm=False,
 )
 
 GPU_SPECS: dict[str, GpuSpec] = {spec.name: spec for spec in (H100_SXM, A100_SXM_80GB)}
@@ -121,12 +154,38 @@ _CAP_FRACTION = 0.98  # power settles just under the enforced limit when capped
 # What a saturating kernel would draw uncapped, as a multiple of the limit: a bf16 GEMM on the
 # H100 sat at the 700 W cap with SM clocks of 1320-1395 MHz (SwPowerCap), which this reproduces.
 _PEAK_DEMAND = 1.6
+_NVLINK_PEAK_KIB_S = 20e6  # per link and direction at full utilization (~20 GB/s)
+_PCIE_PEAK_MIB_S = 4000.0  # host traffic of a busy training step, each direction
+_PROCESS_PID = 41_000  # the simulated workload of GPU i runs as PID 41000 + i
+
+# GPM activity per unit of GPU utilization, by kind of work (tensor-heavy training, lighter
+# inference); DRAM activity follows the memory-controller utilization instead.
+_GPM_SHARE: dict[str, dict[GpmMetric, float]] = {
+    "idle": {},
+    "train": {
+        GpmMetric.GRAPHICS_UTIL: 1.0,
+        GpmMetric.SM_UTIL: 0.9,
+        GpmMetric.SM_OCCUPANCY: 0.45,
+        GpmMetric.ANY_TENSOR_UTIL: 0.7,
+        GpmMetric.FP32_UTIL: 0.08,
+        GpmMetric.FP16_UTIL: 0.05,
+    },
+    "infer": {
+        GpmMetric.GRAPHICS_UTIL: 1.0,
+        GpmMetric.SM_UTIL: 0.75,
+        GpmMetric.SM_OCCUPANCY: 0.3,
+        GpmMetric.ANY_TENSOR_UTIL: 0.4,
+        GpmMetric.FP32_UTIL: 0.12,
+        GpmMetric.FP16_UTIL: 0.1,
+    },
+}
 
 
 @dataclass(frozen=True)
 class _Phase:
     start_s: float  # offset into the cycle
     duration_s: float
+    kind: str  # idle, train or infer
     idle: bool
     gpu_util: float  # percent
     memory_util: float  # percent
@@ -217,6 +276,37 @@ class SimulatedGpu:
         power = self.mean_power_w(t, _MEMORY_TEMP_WINDOW_S)
         return round(43.0 + self._temp_offset_c + 0.032 * power)
 
+    def integral(self, t0: float, t1: float, rate: Callable[[_Phase], float]) -> float:
+        """Returns: the integral over ``[t0, t1]`` of a quantity constant within each phase."""
+        per_cycle = sum(rate(phase) * phase.duration_s for phase in self._phases)
+
+        def position(t: float) -> float:
+            cycles, phase, into = self._locate(t)
+            before = sum(rate(p) * p.duration_s for p in self._phases if p.start_s < phase.start_s)
+            return cycles * per_cycle + before + rate(phase) * into
+
+        return position(t1) - position(t0)
+
+    def power_violation_ns(self, t: float) -> int:
+        """Returns: time held at the power cap since the simulated driver load, in ns."""
+        if t <= self.boot_time_s:
+            return 0
+        return round(self.integral(self.boot_time_s, t, lambda p: float(p.capped)) * 1e9)
+
+    def nvlink_kib(self, t: float) -> int:
+        """Returns: data moved over one NVLink in one direction since the driver load, in KiB."""
+        if t <= self.boot_time_s:
+            return 0
+        return math.floor(self.integral(self.boot_time_s, t, _nvlink_kib_s))
+
+    def gpm(self, t0: float, t1: float) -> dict[GpmMetric, float]:
+        """Returns: GPM's metrics averaged over ``[t0, t1]`` (percent, and MiB/s for rates)."""
+        span = max(t1 - t0, 1e-9)
+        return {
+            metric: self.integral(t0, t1, _gpm_rate(metric, self.spec.nvlinks)) / span
+            for metric in GpmMetric
+        }
+
     # Internals
 
     def _build_phases(self, rng: random.Random) -> tuple[_Phase, ...]:
@@ -258,6 +348,7 @@ class SimulatedGpu:
                 _Phase(
                     start_s=start,
                     duration_s=duration,
+                    kind=kind,
                     idle=kind == "idle",
                     gpu_util=util,
                     memory_util=memory_util,
@@ -298,6 +389,23 @@ class SimulatedGpu:
         return int(cycles), last, last.duration_s
 
 
+def _nvlink_kib_s(phase: _Phase) -> float:
+    """Returns: data rate of one NVLink, one direction, during a phase (training only)."""
+    return _NVLINK_PEAK_KIB_S * phase.gpu_util / 100 * (phase.kind == "train")
+
+
+def _gpm_rate(metric: GpmMetric, nvlinks: int) -> Callable[[_Phase], float]:
+    """Returns: the value GPM reports for ``metric`` during a phase."""
+    if metric == GpmMetric.DRAM_BW_UTIL:
+        return lambda phase: phase.memory_util
+    if metric in (GpmMetric.PCIE_TX_PER_SEC, GpmMetric.PCIE_RX_PER_SEC):
+        return lambda phase: 0.5 + _PCIE_PEAK_MIB_S * phase.gpu_util / 100
+    if metric in (GpmMetric.NVLINK_TOTAL_TX_PER_SEC, GpmMetric.NVLINK_TOTAL_RX_PER_SEC):
+        peak_mib_s = nvlinks * _NVLINK_PEAK_KIB_S / 1024
+        return lambda phase: peak_mib_s * phase.gpu_util / 100 * (phase.kind == "train")
+    return lambda phase: phase.gpu_util * _GPM_SHARE[phase.kind].get(metric, 0.0)
+
+
 def _noise(*keys: int) -> float:
     """Returns: a deterministic pseudo-random number in [-1, 1) for the given integers."""
     digest = hashlib.blake2b(repr(keys).encode(), digest_size=8).digest()
@@ -326,6 +434,7 @@ class SimulatedBackend(ScriptedBackend):
             the clock's reading when the backend is built.
         call_latency: make each call take its median cost from the H100 probe.
         sleep: how to wait for the simulated latency (tests pass a recorder).
+        processes: run one simulated process on each busy GPU (default: no processes).
     """
 
     def __init__(
@@ -338,6 +447,7 @@ class SimulatedBackend(ScriptedBackend):
         boot_time_s: float | None = None,
         call_latency: bool = False,
         sleep: Callable[[float], None] = _pause,
+        processes: bool = False,
     ) -> None:
         if count < 0:
             raise ValueError("count must be >= 0")
@@ -350,6 +460,7 @@ class SimulatedBackend(ScriptedBackend):
         self.clock = clock
         self.gpus = [SimulatedGpu(spec, seed, index, boot) for index in range(count)]
         self._sleep = sleep
+        self._processes = processes
         super().__init__(
             [self._device_script(gpu, seed) for gpu in self.gpus],
             # Shown wherever the driver version is (inventory, dashboard, API), so simulated
@@ -375,6 +486,57 @@ class SimulatedBackend(ScriptedBackend):
                 spec.memory_total_bytes, used, usable - used, spec.memory_reserved_bytes
             )
 
+        def fields() -> dict[tuple[int, int], Step[float]]:
+            table: dict[tuple[int, int], Step[float]] = dict(H100_FIELDS)
+            table[(FieldId.MEMORY_TEMP, 0)] = lambda _: gpu.memory_temperature_c(now())
+            table[(FieldId.PERF_POLICY_POWER, 0)] = lambda _: gpu.power_violation_ns(now())
+            for link in range(spec.nvlinks):
+                for counter in (
+                    FieldId.NVLINK_CRC_FLIT_ERROR_COUNT,
+                    FieldId.NVLINK_CRC_DATA_ERROR_COUNT,
+                    FieldId.NVLINK_REPLAY_ERROR_COUNT,
+                    FieldId.NVLINK_RECOVERY_ERROR_COUNT,
+                ):
+                    table[(counter, link)] = 0
+                table[(FieldId.NVLINK_THROUGHPUT_DATA_TX, link)] = lambda _: gpu.nvlink_kib(now())
+                table[(FieldId.NVLINK_THROUGHPUT_DATA_RX, link)] = lambda _: gpu.nvlink_kib(now())
+            return table
+
+        last_gpm: list[float] = []  # time of the previous GPM sample, as the driver keeps it
+
+        def gpm(_: int) -> object:
+            t = now()
+            if not last_gpm:
+                last_gpm.append(t)
+                return NvmlNotFound("no previous GPM sample to compare with", code=6)
+            previous, last_gpm[0] = last_gpm[0], t
+            return gpu.gpm(previous, t)
+
+        def pcie_kib_s(_: int) -> int:
+            busy = gpu.state(now()).utilization.gpu_percent / 100
+            return round((0.5 + _PCIE_PEAK_MIB_S * busy) * 1024)
+
+        def running(_: int) -> list[GpuProcess]:
+            used = gpu.state(now()).memory_used_bytes
+            if not self._processes or used == 0:
+                return []
+            return [GpuProcess(_PROCESS_PID + index, used)]
+
+        def process_samples(_: int) -> list[ProcessUtilization]:
+            state = gpu.state(now())
+            if not self._processes or state.memory_used_bytes == 0:
+                return []
+            rates = state.utilization
+            stamp = int(now() * 1e6)
+            return [
+                ProcessUtilization(
+                    _PROCESS_PID + index, rates.gpu_percent, rates.memory_percent, stamp
+                )
+            ]
+
+        nvlink: Step[list[bool]] = [True] * spec.nvlinks
+        if not spec.nvlinks:
+            nvlink = NvmlNotSupported("nvmlDeviceGetNvLinkState: Not Supported", code=3)
         return DeviceScript(
             uuid=f"GPU-{identity}",
             pci_bus_id=f"{domain:08X}:{_BUS_NUMBERS[bus]:02X}:00.0",
@@ -395,4 +557,12 @@ class SimulatedBackend(ScriptedBackend):
             },
             max_clocks_mhz={Clock.SM: spec.max_sm_clock_mhz, Clock.MEM: spec.mem_clock_mhz},
             clocks_event_reasons=lambda _: gpu.state(now()).clocks_event_reasons,
+            fields=fields(),
+            pcie_throughput_kib_per_s={PcieCounter.TX: pcie_kib_s, PcieCounter.RX: pcie_kib_s},
+            nvlink_states=nvlink,
+            gpm_supported=spec.gpm,
+            gpm_metrics=gpm,
+            default_power_limit_mw=spec.power_limit_mw,
+            running_processes=running,
+            process_utilization=process_samples,
         )

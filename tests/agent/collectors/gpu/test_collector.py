@@ -126,7 +126,9 @@ def test_healthy_h100_node_reports_every_metric_in_dcgm_units_and_labels() -> No
     assert_conforms(samples, source="gpu")
     assert core(samples) == expected_node(range(8))
     for sample in samples:
-        assert sample.labels == labels(int(sample.labels["gpu"]))
+        own = labels(int(sample.labels["gpu"]))
+        assert {name: sample.labels[name] for name in own} == own
+        assert set(sample.labels) - set(own) <= {"reason", "link", "GPU_I_ID", "GPU_I_PROFILE"}
     assert collector.name == "gpu"
 
 
@@ -289,9 +291,16 @@ def test_gpu_lost_at_start_is_counted_and_identified_when_it_returns() -> None:
     collector, _ = make(backend)
     samples = collector.collect(NOW)
     assert_conforms(samples, source="gpu")
-    assert core(samples) == expected_node(range(2)) | {("dcmon_gpu_up", "2"): 0.0}
+    assert core(samples) == expected_node(range(2)) | {
+        ("dcmon_gpu_up", "2"): 0.0,
+        ("dcmon_gpu_driver_unresponsive", "2"): 0.0,
+    }
     unknown = {"gpu": "2", "UUID": "", "pci_bus_id": "", "device": "", "modelName": ""}
-    assert samples[-1] == Sample("dcmon_gpu_up", unknown | {"Hostname": HOSTNAME}, 0.0)
+    unknown |= {"Hostname": HOSTNAME, "DCGM_FI_DRIVER_VERSION": "580.159.04"}
+    assert samples[-2:] == [
+        Sample("dcmon_gpu_up", unknown, 0.0),
+        Sample("dcmon_gpu_driver_unresponsive", unknown, 0.0),
+    ]
     assert [facts.index for facts in collector.inventory().gpus] == [0, 1]
     backend.fail_device(2, None)
     assert core(collector.collect(NOW)) == expected_node(range(3))

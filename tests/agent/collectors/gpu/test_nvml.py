@@ -11,6 +11,7 @@ import inspect
 import logging
 import subprocess
 import sys
+import threading
 import types
 from collections.abc import Callable
 from typing import Any
@@ -297,8 +298,12 @@ def test_collector_over_the_real_backend() -> None:
         "device": "nvidia0",
         "modelName": "NVIDIA H100 80GB HBM3",
         "Hostname": "node-a1",
+        "DCGM_FI_DRIVER_VERSION": "580.159.04",
     }
-    assert library.count("nvmlDeviceGetFieldValues") == 3  # GPU 0 once, GPU 1 each tick
+    # Memory temperature: GPU 0 once (unsupported), GPU 1 each tick; plus one batch per GPU
+    # for each slower field reading (violations, recovery action, ECC, retired pages) on the
+    # first tick only: their periods have not elapsed at the second.
+    assert library.count("nvmlDeviceGetFieldValues") == 3 + 2 * 4
     collector.close()
     assert library.count("nvmlShutdown") == 1
 
@@ -383,3 +388,34 @@ def test_real_backend_without_a_driver_says_so() -> None:
     collector = GpuCollector(backend, "node-a1")
     assert collector.collect(1.0) == []
     assert collector.inventory().status == "no NVIDIA driver: NVML library not found"
+
+
+def test_a_call_hanging_in_the_driver_does_not_block_calls_on_other_gpus() -> None:
+    """The backend holds no lock around driver calls, so the watchdog can abandon one GPU."""
+    library = FakeNvmlLibrary([FakeGpu(0), FakeGpu(1)])
+    module = library.module()
+    release = threading.Event()
+    entered = threading.Event()
+    original = module.nvmlDeviceGetPowerUsage
+
+    def power(handle: Any) -> int:
+        if handle.index == 0:
+            entered.set()
+            release.wait()
+        return int(original(handle))
+
+    module.nvmlDeviceGetPowerUsage = power
+    backend = PynvmlBackend(module=module)
+    backend.init()
+    stuck = threading.Thread(target=backend.power_usage_mw, args=(0,), daemon=True)
+    stuck.start()
+    try:
+        assert entered.wait(5)
+        done = threading.Event()
+        threading.Thread(
+            target=lambda: (backend.power_usage_mw(1), done.set()), daemon=True
+        ).start()
+        assert done.wait(5), "a hung call on GPU 0 blocked GPU 1"
+    finally:
+        release.set()
+        stuck.join(5)

@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 
 from agent.collectors.gpu.backend import (
     Clock,
+    GpmMetric,
+    MigMode,
     NvmlError,
     NvmlGpuLost,
+    NvmlNotFound,
     NvmlNotSupported,
     NvmlUnavailable,
+    PcieCounter,
 )
-from agent.collectors.gpu.scripted import ScriptedBackend, sequence
-from tests.fakes.nvml import NO_DRIVER, h100
+from agent.collectors.gpu.scripted import ScriptedBackend, hang, sequence
+from tests.fakes.nvml import NO_DRIVER, h100, process_vanishes_between_calls
 
 
 def test_value_step_is_returned_every_time() -> None:
@@ -120,3 +126,85 @@ def test_before_call_hook_sees_each_call_name() -> None:
     backend.utilization(0)
     backend.clock_mhz(0, Clock.MEM)
     assert seen == ["init", "utilization", "clock_mhz:mem"]
+
+
+def test_hang_blocks_until_released_then_answers() -> None:
+    release = threading.Event()
+    backend = ScriptedBackend([h100(0, temperature_c=hang(release, 55))])
+    backend.init()
+    answers: list[int] = []
+    caller = threading.Thread(target=lambda: answers.append(backend.temperature_c(0)))
+    caller.start()
+    caller.join(0.2)
+    assert caller.is_alive() and answers == []
+    assert backend.power_usage_mw(0) == 100_000, "other calls are not blocked"
+    release.set()
+    caller.join(5)
+    assert answers == [55]
+
+
+def test_hang_can_end_in_an_error() -> None:
+    release = threading.Event()
+    release.set()
+    backend = ScriptedBackend([h100(0, power_usage_mw=hang(release, NvmlGpuLost("lost")))])
+    backend.init()
+    with pytest.raises(NvmlGpuLost):
+        backend.power_usage_mw(0)
+
+
+def test_field_values_answer_entry_by_entry_in_one_counted_call() -> None:
+    backend = ScriptedBackend([h100(0)])
+    backend.init()
+    backend.devices[0].fields[(74, 0)] = sequence(5, NvmlGpuLost("lost", code=15))
+    first = backend.field_values(0, [(74, 0), (29, 0), (230, 0)])
+    assert [(e.field, e.value) for e in first] == [(74, 5.0), (29, None), (230, 0.0)]
+    assert isinstance(first[1].error, NvmlNotSupported)
+    second = backend.field_values(0, [(74, 0)])
+    assert isinstance(second[0].error, NvmlGpuLost)
+    assert backend.call_count("field_values", 0) == 2
+    backend.fail_device(0, NvmlGpuLost("GPU is lost", code=15))
+    with pytest.raises(NvmlGpuLost):
+        backend.field_values(0, [(74, 0)])
+
+
+def test_gpm_answers_from_the_second_sample_and_only_what_was_asked() -> None:
+    backend = ScriptedBackend([h100(0)])
+    backend.init()
+    with pytest.raises(NvmlNotFound):
+        backend.gpm_metrics(0, [GpmMetric.SM_UTIL])
+    assert backend.gpm_metrics(0, [GpmMetric.SM_UTIL, GpmMetric.PCIE_TX_PER_SEC]) == {
+        GpmMetric.SM_UTIL: 0.0,
+        GpmMetric.PCIE_TX_PER_SEC: 0.75,
+    }
+    backend.devices[0].gpm_supported = False
+    with pytest.raises(NvmlNotSupported):
+        backend.gpm_metrics(0, [GpmMetric.SM_UTIL])
+
+
+def test_idle_h100_defaults_match_the_probe() -> None:
+    backend = ScriptedBackend([h100(0)])
+    backend.init()
+    with pytest.raises(NvmlNotSupported):
+        backend.nvlink_states(0)
+    with pytest.raises(NvmlNotSupported):
+        backend.vgpu_license_status(0)
+    assert backend.mig_mode(0) == MigMode(current=False, pending=False)
+    assert backend.running_processes(0) == []
+    assert backend.process_utilization(0, 0) == []
+    assert backend.pcie_throughput_kib_per_s(0, PcieCounter.TX) == 768
+
+
+def test_process_vanishes_between_calls() -> None:
+    backend = process_vanishes_between_calls()
+    backend.init()
+    pids = [process.pid for process in backend.running_processes(0)]
+    samples = backend.process_utilization(0, 0)
+    assert pids == [1111, 2222]
+    assert [sample.pid for sample in samples] == [1111]
+    assert backend.process_utilization(0, samples[0].timestamp_us) == []
+
+
+def test_process_utilization_not_found_is_empty() -> None:
+    backend = ScriptedBackend([h100(0, process_utilization=NvmlNotFound("none", code=6))])
+    backend.init()
+    assert backend.process_utilization(0, 0) == []

@@ -17,7 +17,10 @@ from agent.collectors.gpu.simulated import (
     GpuSpec,
     SimulatedBackend,
 )
+from agent.wire.catalog import default_catalog
 from tests.catalog_check import assert_conforms
+
+GPU_METRICS = default_catalog().from_source("gpu")
 
 T0 = 1_760_000_000.0
 
@@ -176,13 +179,30 @@ def test_readings_stay_in_range_and_agree_with_each_other(spec: GpuSpec) -> None
 
 def test_collector_over_a_simulated_node_reports_everything() -> None:
     wall = Wall()
-    collector = GpuCollector(SimulatedBackend(8, clock=wall, seed=1), "sim-node")
+    # The simulated wall clock also paces the readings' periods (energy every 5 s).
+    collector = GpuCollector(SimulatedBackend(8, clock=wall, seed=1), "sim-node", monotonic=wall)
     first = collector.collect(wall.now)
     wall.now += 10
     second = collector.collect(wall.now)
-    for samples in (first, second):
+    # What a simulated DGX H100 does not have: pre-Ampere retired pages, the 20 ms PCIe sample
+    # (GPM gives PCIe rates), vGPU licensing, MIG instances.
+    absent = {
+        "DCGM_FI_DEV_RETIRED_SBE",
+        "DCGM_FI_DEV_RETIRED_DBE",
+        "DCGM_FI_DEV_RETIRED_PENDING",
+        "dcmon_gpu_pcie_tx_bytes_per_second",
+        "dcmon_gpu_pcie_rx_bytes_per_second",
+        "DCGM_FI_DEV_VGPU_LICENSE_STATUS",
+    } | {spec.name for spec in GPU_METRICS if "GPU_I_ID" in spec.labels}
+    gpm = {spec.name for spec in GPU_METRICS if spec.name.startswith("DCGM_FI_PROF_")}
+    expected = {spec.name for spec in GPU_METRICS} - absent
+    for samples, missing in ((first, gpm), (second, set())):  # GPM needs two samples
         assert_conforms(samples, source="gpu")
-        assert len(samples) == 8 * 13
+        for gpu in map(str, range(8)):
+            names = {s.name for s in samples if s.labels["gpu"] == gpu}
+            assert names == expected - missing, f"GPU {gpu}: {sorted(names ^ (expected - missing))}"
+        links = {s.labels["link"] for s in samples if s.name == "dcmon_gpu_nvlink_up"}
+        assert links == {str(link) for link in range(18)}
     energy = "DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION"
     before = {s.labels["gpu"]: s.value for s in first if s.name == energy}
     after = {s.labels["gpu"]: s.value for s in second if s.name == energy}
@@ -208,6 +228,15 @@ def test_call_latency_mode_waits_each_calls_probed_median() -> None:
     backend.minor_number(0)  # not measured: no wait
     assert waits == pytest.approx([3050.054e-6, 1.99e-6, 1.9325e-6])
     assert set(PROBE_MEDIAN_US) <= {
+        "field_values",
+        "remapped_rows",
+        "pcie_link",
+        "pcie_replay_count",
+        "pcie_throughput_kib_per_s:tx",
+        "pcie_throughput_kib_per_s:rx",
+        "mig_mode",
+        "persistence_mode",
+        "running_processes",
         "name",
         "uuid",
         "serial",
