@@ -65,7 +65,7 @@ def test_agent_pushes_and_server_exposes(tmp_path: Path) -> None:
                 labels = _labels(line)
                 assert set(labels) == {
                     "instance", "cluster", "gpu", "UUID", "pci_bus_id", "device",
-                    "modelName", "Hostname",
+                    "modelName", "Hostname", "DCGM_FI_DRIVER_VERSION",
                 }  # fmt: skip
                 assert labels["gpu"] == str(index)
                 assert labels["device"] == f"nvidia{index}"
