@@ -7,8 +7,8 @@ the queue. The thread opens its own NVML session (NVML counts ``nvmlInit`` calls
 independent of the GPU collector's), registers every GPU, and waits until ``stop``.
 
 The pynvml module comes from ``agent.collectors.gpu.nvml.load_pynvml`` (the one importer) or is
-injected, so tests pass a fake module object. Foreign ``NVMLError``s are mapped once, here, to
-the NVML seam's exceptions (``agent.collectors.gpu.backend``).
+injected, so tests pass a fake module object. Foreign ``NVMLError``s are mapped to the NVML
+seam's exceptions by the real backend's own mapping (``map_error``, ``init_error``).
 
 Failure policy: no binding, no driver, or no event API -> one WARNING, source off (the kmsg
 source carries on). A GPU that cannot be registered (lost, not supported) is skipped with one
@@ -34,7 +34,7 @@ from agent.collectors.gpu.backend import (
     NvmlTimeout,
     NvmlUnavailable,
 )
-from agent.collectors.gpu.nvml import load_pynvml
+from agent.collectors.gpu.nvml import init_error, load_pynvml, map_error
 from agent.events.model import XidObservation, normalise_bus_id
 from agent.wire.schema import MAX_GPUS_PER_NODE
 
@@ -43,17 +43,6 @@ _log = logging.getLogger(__name__)
 RECOVERY_ACTION_XID = 154  # the XID the driver logs when the recovery action changes
 
 # nvmlReturn_t values (nvml.h ABI).
-_ERROR_CLASSES: dict[int, type[NvmlError]] = {
-    1: NvmlUnavailable,  # uninitialised
-    3: NvmlNotSupported,
-    9: NvmlUnavailable,  # driver not loaded
-    10: NvmlTimeout,
-    12: NvmlUnavailable,  # library not found
-    13: NvmlFunctionNotFound,
-    15: NvmlGpuLost,
-    16: NvmlGpuLost,  # reset required
-    18: NvmlUnavailable,  # library / kernel module version mismatch
-}
 _NO_INSTANCE = 0xFFFFFFFF  # gpuInstanceId / computeInstanceId when not on a MIG instance
 _REQUIRED = (
     "NVMLError",
@@ -181,8 +170,7 @@ class NvmlEventSource:
         try:
             nv.nvmlInit()
         except nv.NVMLError as exc:
-            error = _mapped(exc, "nvmlInit")
-            self._off(f"NVML failed to start: {error}", absent=isinstance(error, NvmlUnavailable))
+            self._off(f"NVML failed to start: {init_error(exc)}", absent=True)
             return
         try:
             event_set = self._register(nv)
@@ -206,7 +194,7 @@ class NvmlEventSource:
             count = min(int(nv.nvmlDeviceGetCount()), MAX_GPUS_PER_NODE)
             event_set = nv.nvmlEventSetCreate()
         except nv.NVMLError as exc:
-            self._off(f"cannot create an NVML event set: {_mapped(exc, 'nvmlEventSetCreate')}")
+            self._off(f"cannot create an NVML event set: {map_error(exc, 'nvmlEventSetCreate')}")
             return None
         for index in range(count):
             try:
@@ -235,7 +223,7 @@ class NvmlEventSource:
         try:
             handle = nv.nvmlDeviceGetHandleByIndex(index)
         except nv.NVMLError as exc:
-            raise _mapped(exc, "nvmlDeviceGetHandleByIndex") from exc
+            raise map_error(exc, "nvmlDeviceGetHandleByIndex") from exc
         bus = self._bus_id(nv, handle)
         wanted = xid_type | recovery_type
         supported = self._supported_types(nv, handle)
@@ -246,13 +234,13 @@ class NvmlEventSource:
         try:
             nv.nvmlDeviceRegisterEvents(handle, wanted, event_set)
         except nv.NVMLError as exc:
-            error = _mapped(exc, "nvmlDeviceRegisterEvents")
+            error = map_error(exc, "nvmlDeviceRegisterEvents")
             if not isinstance(error, NvmlNotSupported) or wanted == xid_type:
                 raise error from exc
             try:  # an older driver that knows XIDs but not recovery actions
                 nv.nvmlDeviceRegisterEvents(handle, xid_type, event_set)
             except nv.NVMLError as retry:
-                raise _mapped(retry, "nvmlDeviceRegisterEvents") from retry
+                raise map_error(retry, "nvmlDeviceRegisterEvents") from retry
         self._registered[_handle_key(handle)] = (index, bus)
 
     def _bus_id(self, nv: Any, handle: Any) -> str | None:
@@ -271,7 +259,7 @@ class NvmlEventSource:
         try:
             return int(nv.nvmlDeviceGetSupportedEventTypes(handle))
         except nv.NVMLError as exc:
-            error = _mapped(exc, "nvmlDeviceGetSupportedEventTypes")
+            error = map_error(exc, "nvmlDeviceGetSupportedEventTypes")
             if isinstance(error, NvmlGpuLost | NvmlUnavailable):
                 raise error from exc
             return None
@@ -284,7 +272,7 @@ class NvmlEventSource:
             try:
                 data = nv.nvmlEventSetWait(event_set, self._timeout_ms)
             except nv.NVMLError as exc:
-                error = _mapped(exc, "nvmlEventSetWait")
+                error = map_error(exc, "nvmlEventSetWait")
                 if isinstance(error, NvmlTimeout):
                     errors = 0
                     continue
@@ -391,11 +379,3 @@ def _instance_note(data: Any) -> str:
     if isinstance(compute_instance, int) and compute_instance != _NO_INSTANCE:
         return f" (GPU instance {gpu_instance}, compute instance {compute_instance})"
     return f" (GPU instance {gpu_instance})"
-
-
-def _mapped(exc: Any, function: str) -> NvmlError:
-    """Returns: the seam's exception for a pynvml ``NVMLError`` raised by ``function``."""
-    code = getattr(exc, "value", None)
-    code = code if isinstance(code, int) else None
-    cls = _ERROR_CLASSES.get(code, NvmlError) if code is not None else NvmlError
-    return cls(f"{function}: {str(exc) or type(exc).__name__}", code=code)

@@ -191,7 +191,7 @@ class PynvmlBackend:
             try:
                 nv.nvmlInit()
             except nv.NVMLError as exc:
-                raise _init_failure(exc) from exc
+                raise init_error(exc) from exc
             self._nv = nv
             self._forget_session()
 
@@ -206,7 +206,7 @@ class PynvmlBackend:
             try:
                 nv.nvmlShutdown()
             except nv.NVMLError as exc:
-                raise _mapped(exc, "nvmlShutdown") from exc
+                raise map_error(exc, "nvmlShutdown") from exc
 
     def driver_version(self) -> str:
         return _text(self._call("nvmlSystemGetDriverVersion"))
@@ -567,7 +567,7 @@ class PynvmlBackend:
             try:
                 fn = nv._nvmlGetFunctionPointer(function)
             except nv.NVMLError as exc:
-                raise _mapped(exc, function) from exc
+                raise map_error(exc, function) from exc
             count = ctypes.c_uint(0)
             status = int(fn(handle, ctypes.pointer(count), None))
             if status == NVML_SUCCESS:
@@ -604,7 +604,7 @@ class PynvmlBackend:
         except nv.NVMLError as exc:
             if getattr(exc, "value", None) == _ERROR_FUNCTION_NOT_FOUND:
                 return False
-            raise _mapped(exc, f"looking up {symbol}") from exc
+            raise map_error(exc, f"looking up {symbol}") from exc
         return True
 
     def _mig_memory(self, mig: Any) -> MemoryInfo | None:
@@ -655,7 +655,7 @@ class PynvmlBackend:
         try:
             return fn(*args, **kwargs)
         except nv.NVMLError as exc:
-            raise _mapped(exc, function) from exc
+            raise map_error(exc, function) from exc
         except UnicodeDecodeError as exc:
             raise NvmlError(f"{function}: the driver returned undecodable text") from exc
 
@@ -731,8 +731,12 @@ def _has_field(struct: Any, name: str) -> bool:
     return any(entry[0] == name for entry in getattr(struct, "_fields_", ()))
 
 
-def _mapped(exc: Any, function: str) -> NvmlError:
-    """Returns: our exception for a pynvml ``NVMLError`` raised by ``function``."""
+def map_error(exc: Any, function: str) -> NvmlError:
+    """Returns: our exception for a pynvml ``NVMLError`` raised by ``function``.
+
+    The one mapping from pynvml's errors to ``backend.py``'s; other modules that drive pynvml
+    (the XID event thread) use it too.
+    """
     code = getattr(exc, "value", None)
     return _error_for_code(code if isinstance(code, int) else None, f"{function}: {_describe(exc)}")
 
@@ -746,8 +750,8 @@ def _error_for_code(code: int | None, message: str) -> NvmlError:
     return cls(message, code=code)
 
 
-def _init_failure(exc: Any) -> NvmlUnavailable:
-    """Returns: why ``nvmlInit`` failed, with a remediation hint."""
+def init_error(exc: Any) -> NvmlUnavailable:
+    """Returns: why ``nvmlInit`` (raising pynvml's ``exc``) failed, with a remediation hint."""
     code = getattr(exc, "value", None)
     code = code if isinstance(code, int) else None
     reason, hint = _INIT_FAILURES.get(
