@@ -9,8 +9,8 @@ from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from server.deps import ServicesDep
-from server.events.params import parse_range
 from server.events.store import EventQuery, EventRecord
+from server.params import parse_range
 
 router = APIRouter(tags=["events"])
 

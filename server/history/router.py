@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import re
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
@@ -15,6 +14,7 @@ from agent.wire.schema import LABEL_NAME_RE, METRIC_NAME_RE
 from server.deps import ServicesDep
 from server.errors import ApiError
 from server.history.service import HistoryLimits, HistoryQuery, query_history
+from server.params import parse_time
 
 router = APIRouter(tags=["history"])
 
@@ -58,8 +58,8 @@ async def history(
         if name in matchers and matchers[name] != value:
             raise ApiError(422, "invalid_parameter", f"{name}: given twice with different values")
         matchers[name] = value
-    end_s = _time(end, "end") if end is not None else services.clock()
-    start_s = _time(start, "start") if start is not None else end_s - DEFAULT_RANGE_SECONDS
+    end_s = parse_time(end, "end") if end is not None else services.clock()
+    start_s = parse_time(start, "start") if start is not None else end_s - DEFAULT_RANGE_SECONDS
     step_s = _duration(step) if step is not None else None
     query = HistoryQuery(metric, matchers, start_s, end_s, step_s)
     limits = HistoryLimits(
@@ -73,21 +73,6 @@ async def history(
         step=step_s,
         series=[SeriesOut(labels=s.labels, points=s.points) for s in series],
     )
-
-
-def _time(value: str, name: str) -> float:
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            seconds = datetime.fromisoformat(value).timestamp()
-        except ValueError:
-            raise ApiError(
-                422, "invalid_parameter", f"{name}: {value!r} is neither Unix seconds nor RFC 3339"
-            ) from None
-    if not math.isfinite(seconds) or seconds < 0:
-        raise ApiError(422, "invalid_parameter", f"{name}: {value!r} is not a time")
-    return seconds
 
 
 def _duration(value: str) -> float:

@@ -11,8 +11,8 @@ from starlette.concurrency import run_in_threadpool
 from agent.wire.schema import JobGpuUsage
 from server.deps import ServicesDep
 from server.errors import ApiError
-from server.events.params import parse_range
 from server.jobs.store import JobQuery, JobRecord, State, Usage
+from server.params import parse_range
 
 router = APIRouter(tags=["jobs"])
 
