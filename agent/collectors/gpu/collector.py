@@ -50,6 +50,8 @@ from agent.collectors.gpu.backend import (
 )
 from agent.collectors.gpu.busid import normalise_bus_id
 from agent.collectors.gpu.readings import (
+    DRIVER_UNRESPONSIVE,
+    DRIVER_VERSION_LABEL,
     GPU_UP,
     GPU_UTIL,
     POWER_USAGE,
@@ -64,9 +66,6 @@ from agent.wire.schema import MAX_GPUS_PER_NODE, GpuFacts
 _log = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
-
-DRIVER_UNRESPONSIVE = "dcmon_gpu_driver_unresponsive"
-DRIVER_VERSION_LABEL = "DCGM_FI_DRIVER_VERSION"
 
 # Pseudo-readings: calls made for job attribution, not turned into metrics.
 PROCESSES = "running_processes"
