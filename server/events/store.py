@@ -72,7 +72,8 @@ def write_events(conn: Connection, node_pk: int, events: Sequence[GpuEvent]) -> 
 
 
 class EventStore:
-    """GPU event rows: written from ingest, read by the events API."""
+    """GPU event rows, read by the events API (ingest writes them with ``write_events`` inside
+    each batch's transaction)."""
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine

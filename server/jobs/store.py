@@ -10,7 +10,6 @@ A job is running while one of its GPUs was reported within max(3 push intervals 
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -87,11 +86,11 @@ class JobRecord:
 
 
 class JobStore:
-    """Job accounting rows: written from ingest, read by the jobs API."""
+    """Job accounting rows, read by the jobs API (ingest writes them with ``fold.write_usages``
+    inside each batch's transaction)."""
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
-        self._write_lock = threading.Lock()
 
     def jobs(self, query: JobQuery, now: float) -> list[JobRecord]:
         """Returns: matching jobs, newest activity first, each with its GPUs."""

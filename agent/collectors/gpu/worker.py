@@ -68,7 +68,6 @@ class Worker:
     def __init__(self, name: str) -> None:
         self.name = name
         self._queue: queue.SimpleQueue[Job[object] | None] = queue.SimpleQueue()
-        self._current: Job[object] | None = None
         self._stopped = False
         self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
         self._thread.start()
@@ -86,11 +85,6 @@ class Worker:
         if not self._stopped:
             self._stopped = True
             self._queue.put(None)
-
-    def join(self, timeout: float) -> bool:
-        """Returns: whether the thread ended within ``timeout`` seconds."""
-        self._thread.join(timeout)
-        return not self._thread.is_alive()
 
     def _loop(self) -> None:
         while True:
