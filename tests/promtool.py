@@ -58,8 +58,9 @@ def _is_inherited(line: str, catalog: Catalog) -> bool:
         return spec.source in HOST_COLLECTORS
     if message == "label names should be written in 'snake_case' not 'camelCase'":
         return "modelName" in spec.labels
-    if message == 'counter metrics should have "_total" suffix':
-        return spec.name.startswith("DCGM_FI_")
-    if message == "metric name should not include type 'counter'":
-        return spec.name == "DCGM_FI_DEV_PCIE_REPLAY_COUNTER"  # dcgm-exporter's default set
+    if message in (
+        'counter metrics should have "_total" suffix',
+        "metric name should not include type 'counter'",  # DCGM_FI_DEV_PCIE_REPLAY_COUNTER
+    ):
+        return spec.name.startswith("DCGM_FI_")  # names as dcgm-exporter spells them
     return False
