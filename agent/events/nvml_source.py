@@ -8,7 +8,7 @@ independent of the GPU collector's), registers every GPU, and waits until ``stop
 
 The pynvml module comes from ``agent.collectors.gpu.nvml.load_pynvml`` (the one importer) or is
 injected, so tests pass a fake module object. Foreign ``NVMLError``s are mapped to the NVML
-seam's exceptions by the real backend's own mapping (``map_error``, ``init_error``).
+seam's exceptions by the real backend's own mapping (``map_error``).
 
 Failure policy: no binding, no driver, or no event API -> one WARNING, source off (the kmsg
 source carries on). A GPU that cannot be registered (lost, not supported) is skipped with one
@@ -34,7 +34,7 @@ from agent.collectors.gpu.backend import (
     NvmlTimeout,
     NvmlUnavailable,
 )
-from agent.collectors.gpu.nvml import init_error, load_pynvml, map_error
+from agent.collectors.gpu.nvml import load_pynvml, map_error
 from agent.events.model import XidObservation, normalise_bus_id
 from agent.wire.schema import MAX_GPUS_PER_NODE
 
@@ -170,7 +170,8 @@ class NvmlEventSource:
         try:
             nv.nvmlInit()
         except nv.NVMLError as exc:
-            self._off(f"NVML failed to start: {init_error(exc)}", absent=True)
+            # The GPU collector explains a missing driver; this line only says the source is off.
+            self._off(f"NVML failed to start: {map_error(exc, 'nvmlInit')}", absent=True)
             return
         try:
             event_set = self._register(nv)

@@ -191,7 +191,7 @@ class PynvmlBackend:
             try:
                 nv.nvmlInit()
             except nv.NVMLError as exc:
-                raise init_error(exc) from exc
+                raise _init_failure(exc) from exc
             self._nv = nv
             self._forget_session()
 
@@ -750,7 +750,7 @@ def _error_for_code(code: int | None, message: str) -> NvmlError:
     return cls(message, code=code)
 
 
-def init_error(exc: Any) -> NvmlUnavailable:
+def _init_failure(exc: Any) -> NvmlUnavailable:
     """Returns: why ``nvmlInit`` (raising pynvml's ``exc``) failed, with a remediation hint."""
     code = getattr(exc, "value", None)
     code = code if isinstance(code, int) else None
