@@ -1,8 +1,9 @@
 """The application factory: ``create_app(settings)`` builds everything; nothing at import time.
 
-Wires storage (engine, migrations, store), the latest-value cache (warmed from the database so a
-restarted server serves /metrics at once), ingest, exposition and the routers, and runs the
-retention loop in the background for the application's lifetime.
+Wires storage (engine, migrations, the single writer, the series index, store, reader and
+compactor), the latest-value cache (warmed from the database so a restarted server serves
+/metrics at once), ingest, exposition and the routers, and runs maintenance (compaction, then
+retention) in the background for the application's lifetime.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from agent import __version__
 from agent.wire.catalog import default_catalog
 from server.auth import TokenVerifier
 from server.deps import Services
+from server.discovery import router as discovery_router
 from server.errors import install_error_handlers
 from server.events import router as events_router
 from server.events.store import EventStore
@@ -33,12 +35,19 @@ from server.ingest import router as ingest_router
 from server.ingest.service import IngestLimits, IngestService
 from server.jobs import router as jobs_router
 from server.jobs.store import JobStore
+from server.latest import router as latest_router
 from server.latest.cache import LatestCache, NodeLatest, StalePolicy
 from server.nodes import router as nodes_router
 from server.settings import ServerSettings
+from server.status import router as status_router
+from server.storage.compactor import Compactor
 from server.storage.db import make_engine
 from server.storage.migrate import upgrade
+from server.storage.reader import Reader
+from server.storage.series_index import SeriesIndex
 from server.storage.store import Store
+from server.storage.tiers import make_plan
+from server.storage.writer import Writer
 from server.web import router as web_router
 from server.web.router import make_templates
 
@@ -58,7 +67,19 @@ def create_app(
         before, after = upgrade(engine)
         if before != after:
             _log.info("database schema migrated from %s to %s", before or "empty", after)
-    store = Store(engine)
+    plan = make_plan(
+        settings.storage_block_seconds,
+        settings.compaction_grace_seconds,
+        settings.raw_retention_seconds,
+        settings.rollup_1m_retention_seconds,
+        settings.rollup_1h_retention_seconds,
+    )
+    writer = Writer(engine)
+    store = Store(engine, writer, SeriesIndex())
+    series_count = store.load_index()
+    _log.info("series index loaded: %d series", series_count)
+    reader = Reader(engine, plan, clock)
+    compactor = Compactor(engine, writer, plan, clock)
     events = EventStore(engine)
     jobs = JobStore(engine)
     policy = StalePolicy(
@@ -67,7 +88,7 @@ def create_app(
         settings.node_forget_after_seconds,
     )
     latest = LatestCache()
-    warm_latest(store, latest, policy, clock())
+    warm_latest(store, reader, latest, policy, clock())
     catalog = default_catalog()
     metrics = ServerMetrics(catalog, lambda: _node_counts(latest, policy, clock()))
     verifier = TokenVerifier(settings.ingest_token_sha256)
@@ -80,6 +101,9 @@ def create_app(
         settings=settings,
         catalog=catalog,
         store=store,
+        reader=reader,
+        compactor=compactor,
+        plan=plan,
         events=events,
         jobs=jobs,
         latest=latest,
@@ -100,13 +124,14 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        task = asyncio.create_task(_retention_loop(services))
+        task = asyncio.create_task(_maintenance_loop(services))
         try:
             yield
         finally:
             task.cancel()
             with suppress(asyncio.CancelledError):
                 await task
+            writer.close()
             engine.dispose()
 
     app = FastAPI(
@@ -122,6 +147,9 @@ def create_app(
         ingest_router,
         nodes_router,
         history_router,
+        latest_router,
+        discovery_router,
+        status_router,
         events_router,
         jobs_router,
         exposition_router,
@@ -132,16 +160,18 @@ def create_app(
     return app
 
 
-def warm_latest(store: Store, latest: LatestCache, policy: StalePolicy, now: float) -> None:
+def warm_latest(
+    store: Store, reader: Reader, latest: LatestCache, policy: StalePolicy, now: float
+) -> None:
     """Load each remembered node's newest batch from the database into the cache."""
     for record in store.nodes():
         if now - record.last_push > policy.forget_after_seconds:
             continue
+        values = reader.samples_at(record.pk, round(record.last_batch_ts * 1000))
         families: dict[str, list[tuple[dict[str, str], float]]] = defaultdict(list)
-        for metric, labels, value in store.samples_at(
-            record.pk, round(record.last_batch_ts * 1000)
-        ):
-            families[metric].append((labels, value))
+        for item in store.index.node(record.pk):
+            if item.id in values:
+                families[item.metric].append((item.labels(), values[item.id]))
         latest.update(
             NodeLatest(
                 node_id=record.node_id,
@@ -162,28 +192,36 @@ def _node_counts(latest: LatestCache, policy: StalePolicy, now: float) -> tuple[
     return up, len(known) - up
 
 
-async def _retention_loop(services: Services) -> None:
+async def _maintenance_loop(services: Services) -> None:
     settings = services.settings
     while True:
+        await asyncio.sleep(settings.maintenance_interval_seconds)
         try:
-            await asyncio.to_thread(apply_retention, services)
+            await asyncio.to_thread(run_maintenance, services)
         except Exception:  # noqa: BLE001 (a failed pass must not end the loop)
-            _log.exception("retention pass failed; trying again later")
-        await asyncio.sleep(settings.retention_check_seconds)
+            _log.exception("storage maintenance failed; trying again next interval")
 
 
-def apply_retention(services: Services) -> None:
-    """Delete samples past the raw retention, old batch records, and forget silent nodes."""
+def run_maintenance(services: Services) -> None:
+    """Compaction first (late or backfilled samples still reach the rollups even when they are
+    older than the raw retention), then retention, old batch records and silent nodes."""
     now = services.clock()
-    settings = services.settings
-    deleted = services.store.delete_samples_before(
-        int((now - settings.raw_retention_seconds) * 1000)
-    )
+    compaction = services.compactor.compact()
+    if compaction.windows:
+        _log.info(
+            "compacted %d windows: %d samples from %d head rows into %d blocks",
+            compaction.windows,
+            compaction.samples,
+            compaction.head_rows,
+            compaction.blocks,
+        )
+    retention = services.compactor.apply_retention()
+    if any(retention.deleted.values()):
+        _log.info(
+            "retention deleted %s",
+            ", ".join(f"{count} {tier} rows" for tier, count in retention.deleted.items() if count),
+        )
     services.store.delete_batch_records_before(now - BATCH_RECORD_RETENTION_SECONDS)
     for node in services.latest.nodes():
         if services.policy.is_forgotten(node, now):
             services.latest.forget(node.node_id)
-    if deleted:
-        _log.info(
-            "retention: deleted %d samples older than %gs", deleted, settings.raw_retention_seconds
-        )

@@ -21,7 +21,10 @@ from server.ingest.service import IngestService
 from server.jobs.store import JobStore
 from server.latest.cache import LatestCache, StalePolicy
 from server.settings import ServerSettings
+from server.storage.compactor import Compactor
+from server.storage.reader import Reader
 from server.storage.store import Store
+from server.storage.tiers import TierPlan
 
 
 @dataclass(frozen=True)
@@ -29,6 +32,9 @@ class Services:
     settings: ServerSettings
     catalog: Catalog
     store: Store
+    reader: Reader
+    compactor: Compactor
+    plan: TierPlan
     events: EventStore
     jobs: JobStore
     latest: LatestCache

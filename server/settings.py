@@ -57,11 +57,35 @@ class ServerSettings(BaseSettings):
     stale_after_intervals: Annotated[float, Field(ge=1)] = 3.0
     stale_after_min_seconds: Annotated[float, Field(ge=1)] = 30.0
     node_forget_after_seconds: Annotated[float, Field(ge=60)] = 7 * 86400.0
-    raw_retention_seconds: Annotated[float, Field(ge=3600)] = 7 * 86400.0
-    retention_check_seconds: Annotated[float, Field(ge=1)] = 600.0
+    raw_retention_seconds: Annotated[float, Field(ge=3600)] = Field(
+        default=14 * 86400.0, description="How long raw samples are kept (head and raw blocks)."
+    )
+    rollup_1m_retention_seconds: Annotated[float, Field(ge=3600)] = Field(
+        default=90 * 86400.0, description="How long 1-minute rollups are kept."
+    )
+    rollup_1h_retention_seconds: Annotated[float, Field(ge=3600)] = Field(
+        default=800 * 86400.0, description="How long 1-hour rollups are kept."
+    )
+    storage_block_seconds: Annotated[float, Field(ge=60)] = Field(
+        default=3600.0,
+        description="Span of one compressed block; whole minutes dividing a day (600, 3600...).",
+    )
+    compaction_grace_seconds: Annotated[float, Field(ge=0)] = Field(
+        default=120.0, description="How long after its end a window stays open for late batches."
+    )
+    maintenance_interval_seconds: Annotated[float, Field(ge=0.1)] = Field(
+        default=60.0, description="How often compaction and retention run in the background."
+    )
     history_max_points: Annotated[int, Field(ge=10)] = 11_000
     history_max_series: Annotated[int, Field(ge=1)] = 500
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @field_validator("storage_block_seconds")
+    @classmethod
+    def _block_fits_a_day(cls, value: float) -> float:
+        if value % 60 or 86400 % value:
+            raise ValueError("must be a whole number of minutes that divides a day (e.g. 3600)")
+        return value
 
     @field_validator("ingest_token_sha256", mode="before")
     @classmethod

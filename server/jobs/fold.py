@@ -29,6 +29,8 @@ def write_usages(
     conn: Connection, node_pk: int, batch_ts: float, usages: Sequence[JobGpuUsage]
 ) -> None:
     """Fold usage reports of one node's batch (taken at ``batch_ts``) into the jobs rows."""
+    if not usages:
+        return
     job_pks = _ensure_jobs(conn, usages, batch_ts)
     pairings = {
         (row.job_pk, row.uuid): row

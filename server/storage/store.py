@@ -1,45 +1,41 @@
-"""The store: write accepted batches, read nodes, GPUs and series history, apply retention.
+"""The store: write accepted batches; read nodes, GPUs and series.
 
-Stage: ingest -> storage. One batch is one transaction: the node row, the batch's idempotency
-record, the GPU inventory, new series and all samples commit together or not at all, and the
-caller acknowledges only after the commit. Writes are serialised (SQLite has one writer).
-A re-sent batch (same node, seq and timestamp) is recognised and not stored twice; samples are
-also unique per (series, timestamp), so even an unrecognised repeat cannot duplicate data.
+Stage: ingest -> storage. One batch is one unit of work on the single writer (``writer.py``):
+the node row, the batch's idempotency record, the GPU inventory, events and job usage, new
+series and the batch's head row commit together or not at all, and the caller acknowledges only
+after the commit. A re-sent batch (same node, seq and timestamp) is recognised and not stored
+twice; head rows are also unique per (node, timestamp), and a second batch at a timestamp
+already stored only adds the series the first did not have, so even an unrecognised repeat
+cannot duplicate a sample. History reads are in ``reader.py``, compaction in ``compactor.py``.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Table, delete, func, select, update
+from sqlalchemy import Connection, Engine, Table, case, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.dml import Insert
 
 from agent.wire.schema import Batch, GpuFacts
-from server.storage.tables import GpuRow, IngestedBatchRow, NodeRow, SampleRow, SeriesRow
+from server.storage import head
+from server.storage.series_index import IndexedSeries, Labels, SeriesIndex, family_ids
+from server.storage.tables import GpuRow, HeadChunkRow, IngestedBatchRow, NodeRow, SeriesRow
+from server.storage.writer import Writer, on_commit
 
 _log = logging.getLogger(__name__)
 
 Family = tuple[str, Sequence[tuple[Mapping[str, str], float]]]
 BatchWriter = Callable[[Connection, int], object]
 """Stores one part of a batch inside the batch's transaction: (connection, node pk)."""
-_DELETE_CHUNK = 500
-
 _nodes: Table = NodeRow.__table__  # type: ignore[assignment]
 _gpus: Table = GpuRow.__table__  # type: ignore[assignment]
 _series: Table = SeriesRow.__table__  # type: ignore[assignment]
-_samples: Table = SampleRow.__table__  # type: ignore[assignment]
+_head: Table = HeadChunkRow.__table__  # type: ignore[assignment]
 _batches: Table = IngestedBatchRow.__table__  # type: ignore[assignment]
-
-
-def canonical_labels(labels: Mapping[str, str]) -> str:
-    """Returns: the label set as compact JSON with sorted keys (the series key)."""
-    return json.dumps(labels, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 @dataclass(frozen=True)
@@ -88,12 +84,31 @@ class SeriesRecord:
 
 
 class Store:
-    """All database access of the server."""
+    """Node, GPU and series records, and the batch write path."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, writer: Writer, index: SeriesIndex) -> None:
         self._engine = engine
-        self._write_lock = threading.Lock()
-        self._series_ids: dict[tuple[int, str, str], int] = {}
+        self._writer = writer
+        self.index = index
+
+    @property
+    def engine(self) -> Engine:
+        return self._engine
+
+    @property
+    def writer(self) -> Writer:
+        return self._writer
+
+    def load_index(self) -> int:
+        """Fill the series index from the database; returns the number of series."""
+        with self._engine.connect() as conn:
+            rows = conn.execute(
+                select(_series.c.id, _series.c.node_pk, _series.c.metric, _series.c.labels)
+            )
+            self.index.add(
+                IndexedSeries(row.id, row.node_pk, row.metric, row.labels) for row in rows
+            )
+        return len(self.index)
 
     # -- writes ----------------------------------------------------------------------------
 
@@ -104,45 +119,117 @@ class Store:
         received_at: float,
         writers: Sequence[BatchWriter] = (),
     ) -> WriteResult:
-        """Store one batch (its samples at the batch's timestamp) in one transaction.
+        """Store one batch (its samples at the batch's timestamp) as one unit of work.
 
         Args:
             writers: more stores' parts of the batch (events, job usage), run inside the same
                 transaction for a batch not seen before, so a batch is stored whole or not at all.
         """
-        ts_ms = round(batch.timestamp * 1000)
-        with self._write_lock:
-            new_series: dict[tuple[int, str, str], int] = {}
-            with self._engine.begin() as conn:
-                node_pk = self._upsert_node(conn, batch, received_at)
-                if self._seen_before(conn, node_pk, batch, received_at):
-                    return WriteResult(True, 0, node_pk)
-                if batch.inventory is not None:
-                    self._upsert_gpus(conn, node_pk, batch.inventory.gpus, received_at)
-                for writer in writers:
-                    writer(conn, node_pk)
-                keys = [
-                    (metric, canonical_labels(labels), value)
-                    for metric, samples in families
-                    for labels, value in samples
-                ]
-                ids = self._series_for(conn, node_pk, {(m, lab) for m, lab, _ in keys}, new_series)
-                rows = [
-                    {"series_id": ids[(metric, labels)], "ts_ms": ts_ms, "value": value}
-                    for metric, labels, value in keys
-                ]
-                if rows:
-                    conn.execute(_insert_ignore(conn, _samples), rows)
-            self._series_ids.update(new_series)  # only after the commit succeeded
-        return WriteResult(False, len(rows), node_pk)
+        return self._writer.submit(
+            lambda conn: self._write_batch(conn, batch, families, received_at, writers)
+        )
+
+    def _write_batch(
+        self,
+        conn: Connection,
+        batch: Batch,
+        families: Sequence[Family],
+        received_at: float,
+        writers: Sequence[BatchWriter],
+    ) -> WriteResult:
+        node_pk = self._upsert_node(conn, batch, received_at)
+        if self._seen_before(conn, node_pk, batch, received_at):
+            return WriteResult(True, 0, node_pk)
+        if batch.inventory is not None:
+            self._upsert_gpus(conn, node_pk, batch.inventory.gpus, received_at)
+        for writer in writers:
+            writer(conn, node_pk)
+        ids, values = self._resolve(conn, node_pk, families)
+        if ids:
+            self._write_head(conn, node_pk, round(batch.timestamp * 1000), ids, values)
+        return WriteResult(False, len(ids), node_pk)
+
+    def _resolve(
+        self, conn: Connection, node_pk: int, families: Sequence[Family]
+    ) -> tuple[list[int], list[float]]:
+        """Returns: the series id and value of every sample, creating series not seen before."""
+        ids: list[int | None] = []
+        values: list[float] = []
+        missing: dict[tuple[str, str], list[int]] = {}
+        spans: list[tuple[str, list[Labels], int, int]] = []
+        for metric, samples in families:
+            labels = [item[0] for item in samples]
+            known, keys = family_ids(self.index, node_pk, metric, labels)
+            offset = len(ids)
+            for position, series_id in enumerate(known):
+                if series_id is None:
+                    missing.setdefault((metric, keys[position]), []).append(offset + position)
+            ids.extend(known)
+            values.extend(item[1] for item in samples)
+            spans.append((metric, labels, offset, len(ids)))
+        created: list[IndexedSeries] = []
+        if missing:
+            created = self._create_series(conn, node_pk, list(missing))
+            for item in created:
+                for position in missing[(item.metric, item.labels_json)]:
+                    ids[position] = item.id
+        resolved = [series_id for series_id in ids if series_id is not None]
+        assert len(resolved) == len(ids), "every sample has a series after creation"
+        layout = {metric: (labels, resolved[start:end]) for metric, labels, start, end in spans}
+
+        def publish() -> None:
+            self.index.add(created)
+            self.index.remember_layout(node_pk, layout)
+
+        on_commit(conn, publish)
+        return resolved, values
+
+    def _create_series(
+        self, conn: Connection, node_pk: int, keys: list[tuple[str, str]]
+    ) -> list[IndexedSeries]:
+        conn.execute(
+            _insert_ignore(conn, _series),
+            [{"node_pk": node_pk, "metric": metric, "labels": labels} for metric, labels in keys],
+        )
+        wanted = set(keys)
+        created: list[IndexedSeries] = []
+        for metric in {metric for metric, _ in keys}:
+            rows = conn.execute(
+                select(_series.c.id, _series.c.labels).where(
+                    _series.c.node_pk == node_pk, _series.c.metric == metric
+                )
+            )
+            created.extend(
+                IndexedSeries(row.id, node_pk, metric, row.labels)
+                for row in rows
+                if (metric, row.labels) in wanted
+            )
+        return created
+
+    def _write_head(
+        self, conn: Connection, node_pk: int, ts_ms: int, ids: list[int], values: list[float]
+    ) -> None:
+        n, payload = head.pack(ids, values)
+        if _insert_new(
+            conn, _head, {"node_pk": node_pk, "ts_ms": ts_ms, "n": n, "payload": payload}
+        ):
+            return
+        # Another batch of this node has this timestamp: keep its samples, add only new series.
+        row = conn.execute(
+            select(_head.c.n, _head.c.payload).where(
+                _head.c.node_pk == node_pk, _head.c.ts_ms == ts_ms
+            )
+        ).one()
+        merged_n, merged = head.merge((row.n, row.payload), (n, payload))
+        conn.execute(
+            update(_head)
+            .where(_head.c.node_pk == node_pk, _head.c.ts_ms == ts_ms)
+            .values(n=merged_n, payload=merged)
+        )
 
     def _upsert_node(self, conn: Connection, batch: Batch, received_at: float) -> int:
+        """One statement for a known node (UPDATE ... RETURNING): the hot path of ingest."""
         node = batch.node
-        row = conn.execute(
-            select(_nodes.c.id, _nodes.c.last_batch_ts, _nodes.c.last_seq).where(
-                _nodes.c.node_id == node.node_id
-            )
-        ).first()
         values: dict[str, Any] = {
             "name": node.name,
             "hostname": node.hostname,
@@ -154,29 +241,49 @@ class Store:
             values["host_facts"] = batch.inventory.host.model_dump()
             values["driver_version"] = batch.inventory.driver_version
             values["gpu_status"] = batch.inventory.gpu_status
-        if row is None:
-            result = conn.execute(
-                _nodes.insert().values(
-                    node_id=node.node_id,
-                    first_seen=received_at,
-                    last_batch_ts=batch.timestamp,
-                    last_seq=batch.seq,
-                    **{"host_facts": {}, "driver_version": None, "gpu_status": "", **values},
-                )
+        pk = conn.execute(
+            update(_nodes)
+            .where(_nodes.c.node_id == node.node_id)
+            .values(
+                last_batch_ts=case(
+                    (_nodes.c.last_batch_ts < batch.timestamp, batch.timestamp),
+                    else_=_nodes.c.last_batch_ts,
+                ),
+                last_seq=case((_nodes.c.last_seq < batch.seq, batch.seq), else_=_nodes.c.last_seq),
+                **values,
             )
-            inserted = result.inserted_primary_key
-            assert inserted is not None
-            return int(inserted[0])
-        pk = int(row.id)
-        values["last_batch_ts"] = max(row.last_batch_ts, batch.timestamp)
-        values["last_seq"] = max(row.last_seq, batch.seq)
-        conn.execute(update(_nodes).where(_nodes.c.id == pk).values(**values))
-        return pk
+            .returning(_nodes.c.id)
+        ).scalar()
+        if pk is not None:
+            return int(pk)
+        result = conn.execute(
+            _nodes.insert().values(
+                node_id=node.node_id,
+                first_seen=received_at,
+                last_batch_ts=batch.timestamp,
+                last_seq=batch.seq,
+                **{"host_facts": {}, "driver_version": None, "gpu_status": "", **values},
+            )
+        )
+        inserted = result.inserted_primary_key
+        assert inserted is not None
+        return int(inserted[0])
 
     def _seen_before(
         self, conn: Connection, node_pk: int, batch: Batch, received_at: float
     ) -> bool:
         """Record the batch; True if this exact batch (seq and timestamp) was stored before."""
+        if _insert_new(
+            conn,
+            _batches,
+            {
+                "node_pk": node_pk,
+                "seq": batch.seq,
+                "batch_ts": batch.timestamp,
+                "received_at": received_at,
+            },
+        ):
+            return False
         previous = conn.execute(
             select(_batches.c.batch_ts).where(
                 _batches.c.node_pk == node_pk, _batches.c.seq == batch.seq
@@ -184,27 +291,16 @@ class Store:
         ).scalar()
         if previous == batch.timestamp:
             return True
-        if previous is not None:
-            _log.warning(
-                "node %s reused batch number %d for a different tick (agent state reset?); "
-                "storing it",
-                batch.node.name,
-                batch.seq,
-            )
-            conn.execute(
-                update(_batches)
-                .where(_batches.c.node_pk == node_pk, _batches.c.seq == batch.seq)
-                .values(batch_ts=batch.timestamp, received_at=received_at)
-            )
-        else:
-            conn.execute(
-                _batches.insert().values(
-                    node_pk=node_pk,
-                    seq=batch.seq,
-                    batch_ts=batch.timestamp,
-                    received_at=received_at,
-                )
-            )
+        _log.warning(
+            "node %s reused batch number %d for a different tick (agent state reset?); storing it",
+            batch.node.name,
+            batch.seq,
+        )
+        conn.execute(
+            update(_batches)
+            .where(_batches.c.node_pk == node_pk, _batches.c.seq == batch.seq)
+            .values(batch_ts=batch.timestamp, received_at=received_at)
+        )
         return False
 
     def _upsert_gpus(
@@ -232,40 +328,6 @@ class Store:
                 conn.execute(
                     _gpus.insert().values(node_pk=node_pk, uuid=gpu.uuid, first_seen=seen, **values)
                 )
-
-    def _series_for(
-        self,
-        conn: Connection,
-        node_pk: int,
-        wanted: set[tuple[str, str]],
-        new_series: dict[tuple[int, str, str], int],
-    ) -> dict[tuple[str, str], int]:
-        """Returns: (metric, labels JSON) -> series id, creating missing series."""
-        ids = {
-            key: series_id
-            for key in wanted
-            if (series_id := self._series_ids.get((node_pk, *key))) is not None
-        }
-        missing = wanted - ids.keys()
-        if not missing:
-            return ids
-        conn.execute(
-            _insert_ignore(conn, _series),
-            [
-                {"node_pk": node_pk, "metric": metric, "labels": labels}
-                for metric, labels in missing
-            ],
-        )
-        for row in conn.execute(
-            select(_series.c.id, _series.c.metric, _series.c.labels).where(
-                _series.c.node_pk == node_pk
-            )
-        ):
-            key = (row.metric, row.labels)
-            if key in wanted:
-                ids[key] = row.id
-            new_series[(node_pk, row.metric, row.labels)] = row.id
-        return ids
 
     # -- reads -----------------------------------------------------------------------------
 
@@ -309,47 +371,11 @@ class Store:
             return {int(node_pk): int(count) for node_pk, count in rows}
 
     def series(self, metric: str) -> list[SeriesRecord]:
-        with self._engine.connect() as conn:
-            rows = conn.execute(select(_series).where(_series.c.metric == metric))
-            return [
-                SeriesRecord(row.id, row.node_pk, row.metric, json.loads(row.labels))
-                for row in rows
-            ]
-
-    def samples(
-        self, series_ids: Sequence[int], start_ms: int, end_ms: int, limit: int
-    ) -> dict[int, list[tuple[int, float]]]:
-        """Returns: series id -> [(ts_ms, value)] in time order, within [start_ms, end_ms].
-
-        At most ``limit`` + 1 samples are read in total, so a caller can tell "too many".
-        """
-        result: dict[int, list[tuple[int, float]]] = {series_id: [] for series_id in series_ids}
-        if not series_ids:
-            return result
-        with self._engine.connect() as conn:
-            rows = conn.execute(
-                select(_samples.c.series_id, _samples.c.ts_ms, _samples.c.value)
-                .where(
-                    _samples.c.series_id.in_(series_ids),
-                    _samples.c.ts_ms >= start_ms,
-                    _samples.c.ts_ms <= end_ms,
-                )
-                .order_by(_samples.c.series_id, _samples.c.ts_ms)
-                .limit(limit + 1)
-            )
-            for row in rows:
-                result[row.series_id].append((row.ts_ms, row.value))
-        return result
-
-    def samples_at(self, node_pk: int, ts_ms: int) -> list[tuple[str, dict[str, str], float]]:
-        """Returns: every (metric, labels, value) the node stored at one timestamp."""
-        with self._engine.connect() as conn:
-            rows = conn.execute(
-                select(_series.c.metric, _series.c.labels, _samples.c.value)
-                .join(_samples, _samples.c.series_id == _series.c.id)
-                .where(_series.c.node_pk == node_pk, _samples.c.ts_ms == ts_ms)
-            )
-            return [(row.metric, json.loads(row.labels), row.value) for row in rows]
+        return [
+            SeriesRecord(item.id, item.node_pk, item.metric, item.labels())
+            for items in self.index.metric(metric).values()
+            for item in items
+        ]
 
     def ping(self) -> None:
         """Raises if the database cannot be reached."""
@@ -358,26 +384,12 @@ class Store:
 
     # -- retention -------------------------------------------------------------------------
 
-    def delete_samples_before(self, ts_ms: int) -> int:
-        """Delete samples older than ``ts_ms``, a few hundred series per transaction."""
-        with self._engine.connect() as conn:
-            series_ids = [row.id for row in conn.execute(select(_series.c.id))]
-        deleted = 0
-        for start in range(0, len(series_ids), _DELETE_CHUNK):
-            chunk = series_ids[start : start + _DELETE_CHUNK]
-            with self._write_lock, self._engine.begin() as conn:
-                result = conn.execute(
-                    delete(_samples).where(
-                        _samples.c.series_id.in_(chunk), _samples.c.ts_ms < ts_ms
-                    )
-                )
-                deleted += result.rowcount or 0
-        return deleted
-
     def delete_batch_records_before(self, received_before: float) -> int:
-        with self._write_lock, self._engine.begin() as conn:
+        def job(conn: Connection) -> int:
             result = conn.execute(delete(_batches).where(_batches.c.received_at < received_before))
             return result.rowcount or 0
+
+        return self._writer.submit(job)
 
 
 def _insert_ignore(conn: Connection, table: Table) -> Insert:
@@ -385,6 +397,15 @@ def _insert_ignore(conn: Connection, table: Table) -> Insert:
     if conn.dialect.name == "postgresql":
         return postgresql.insert(table).on_conflict_do_nothing()
     return sqlite.insert(table).on_conflict_do_nothing()
+
+
+def _insert_new(conn: Connection, table: Table, values: dict[str, Any]) -> bool:
+    """INSERT unless the primary key exists; returns whether a row was inserted.
+
+    Asks RETURNING rather than trusting rowcount, which psycopg reports as -1 here.
+    """
+    key = next(iter(table.primary_key.columns))
+    return conn.execute(_insert_ignore(conn, table).returning(key), values).first() is not None
 
 
 def _gpu_record(row: Any) -> GpuRecord:

@@ -3,6 +3,11 @@
 Times in node-level tables are Unix seconds (float); sample times are Unix milliseconds (int),
 the resolution agents report at. Series are interned: one row per (node, metric, label set),
 labels as canonical JSON (sorted keys, compact), samples reference the series by id.
+
+Samples live in two places (see ``server/storage/tiers.py``): the head, one row per node and
+batch timestamp holding that batch's (series id, value) columns, for windows still open; and
+blocks, one row per series, tier and closed window holding the compressed columns of that
+window (raw samples, 1-minute buckets or 1-hour buckets).
 """
 
 from __future__ import annotations
@@ -16,7 +21,9 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
+    SmallInteger,
     String,
     Text,
     UniqueConstraint,
@@ -83,13 +90,40 @@ class SeriesRow(Base):
     labels: Mapped[str] = mapped_column(Text, doc="canonical JSON object")
 
 
-class SampleRow(Base):
-    __tablename__ = "samples"
-    __table_args__ = {"sqlite_with_rowid": False}
+class HeadChunkRow(Base):
+    """One batch's samples, until its window is compacted into blocks.
+
+    ``payload`` is ``n`` series ids (uint32, ascending) followed by their ``n`` values
+    (float64), little-endian (``server/storage/head.py``). A rowid table on SQLite: its rows
+    are kilobytes, which a WITHOUT ROWID b-tree stores twice as slowly (measured).
+    """
+
+    __tablename__ = "head_chunks"
+
+    node_pk: Mapped[int] = mapped_column(Integer, primary_key=True)
+    ts_ms: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    n: Mapped[int] = mapped_column(Integer)
+    payload: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class BlockRow(Base):
+    """One series' data of one tier over one closed window (``end_ms - window``, ``end_ms``].
+
+    ``payload`` is ``server/storage/blocks.py``'s encoding: raw samples (tier 0) or rollup
+    bucket columns (tiers 1 and 2); ``count`` is the number of samples or buckets in it.
+    """
+
+    __tablename__ = "blocks"
+    __table_args__ = (
+        Index("ix_blocks_tier_end_ms", "tier", "end_ms"),
+        {"sqlite_with_rowid": False},
+    )
 
     series_id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    ts_ms: Mapped[int] = mapped_column(BigInteger, primary_key=True)
-    value: Mapped[float] = mapped_column(Float)
+    tier: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
+    end_ms: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    count: Mapped[int] = mapped_column(Integer)
+    payload: Mapped[bytes] = mapped_column(LargeBinary)
 
 
 class IngestedBatchRow(Base):

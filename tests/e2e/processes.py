@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,9 +41,11 @@ class Process:
 
 
 @contextmanager
-def running(argv: list[str], log: Path) -> Iterator[Process]:
+def running(argv: list[str], log: Path, env: Mapping[str, str] | None = None) -> Iterator[Process]:
+    """Start ``argv`` (with ``env`` added to this environment); killed at the end if alive."""
+    full_env = {**os.environ, **(env or {})}
     with log.open("wb") as sink:
-        popen = subprocess.Popen(argv, stdout=sink, stderr=subprocess.STDOUT)
+        popen = subprocess.Popen(argv, stdout=sink, stderr=subprocess.STDOUT, env=full_env)
     process = Process(popen, log)
     try:
         yield process

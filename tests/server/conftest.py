@@ -17,6 +17,9 @@ from agent.wire.schema import Batch
 from server.app import create_app
 from server.settings import ServerSettings
 from server.tokens import sha256_hex
+from tests.postgres import postgres_server, postgres_url
+
+__all__ = ["postgres_server", "postgres_url"]
 
 TOKEN = "dcm_test_token_0123456789"
 START = 1_800_000_000.0
@@ -48,6 +51,15 @@ def make_app(tmp_path: Path, clock: FakeClock) -> Callable[..., FastAPI]:
     return factory
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The storage suite's backends: SQLite in a temp dir, and a real PostgreSQL database."""
+    if request.param == "postgresql":
+        url: str = request.getfixturevalue("postgres_url")
+        return url
+    return f"sqlite:///{tmp_path / 'dcmon.db'}"
+
+
 @pytest.fixture
 def client(make_app: Callable[..., FastAPI]) -> Iterator[TestClient]:
     with TestClient(make_app()) as test_client:
@@ -71,6 +83,12 @@ def push(
 
 
 def row_counts(db: Path) -> dict[str, int]:
-    tables = ("nodes", "gpus", "series", "samples", "ingested_batches")
+    """Rows per table, and ``samples``: every stored sample, in the head or in raw blocks."""
+    tables = ("nodes", "gpus", "series", "head_chunks", "blocks", "ingested_batches")
     with sqlite3.connect(db) as connection:
-        return {t: connection.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in tables}
+        counts = {t: connection.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in tables}
+        counts["samples"] = connection.execute(
+            "SELECT (SELECT coalesce(sum(n), 0) FROM head_chunks)"
+            " + (SELECT coalesce(sum(count), 0) FROM blocks WHERE tier = 0)"
+        ).fetchone()[0]
+    return counts

@@ -21,7 +21,15 @@ def test_accepted_batch_is_stored_and_acknowledged(client: TestClient, tmp_path:
     # 4 samples sent + 2 derived collector-status samples
     assert response.json() == {"status": "accepted", "seq": 1, "samples": 6}
     counts = row_counts(tmp_path / "dcmon.db")
-    assert counts == {"nodes": 1, "gpus": 1, "series": 6, "samples": 6, "ingested_batches": 1}
+    assert counts == {
+        "nodes": 1,
+        "gpus": 1,
+        "series": 6,
+        "samples": 6,
+        "head_chunks": 1,
+        "blocks": 0,
+        "ingested_batches": 1,
+    }
 
 
 def test_resent_batch_is_acknowledged_without_effect(client: TestClient, tmp_path: Path) -> None:

@@ -108,10 +108,14 @@ def test_history_parameter_errors_name_the_parameter(client: TestClient) -> None
         (("metric", "x"), ("start", "yesterday")): "start",
         (("metric", "x"), ("step", "-5")): "step",
         (("metric", "x"), ("step", "nan")): "step",
-        (("metric", "x"), ("start", "10"), ("end", "5")): "end is before start",
+        (("metric", "x"), ("start", "10"), ("end", "5")): "end: before start",
         (("metric", "x"), ("start", "0"), ("end", "1000000"), ("step", "1")): "11000",
         (("metric", "x"), ("bad-label", "1")): "bad-label",
-        (("metric", "x"), ("gpu", "0"), ("gpu", "1")): "gpu",
+        (("metric", "x"), ("match", "gpu=~[")): "match",
+        (("metric", "x"), ("match", "nomatcher")): "match",
+        (("metric", "x"), ("step", "60"), ("aggregation", "median")): "aggregation",
+        (("metric", "x"), ("step", "60"), ("group", "median")): "group",
+        (("metric", "x"), ("step", "60"), ("by", "a-b")): "by",
     }
     for params, needle in cases.items():
         response = client.get("/api/v1/history", params=list(params))

@@ -9,7 +9,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from fastapi.testclient import TestClient
 
-from server.app import apply_retention
+from server.app import run_maintenance
 from server.storage.db import make_engine
 from server.storage.migrate import current_revision, head_revision, upgrade
 from server.storage.tables import Base
@@ -35,7 +35,7 @@ def test_sqlite_runs_in_wal_mode(tmp_path: Path) -> None:
     engine.dispose()
 
 
-def test_retention_deletes_exactly_the_old_samples(
+def test_retention_hides_exactly_the_old_samples_and_deletes_whole_blocks(
     make_app, clock: FakeClock, tmp_path: Path
 ) -> None:
     app = make_app(raw_retention_seconds=3600)
@@ -44,9 +44,12 @@ def test_retention_deletes_exactly_the_old_samples(
             clock.now = ts
             assert push(client, make_batch(seq=i, timestamp=ts)).status_code == 200
         per_batch = row_counts(tmp_path / "dcmon.db")["samples"] // 4
-        clock.now = START + 3600 + 1800.5  # cutoff = START + 1800.5
-        apply_retention(app.state.services)
-        assert row_counts(tmp_path / "dcmon.db")["samples"] == 2 * per_batch
+        clock.now = START + 3600 + 1800.5  # horizon = START + 1800.5
+        run_maintenance(app.state.services)
+        # The window (START - 1h, START] is wholly older than the horizon: its block is gone.
+        # The window (START, START + 1h] straddles it: kept whole, but queries see only the
+        # samples at or after the horizon.
+        assert row_counts(tmp_path / "dcmon.db")["samples"] == 3 * per_batch
         points = client.get(
             "/api/v1/history",
             params={"metric": "node_load1", "start": START - 10, "end": clock.now},

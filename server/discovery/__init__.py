@@ -1,0 +1,1 @@
+"""Discovery APIs: which series, label names and label values exist."""

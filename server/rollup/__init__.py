@@ -1,0 +1,1 @@
+"""Pure cores for range queries: rollup buckets, step aggregation and label matchers."""

@@ -1,0 +1,1 @@
+"""Status APIs about the server itself."""

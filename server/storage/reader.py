@@ -1,0 +1,275 @@
+"""History reads: raw samples and rollup buckets of chosen series, from the head and blocks.
+
+Stage: storage -> history. Raw samples come from the raw blocks of closed windows plus the head
+rows of open ones (and late rows not yet compacted); the two never hold the same timestamp of a
+series twice, but if they did the block's sample wins, as on ingest. Rollup buckets come from
+the tier's blocks, except where the head still holds samples: those buckets are recomputed from
+raw samples, so a query sees data at once, not after compaction. Every tier is clipped to its
+retention horizon, so what has fallen out of a tier is never partly visible.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
+
+import numpy as np
+import numpy.typing as npt
+from sqlalchemy import Connection, Engine, Table, select
+
+from server.rollup.buckets import Buckets, rollup
+from server.storage import blocks, head
+from server.storage.series_index import IndexedSeries
+from server.storage.tables import BlockRow, HeadChunkRow, SeriesRow
+from server.storage.tiers import Tier, TierPlan, window_end
+
+Int64s = npt.NDArray[np.int64]
+Floats = npt.NDArray[np.float64]
+Samples = tuple[Int64s, Floats]
+
+_head: Table = HeadChunkRow.__table__  # type: ignore[assignment]
+_blocks: Table = BlockRow.__table__  # type: ignore[assignment]
+_series: Table = SeriesRow.__table__  # type: ignore[assignment]
+_IN_CHUNK = 500
+_EMPTY: Samples = (np.empty(0, np.int64), np.empty(0, np.float64))
+
+
+class Reader:
+    """Reads history for series chosen through the series index."""
+
+    def __init__(self, engine: Engine, plan: TierPlan, clock: Callable[[], float]) -> None:
+        self._engine = engine
+        self._plan = plan
+        self._clock = clock
+
+    def horizon_ms(self, tier: Tier) -> int:
+        """Returns: the oldest timestamp still kept by ``tier``."""
+        return round(self._clock() * 1000) - tier.retention_ms
+
+    def raw(
+        self, series: Sequence[IndexedSeries], start_ms: int, end_ms: int
+    ) -> dict[int, Samples]:
+        """Returns: series id -> (timestamps, values) with start_ms <= ts <= end_ms, in order."""
+        start_ms = max(start_ms, self.horizon_ms(self._plan.raw))
+        if not series or end_ms < start_ms:
+            return {item.id: _EMPTY for item in series}
+        with self._engine.connect() as conn:
+            from_blocks = self._raw_blocks(conn, [item.id for item in series], start_ms, end_ms)
+            from_head = self._head_samples(conn, series, start_ms, end_ms)
+        result = {}
+        for item in series:
+            parts = from_blocks.get(item.id, []) + from_head.get(item.id, [])
+            result[item.id] = _merge(parts)
+        return result
+
+    def buckets(
+        self, series: Sequence[IndexedSeries], tier: Tier, start_ms: int, end_ms: int
+    ) -> dict[int, Buckets]:
+        """Returns: series id -> the tier's buckets whose end is in (start_ms, end_ms]."""
+        width = tier.bucket_ms
+        assert width is not None, "a rollup tier"
+        start_ms = max(start_ms, self.horizon_ms(tier) - width)
+        result = {item.id: Buckets.empty() for item in series}
+        if not series or end_ms <= start_ms:
+            return result
+        with self._engine.connect() as conn:
+            stored = self._rollup_blocks(conn, tier, [item.id for item in series], start_ms, end_ms)
+            dirty = self._dirty_ends(
+                conn, {item.node_pk for item in series}, width, start_ms, end_ms
+            )
+        for item in series:
+            result[item.id] = stored.get(item.id, Buckets.empty())
+        if dirty:
+            self._recompute(series, width, dirty, result)
+        # A bucket is kept while its end is at or after the horizon, as its block is.
+        horizon = self.horizon_ms(tier)
+        return {sid: b.slice(max(start_ms, horizon - 1), end_ms) for sid, b in result.items()}
+
+    def samples_at(self, node_pk: int, ts_ms: int) -> dict[int, float]:
+        """Returns: series id -> value of everything the node stored at one timestamp."""
+        with self._engine.connect() as conn:
+            row = conn.execute(
+                select(_head.c.n, _head.c.payload).where(
+                    _head.c.node_pk == node_pk, _head.c.ts_ms == ts_ms
+                )
+            ).first()
+            if row is not None:
+                ids, values = head.unpack(row.n, row.payload)
+                return dict(zip(ids.tolist(), values.tolist(), strict=True))
+            end = window_end(ts_ms, self._plan.block_ms)
+            found: dict[int, float] = {}
+            for chunk in _chunks(sorted(_node_series_ids(conn, node_pk))):
+                rows = conn.execute(
+                    select(_blocks.c.series_id, _blocks.c.payload).where(
+                        _blocks.c.series_id.in_(chunk),
+                        _blocks.c.tier == 0,
+                        _blocks.c.end_ms == end,
+                    )
+                )
+                for block in rows:
+                    stamps, columns = blocks.decode(block.payload)
+                    position = int(np.searchsorted(stamps, ts_ms))
+                    if position < len(stamps) and stamps[position] == ts_ms:
+                        found[block.series_id] = float(columns[0][position])
+            return found
+
+    # -- parts -----------------------------------------------------------------------------
+
+    def _raw_blocks(
+        self, conn: Connection, ids: list[int], start_ms: int, end_ms: int
+    ) -> dict[int, list[Samples]]:
+        found: dict[int, list[Samples]] = defaultdict(list)
+        window = self._plan.block_ms
+        for chunk in _chunks(ids):
+            rows = conn.execute(
+                select(_blocks.c.series_id, _blocks.c.payload)
+                .where(
+                    _blocks.c.series_id.in_(chunk),
+                    _blocks.c.tier == 0,
+                    _blocks.c.end_ms >= start_ms,
+                    _blocks.c.end_ms < end_ms + window,
+                )
+                .order_by(_blocks.c.series_id, _blocks.c.end_ms)
+            )
+            for row in rows:
+                stamps, columns = blocks.decode(row.payload)
+                keep = (stamps >= start_ms) & (stamps <= end_ms)
+                found[row.series_id].append((stamps[keep], columns[0][keep]))
+        return found
+
+    def _head_samples(
+        self, conn: Connection, series: Sequence[IndexedSeries], start_ms: int, end_ms: int
+    ) -> dict[int, list[Samples]]:
+        by_node: dict[int, list[int]] = defaultdict(list)
+        for item in series:
+            by_node[item.node_pk].append(item.id)
+        found: dict[int, list[Samples]] = {}
+        for node_pk, wanted_list in by_node.items():
+            wanted = np.array(sorted(wanted_list), dtype=np.uint32)
+            stamps: list[int] = []
+            rows_found: list[Floats] = []
+            masks: list[npt.NDArray[np.bool_]] = []
+            rows = conn.execute(
+                select(_head.c.ts_ms, _head.c.n, _head.c.payload)
+                .where(
+                    _head.c.node_pk == node_pk,
+                    _head.c.ts_ms >= start_ms,
+                    _head.c.ts_ms <= end_ms,
+                )
+                .order_by(_head.c.ts_ms)
+            )
+            for row in rows:
+                ids, values = head.unpack(row.n, row.payload)
+                position = np.minimum(np.searchsorted(ids, wanted), max(len(ids) - 1, 0))
+                hit = ids[position] == wanted if len(ids) else np.zeros(len(wanted), bool)
+                stamps.append(row.ts_ms)
+                rows_found.append(values[position] if len(ids) else np.zeros(len(wanted)))
+                masks.append(hit)
+            if not stamps:
+                continue
+            stamp_array = np.array(stamps, dtype=np.int64)
+            value_matrix = np.vstack(rows_found)
+            mask_matrix = np.vstack(masks)
+            for column, series_id in enumerate(wanted.tolist()):
+                keep = mask_matrix[:, column]
+                found[series_id] = [(stamp_array[keep], value_matrix[keep, column].copy())]
+        return found
+
+    def _rollup_blocks(
+        self, conn: Connection, tier: Tier, ids: list[int], start_ms: int, end_ms: int
+    ) -> dict[int, Buckets]:
+        parts: dict[int, list[Buckets]] = defaultdict(list)
+        for chunk in _chunks(ids):
+            rows = conn.execute(
+                select(_blocks.c.series_id, _blocks.c.payload)
+                .where(
+                    _blocks.c.series_id.in_(chunk),
+                    _blocks.c.tier == tier.code,
+                    _blocks.c.end_ms > start_ms,
+                    _blocks.c.end_ms < end_ms + tier.window_ms,
+                )
+                .order_by(_blocks.c.series_id, _blocks.c.end_ms)
+            )
+            for row in rows:
+                ends, columns = blocks.decode(row.payload)
+                parts[row.series_id].append(Buckets.from_columns(ends, columns))
+        return {series_id: _concat(found) for series_id, found in parts.items()}
+
+    def _dirty_ends(
+        self, conn: Connection, nodes: Iterable[int], width: int, start_ms: int, end_ms: int
+    ) -> dict[int, set[int]]:
+        """Returns: node pk -> ends of the buckets in which the head holds samples."""
+        dirty: dict[int, set[int]] = defaultdict(set)
+        for chunk in _chunks(list(nodes)):
+            rows = conn.execute(
+                select(_head.c.node_pk, _head.c.ts_ms).where(
+                    _head.c.node_pk.in_(chunk),
+                    _head.c.ts_ms > start_ms - width,
+                    _head.c.ts_ms <= end_ms,
+                )
+            )
+            for row in rows:
+                dirty[row.node_pk].add(window_end(row.ts_ms, width))
+        return dirty
+
+    def _recompute(
+        self,
+        series: Sequence[IndexedSeries],
+        width: int,
+        dirty: dict[int, set[int]],
+        result: dict[int, Buckets],
+    ) -> None:
+        """Replace the buckets in which the head has samples by buckets made from raw data."""
+        for node_pk, ends in dirty.items():
+            node_series = [item for item in series if item.node_pk == node_pk]
+            first, last = min(ends), max(ends)
+            raw = self.raw(node_series, first - width + 1, last)
+            end_array = np.array(sorted(ends), dtype=np.int64)
+            for item in node_series:
+                stamps, values = raw[item.id]
+                fresh = rollup(stamps, values, width)
+                fresh = _select_ends(fresh, end_array)
+                kept = _drop_ends(result[item.id], end_array)
+                result[item.id] = _concat([kept, fresh])
+
+
+def _node_series_ids(conn: Connection, node_pk: int) -> set[int]:
+    rows = conn.execute(select(_series.c.id).where(_series.c.node_pk == node_pk))
+    return {row.id for row in rows}
+
+
+def _merge(parts: list[Samples]) -> Samples:
+    """Concatenate sample runs; on a repeated timestamp the earlier run's sample wins."""
+    if not parts:
+        return _EMPTY
+    if len(parts) == 1:
+        return parts[0]
+    stamps = np.concatenate([part[0] for part in parts])
+    values = np.concatenate([part[1] for part in parts])
+    unique, first = np.unique(stamps, return_index=True)
+    return unique.astype(np.int64), values[first]
+
+
+def _concat(parts: list[Buckets]) -> Buckets:
+    parts = [part for part in parts if len(part)]
+    if not parts:
+        return Buckets.empty()
+    ends = np.concatenate([part.end_ms for part in parts])
+    columns = [np.concatenate(column) for column in zip(*(p.columns() for p in parts), strict=True)]
+    order = np.argsort(ends, kind="stable")
+    return Buckets.from_columns(ends[order], [column[order] for column in columns])
+
+
+def _select_ends(buckets: Buckets, ends: Int64s) -> Buckets:
+    keep = np.isin(buckets.end_ms, ends)
+    return Buckets.from_columns(buckets.end_ms[keep], [c[keep] for c in buckets.columns()])
+
+
+def _drop_ends(buckets: Buckets, ends: Int64s) -> Buckets:
+    keep = ~np.isin(buckets.end_ms, ends)
+    return Buckets.from_columns(buckets.end_ms[keep], [c[keep] for c in buckets.columns()])
+
+
+def _chunks(items: list[int]) -> Iterable[list[int]]:
+    for start in range(0, len(items), _IN_CHUNK):
+        yield items[start : start + _IN_CHUNK]
