@@ -58,6 +58,7 @@ from typing import Any
 from agent_overhead import BenchError, cpu_model, cpu_seconds, memory_mib
 from loadgen import (
     REQUEST_TIMEOUT_SECONDS,
+    Compacted,
     Layout,
     LoadRun,
     Plan,
@@ -143,9 +144,7 @@ class Compaction:
     load_seconds: float
     failures: int
     errors: tuple[str, ...]
-    report: dict[str, Any] | None
-    waited_seconds: float
-    emptied: bool
+    compacted: Compacted
     file_bytes: int | None
     tables: tuple[tuple[str, int, int], ...] = ()
     peer_samples: int | None = None
@@ -156,6 +155,12 @@ class Compaction:
 
 
 # --- measuring ------------------------------------------------------------------------------
+
+
+def node_prefix(args: argparse.Namespace, seed: int, usual: str = "node-") -> str:
+    """Returns: how node names start. A shared database (``--database-url``) keeps earlier
+    phases' nodes, live for a while: there every seed gets names of its own."""
+    return f"b{seed:x}-" if args.database_url else usual
 
 
 def sleep_until(moment: float) -> None:
@@ -180,7 +185,7 @@ def flat_run(
         args.workers,
         interval_seconds=INTERVAL_SECONDS,
         start_ms=history_start_ms(args.history_hours),
-        prefix=args.prefix,
+        prefix=node_prefix(args, seed),
         seed=seed,
     )
     began = time.monotonic()
@@ -235,7 +240,7 @@ def paced_run(
             interval_seconds=INTERVAL_SECONDS,
             ticks=1,
             start_ms=now_ms - round(2 * INTERVAL_SECONDS * 1000),
-            prefix=args.prefix,
+            prefix=node_prefix(args, seed),
             seed=seed,
         ),
         args.load_timeout,
@@ -253,7 +258,7 @@ def paced_run(
         seconds=args.paced_seconds,
         first_tick=1,
         warmup_seconds=INTERVAL_SECONDS,
-        prefix=args.prefix,
+        prefix=node_prefix(args, seed),
         seed=seed,
     )
     pid = server.child.pid
@@ -381,7 +386,7 @@ def compaction(args: argparse.Namespace, scratch: Path, seed: int, peer: bool) -
             interval_seconds=INTERVAL_SECONDS,
             ticks=ticks,
             start_ms=start_ms,
-            prefix="hist-",
+            prefix=node_prefix(args, seed, "hist-"),
             seed=seed,
         )
 
@@ -403,7 +408,7 @@ def compaction(args: argparse.Namespace, scratch: Path, seed: int, peer: bool) -
             f"({tally.samples / max(load_seconds, 1e-9):,.0f}/s); waiting for compaction",
             flush=True,
         )
-        report, waited, emptied = wait_compacted(server.port, args.compact_wait)
+        compacted = wait_compacted(server.port, args.compact_wait)
         db = server.data_dir / "dcmon.db"
     file_bytes = None
     tables: tuple[tuple[str, int, int], ...] = ()
@@ -419,9 +424,7 @@ def compaction(args: argparse.Namespace, scratch: Path, seed: int, peer: bool) -
         load_seconds=load_seconds,
         failures=tally.failures,
         errors=tuple(tally.errors),
-        report=report,
-        waited_seconds=waited,
-        emptied=emptied,
+        compacted=compacted,
         file_bytes=file_bytes,
         tables=tables,
     )
@@ -506,13 +509,9 @@ def print_compaction(result: Compaction) -> None:
     )
     for error in result.errors[:3]:
         print(f"    error: {error}")
-    report = result.report
-    if report is None:
-        print("    GET /api/v1/storage: missing (404): the storage report is skipped")
-    else:
-        head = report.get("head", {})
-        state = "empty" if result.emptied else f"NOT empty: {head} (gave up)"
-        print(f"    head {state} after {result.waited_seconds:.0f} s")
+    report = result.compacted.report
+    print(f"    {result.compacted.describe()}")
+    if report is not None:
         for name, tier in report.get("tiers", {}).items():
             per = tier.get("bytes_per_entry", tier.get("bytes_per_sample"))
             per_text = f"{per:.3f}" if isinstance(per, int | float) else "-"
@@ -555,9 +554,9 @@ def print_compaction(result: Compaction) -> None:
 
 
 def raw_bytes_per_sample(result: Compaction | None) -> float:
-    if result is None or result.report is None:
+    if result is None or result.compacted.report is None:
         return float("nan")
-    raw = result.report.get("tiers", {}).get("raw", {})
+    raw = result.compacted.report.get("tiers", {}).get("raw", {})
     per = raw.get("bytes_per_entry", raw.get("bytes_per_sample"))
     return float(per) if isinstance(per, int | float) else float("nan")
 
@@ -706,9 +705,7 @@ def main() -> int:
     if args.runs < 1 or args.nodes < 1 or args.seconds <= 0 or args.paced_seconds <= 0:
         parser.error("--runs and --nodes must be >= 1, --seconds and --paced-seconds > 0")
     paced_sizes = [args.nodes] if args.quick else sorted({args.nodes, args.paced_nodes})
-    # A shared database keeps earlier runs' data: give every run its own nodes there.
     seed_base = secrets.randbelow(1 << 30) if args.database_url else 1
-    args.prefix = f"b{seed_base:x}-" if args.database_url else "node-"
     peer_name = None if args.no_peer else victoria_metrics_version()
     series = Layout.build("full", INTERVAL_SECONDS).series
 
@@ -770,6 +767,11 @@ def main() -> int:
             if not args.no_compaction:
                 compacted = compaction(args, scratch, seed_base, peer_name is not None)
                 print_compaction(compacted)
+                if args.database_url:
+                    print(
+                        "    (a shared database: the storage report covers every phase's data, "
+                        "not only this block)"
+                    )
     except BenchError as exc:
         print(f"ingest: {exc}", file=sys.stderr)
         return 2

@@ -15,7 +15,8 @@ Two ways to push:
 
 - paced: every node pushes once per interval in real time, spread evenly over the interval,
   stamped "now"; per-push latency is request sent -> response read, and how late each push
-  started against its schedule is recorded too (a late start means the generator fell behind);
+  started against its schedule is recorded too (a late start means every connection was still
+  busy with earlier pushes: the server fell behind);
 - flat-out: as fast as the connections allow, each node's timestamps marching forward in
   simulated time from a start in the past, so the server sees history, not duplicates; bounded
   by a deadline, by a number of ticks per node (loading history), and never past "now".
@@ -33,6 +34,8 @@ Standalone, against a server that is already running:
 
     .venv/bin/python bench/loadgen.py --port 8470 --token-file agent.token --nodes 100 \\
         --mode paced --seconds 30
+    .venv/bin/python bench/loadgen.py --self-test    # one batch of each kind through the wire
+                                                     # schema, and the render cost per batch
 """
 
 from __future__ import annotations
@@ -970,23 +973,46 @@ def storage_report(port: int) -> dict[str, Any] | None:
     return report
 
 
-def wait_compacted(port: int, timeout: float) -> tuple[dict[str, Any] | None, float, bool]:
-    """Poll the storage report until no samples are left in the head.
+@dataclass(frozen=True)
+class Compacted:
+    """How waiting for compaction ended."""
 
-    Returns:
-        (the last report or None without the route, seconds waited, whether the head emptied).
-    """
+    report: dict[str, Any] | None  # the last storage report; None: the server has no route
+    seconds: float
+    outcome: Literal["empty", "stalled", "timed out", "no report"]
+
+    def describe(self) -> str:
+        head = (self.report or {}).get("head", {})
+        if self.outcome == "empty":
+            return f"head empty after {self.seconds:.0f} s"
+        if self.outcome == "no report":
+            return "GET /api/v1/storage: missing (404), so compaction was not waited for"
+        return (
+            f"head NOT empty after {self.seconds:.0f} s ({self.outcome}): {head.get('samples')} "
+            f"samples in {head.get('rows')} rows"
+        )
+
+
+def wait_compacted(port: int, timeout: float, stall_seconds: float = 30.0) -> Compacted:
+    """Poll the storage report until no samples are left in the head, the head has not
+    shrunk for ``stall_seconds`` (open windows, or compaction stuck), or ``timeout``."""
     began = time.monotonic()
     report = storage_report(port)
+    last_samples, last_change = -1, began
     while report is not None:
-        head = report.get("head", {})
-        if int(head.get("samples", 0)) == 0:
-            return report, time.monotonic() - began, True
-        if time.monotonic() - began > timeout:
-            return report, time.monotonic() - began, False
+        samples = int(report.get("head", {}).get("samples", 0))
+        now = time.monotonic()
+        if samples == 0:
+            return Compacted(report, now - began, "empty")
+        if samples != last_samples:
+            last_samples, last_change = samples, now
+        elif now - last_change > stall_seconds:
+            return Compacted(report, now - began, "stalled")
+        if now - began > timeout:
+            return Compacted(report, now - began, "timed out")
         time.sleep(1.0)
         report = storage_report(port)
-    return None, time.monotonic() - began, False
+    return Compacted(None, time.monotonic() - began, "no report")
 
 
 def tree_bytes(path: Path) -> int:

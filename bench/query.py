@@ -45,6 +45,7 @@ from urllib.parse import urlencode
 
 from agent_overhead import BenchError, cpu_model
 from loadgen import (
+    Compacted,
     Layout,
     LoadRun,
     Plan,
@@ -52,7 +53,6 @@ from loadgen import (
     Target,
     dcmon_server,
     percentile,
-    storage_report,
     victoria_metrics,
     victoria_metrics_version,
     wait_compacted,
@@ -415,13 +415,9 @@ def summary(results: list[tuple[Query, Timing, Timing | None]]) -> None:
     print("  (times in ms; ratio = dcmon wall / VictoriaMetrics wall; targets judge server time)")
 
 
-def print_storage(report: dict[str, Any] | None, waited: float, emptied: bool) -> None:
-    if report is None:
-        print("  GET /api/v1/storage: missing (404): not waiting for compaction")
-        return
-    state = "empty" if emptied else f"NOT empty ({report.get('head')}); gave up"
-    print(f"  compaction: head {state} after {waited:.0f} s")
-    for name, tier in report.get("tiers", {}).items():
+def print_storage(compacted: Compacted) -> None:
+    print(f"  compaction: {compacted.describe()}")
+    for name, tier in (compacted.report or {}).get("tiers", {}).items():
         entries = tier.get("entries", tier.get("samples", 0))
         print(
             f"    tier {name:>4}: {tier.get('blocks', 0):,} blocks, {entries:,} entries, "
@@ -493,10 +489,7 @@ def main() -> int:
             )
             print("loading dcmon", flush=True)
             describe_load("dcmon", load(plans_for(server.target(), args, end), args.load_timeout))
-            report, waited, emptied = wait_compacted(server.port, args.compact_wait)
-            print_storage(report, waited, emptied)
-            if report is None:
-                storage_report(server.port)  # the server still answers
+            print_storage(wait_compacted(server.port, args.compact_wait))
             vm = None
             if peer_name:
                 vm = stack.enter_context(victoria_metrics(scratch))
