@@ -61,10 +61,10 @@ class ServerSettings(BaseSettings):
         default=14 * 86400.0, description="How long raw samples are kept (head and raw blocks)."
     )
     rollup_1m_retention_seconds: Annotated[float, Field(ge=3600)] = Field(
-        default=90 * 86400.0, description="How long 1-minute rollups are kept."
+        default=30 * 86400.0, description="How long 1-minute rollups are kept."
     )
     rollup_1h_retention_seconds: Annotated[float, Field(ge=3600)] = Field(
-        default=800 * 86400.0, description="How long 1-hour rollups are kept."
+        default=400 * 86400.0, description="How long 1-hour rollups are kept."
     )
     storage_block_seconds: Annotated[float, Field(ge=60)] = Field(
         default=3600.0,
