@@ -65,6 +65,7 @@ from loadgen import (
     Server,
     Target,
     dcmon_server,
+    print_setup,
     run_plan,
     tree_bytes,
     victoria_metrics,
@@ -710,17 +711,9 @@ def main() -> int:
     series = Layout.build("full", INTERVAL_SECONDS).series
 
     print(f"ingest benchmark on {os.cpu_count()} x {cpu_model()}")
-    backend = "PostgreSQL (--database-url)" if args.database_url else "SQLite in a temporary folder"
-    print(f"  dcmon server: {backend}")
-    if peer_name:
-        print(f"  peer: {peer_name}, -retentionPeriod=100y, JSON line import")
-    elif args.no_peer:
-        print("  peer: skipped (--no-peer)")
-    else:
-        print(
-            "  peer: skipped: /usr/bin/victoria-metrics is missing "
-            "(apt-get install victoria-metrics)"
-        )
+    print_setup(
+        args.database_url, peer_name, args.no_peer, "-retentionPeriod=100y, JSON line import"
+    )
     print(
         f"  {args.nodes} nodes x {series} series, 10 s interval; flat-out {args.seconds:g} s over "
         f"{args.connections} connections; paced {', '.join(map(str, paced_sizes))} nodes for "

@@ -915,6 +915,21 @@ def dcmon_server(
         yield Server(child, port, token, data_dir)
 
 
+def print_setup(database_url: str | None, peer: str | None, no_peer: bool, detail: str) -> None:
+    """Print which backend the dcmon server runs on and whether the peer runs (and how)."""
+    backend = "PostgreSQL (--database-url)" if database_url else "SQLite in a temporary folder"
+    print(f"  dcmon server: {backend}")
+    if peer:
+        print(f"  peer: {peer}, {detail}")
+    elif no_peer:
+        print("  peer: skipped (--no-peer)")
+    else:
+        print(
+            "  peer: skipped: /usr/bin/victoria-metrics is missing "
+            "(apt-get install victoria-metrics)"
+        )
+
+
 def victoria_metrics_version() -> str | None:
     """Returns: VictoriaMetrics' version, or None when its binary is missing."""
     if not Path(VICTORIA_METRICS).exists():

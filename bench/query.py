@@ -53,6 +53,7 @@ from loadgen import (
     Target,
     dcmon_server,
     percentile,
+    print_setup,
     victoria_metrics,
     victoria_metrics_version,
     wait_compacted,
@@ -458,17 +459,12 @@ def main() -> int:
     series_full = Layout.build("full", INTERVAL_SECONDS).series
     series_small = Layout.build("small", args.thirty_day_interval).series
     print(f"query benchmark on {os.cpu_count()} x {cpu_model()}")
-    backend = "PostgreSQL (--database-url)" if args.database_url else "SQLite in a temporary folder"
-    print(f"  dcmon server: {backend}")
-    if peer_name:
-        print(f"  peer: {peer_name}, -search.disableCache, loaded through /api/v1/import")
-    elif args.no_peer:
-        print("  peer: skipped (--no-peer)")
-    else:
-        print(
-            "  peer: skipped: /usr/bin/victoria-metrics is missing "
-            "(apt-get install victoria-metrics)"
-        )
+    print_setup(
+        args.database_url,
+        peer_name,
+        args.no_peer,
+        "-search.disableCache, loaded through /api/v1/import",
+    )
     print(
         f"  data, ending {time.strftime('%Y-%m-%d %H:%M', time.gmtime(end))} UTC: "
         f"{args.nodes} nodes x {series_full} series x {args.hours:g} h at 10 s; 2 nodes x "

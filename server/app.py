@@ -167,9 +167,12 @@ def warm_latest(
     for record in store.nodes():
         if now - record.last_push > policy.forget_after_seconds:
             continue
-        values = reader.samples_at(record.pk, round(record.last_batch_ts * 1000))
+        series = store.index.node(record.pk)
+        values = reader.samples_at(
+            record.pk, [item.id for item in series], round(record.last_batch_ts * 1000)
+        )
         families: dict[str, list[tuple[dict[str, str], float]]] = defaultdict(list)
-        for item in store.index.node(record.pk):
+        for item in series:
             if item.id in values:
                 families[item.metric].append((item.labels(), values[item.id]))
         latest.update(

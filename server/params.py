@@ -71,7 +71,7 @@ def parse_duration(value: str, name: str) -> float:
 
 
 def parse_metric(value: str, name: str = "metric") -> str:
-    if not METRIC_NAME_RE.match(value):
+    if not METRIC_NAME_RE.fullmatch(value):
         raise ApiError(422, "invalid_parameter", f"{name}: {value!r} is not a metric name")
     return value
 
@@ -88,7 +88,7 @@ def parse_matchers(items: Iterable[tuple[str, str]], reserved: Iterable[str]) ->
             except MatcherError as exc:
                 raise ApiError(422, "invalid_parameter", f"match: {exc}") from None
         elif name not in skip:
-            if not LABEL_NAME_RE.match(name):
+            if not LABEL_NAME_RE.fullmatch(name):
                 raise ApiError(422, "invalid_parameter", f"{name}: not a label name")
             matchers.append(Matcher(name, "=", value))
         if len(matchers) > MAX_MATCHERS:
@@ -102,6 +102,6 @@ def parse_label_list(value: str, name: str) -> tuple[str, ...]:
     """Returns: label names from a comma-separated list (empty string: no labels)."""
     names = tuple(part.strip() for part in value.split(",") if part.strip())
     for label in names:
-        if not LABEL_NAME_RE.match(label):
+        if not LABEL_NAME_RE.fullmatch(label):
             raise ApiError(422, "invalid_parameter", f"{name}: {label!r} is not a label name")
     return names

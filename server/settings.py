@@ -21,6 +21,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from server.storage.tiers import block_ms_of
+
 DEFAULT_CONFIG_FILE = Path("/etc/dcmon/server.toml")
 DEFAULT_PORT = 8470
 
@@ -83,8 +85,7 @@ class ServerSettings(BaseSettings):
     @field_validator("storage_block_seconds")
     @classmethod
     def _block_fits_a_day(cls, value: float) -> float:
-        if value % 60 or 86400 % value:
-            raise ValueError("must be a whole number of minutes that divides a day (e.g. 3600)")
+        block_ms_of(value)
         return value
 
     @field_validator("ingest_token_sha256", mode="before")

@@ -99,7 +99,7 @@ def label_values(
 ) -> ValuesOut:
     """Every value a label takes across stored series and nodes."""
     started = time.perf_counter()
-    if not LABEL_NAME_RE.match(name):
+    if not LABEL_NAME_RE.fullmatch(name):
         raise ApiError(422, "invalid_parameter", f"name: {name!r} is not a label name")
     values = services.store.index.label_values(name)
     for node in services.store.nodes():

@@ -72,6 +72,10 @@ class Buckets:
     def empty(cls) -> Buckets:
         return cls.from_columns(np.empty(0), [np.empty(0)] * len(cls.COLUMNS))
 
+    def select(self, keep: npt.NDArray[np.bool_]) -> Buckets:
+        """The buckets where ``keep`` is true."""
+        return Buckets(self.end_ms[keep], *(c[keep] for c in self.columns()))
+
     def slice(self, start_ms: int, end_ms: int) -> Buckets:
         """Buckets whose end lies in (start_ms, end_ms].
 

@@ -14,9 +14,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final, Literal, TypeAlias
 
+from agent.wire.schema import LABEL_NAME_RE
+
 Op: TypeAlias = Literal["=", "!=", "=~", "!~"]
 
-LABEL_NAME_RE: Final = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 MAX_REGEX_LENGTH: Final = 1024
 # Where an operator starts: its first character. Label names never contain "=" or "!".
 _OPERATOR_START: Final = re.compile(r"=|![=~]")

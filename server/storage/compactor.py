@@ -16,15 +16,16 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
-import numpy.typing as npt
-from sqlalchemy import Connection, Engine, Table, and_, delete, select, tuple_
+from sqlalchemy import Connection, Engine, Row, Table, and_, delete, select, tuple_
 
-from server.rollup.buckets import Buckets, combine, rollup
+from server.rollup.buckets import Buckets, combine, merge, rollup
 from server.storage import blocks, head
+from server.storage.runs import Floats, Int64s, in_chunks, merge_runs
 from server.storage.tables import BlockRow, HeadChunkRow
 from server.storage.tiers import DAY_MS, HOUR_MS, MINUTE_MS, TierPlan, window_end
 from server.storage.writer import Writer
@@ -33,11 +34,7 @@ _log = logging.getLogger(__name__)
 
 _head: Table = HeadChunkRow.__table__  # type: ignore[assignment]
 _blocks: Table = BlockRow.__table__  # type: ignore[assignment]
-_IN_CHUNK = 500
 RETENTION_CHUNK = 5000
-
-Int64s = npt.NDArray[np.int64]
-Floats = npt.NDArray[np.float64]
 
 
 @dataclass
@@ -120,26 +117,27 @@ class Compactor:
         for series_id in ids:
             stamps, values = per_series[series_id]
             if series_id in raw_old:
-                stamps, values = _merge_samples(raw_old[series_id], (stamps, values))
+                old_stamps, old_columns = raw_old[series_id]
+                stamps, values = merge_runs([(old_stamps, old_columns[0]), (stamps, values)])
             new_rows.append(_row(series_id, 0, window.end_ms, stamps, [values]))
             minutes = rollup(stamps, values, MINUTE_MS)
             new_rows.append(_row(series_id, 1, window.end_ms, minutes.end_ms, minutes.columns()))
             source = minutes
             if series_id in minute_neighbours:
-                source = _union(minute_neighbours[series_id], minutes)
+                source = merge(minute_neighbours[series_id], minutes)
             hours = combine(source, HOUR_MS)
             touched = (hours.end_ms > start) & (hours.end_ms <= window_end(window.end_ms, HOUR_MS))
-            hours = _pick(hours, touched)
+            hours = hours.select(touched)
             if series_id in hour_old:
                 ends, columns = hour_old[series_id]
                 old = Buckets.from_columns(ends, columns)
-                hours = _union(_pick(old, ~np.isin(old.end_ms, hours.end_ms)), hours)
+                hours = merge(old.select(~np.isin(old.end_ms, hours.end_ms)), hours)
             new_rows.append(_row(series_id, 2, day_end, hours.end_ms, hours.columns()))
         read_rows = [(row.ts_ms, row.n) for row in rows]
         samples = sum(row.n for row in rows)
 
         def write(conn: Connection) -> None:
-            for chunk in _chunks(ids):
+            for chunk in in_chunks(ids):
                 conn.execute(
                     delete(_blocks).where(
                         _blocks.c.series_id.in_(chunk),
@@ -225,14 +223,14 @@ class Compactor:
         return self._writer.submit(job)
 
 
-def _transpose(rows: Iterable[object]) -> dict[int, tuple[Int64s, Floats]]:
+def _transpose(rows: Sequence[Row[Any, Any, Any]]) -> dict[int, tuple[Int64s, Floats]]:
     """Head rows (one per timestamp) into series id -> (timestamps, values)."""
     id_parts, value_parts, stamp_parts = [], [], []
     for row in rows:
-        ids, values = head.unpack(row.n, row.payload)  # type: ignore[attr-defined]
+        ids, values = head.unpack(row.n, row.payload)
         id_parts.append(ids)
         value_parts.append(values)
-        stamp_parts.append(np.full(len(ids), row.ts_ms, dtype=np.int64))  # type: ignore[attr-defined]
+        stamp_parts.append(np.full(len(ids), row.ts_ms, dtype=np.int64))
     all_ids = np.concatenate(id_parts)
     all_values = np.concatenate(value_parts)
     all_stamps = np.concatenate(stamp_parts)
@@ -256,7 +254,7 @@ def _read_blocks(
     parts: dict[int, list[tuple[Int64s, list[Floats]]]] = defaultdict(list)
     if not ends:
         return found
-    for chunk in _chunks(ids):
+    for chunk in in_chunks(ids):
         rows = conn.execute(
             select(_blocks.c.series_id, _blocks.c.payload)
             .where(
@@ -275,27 +273,6 @@ def _read_blocks(
     return found
 
 
-def _merge_samples(
-    old: tuple[Int64s, list[Floats]], new: tuple[Int64s, Floats]
-) -> tuple[Int64s, Floats]:
-    """Union of a stored block and late samples; on a shared timestamp the stored one wins."""
-    stamps = np.concatenate([old[0], new[0]])
-    values = np.concatenate([old[1][0], new[1]])
-    unique, first = np.unique(stamps, return_index=True)
-    return unique.astype(np.int64), values[first]
-
-
-def _union(a: Buckets, b: Buckets) -> Buckets:
-    ends = np.concatenate([a.end_ms, b.end_ms])
-    columns = [np.concatenate(pair) for pair in zip(a.columns(), b.columns(), strict=True)]
-    order = np.argsort(ends, kind="stable")
-    return Buckets.from_columns(ends[order], [column[order] for column in columns])
-
-
-def _pick(buckets: Buckets, keep: npt.NDArray[np.bool_]) -> Buckets:
-    return Buckets.from_columns(buckets.end_ms[keep], [c[keep] for c in buckets.columns()])
-
-
 def _row(
     series_id: int, tier: int, end_ms: int, stamps: Int64s, columns: list[Floats]
 ) -> dict[str, object]:
@@ -306,8 +283,3 @@ def _row(
         "count": len(stamps),
         "payload": blocks.encode(stamps, columns),
     }
-
-
-def _chunks(items: list[int]) -> Iterable[list[int]]:
-    for start in range(0, len(items), _IN_CHUNK):
-        yield items[start : start + _IN_CHUNK]

@@ -10,6 +10,7 @@ retention horizon, so what has fallen out of a tier is never partly visible.
 
 from __future__ import annotations
 
+import functools
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 
@@ -17,21 +18,15 @@ import numpy as np
 import numpy.typing as npt
 from sqlalchemy import Connection, Engine, Table, select
 
-from server.rollup.buckets import Buckets, rollup
+from server.rollup.buckets import Buckets, merge, rollup
 from server.storage import blocks, head
+from server.storage.runs import EMPTY, Floats, Samples, in_chunks, merge_runs
 from server.storage.series_index import IndexedSeries
-from server.storage.tables import BlockRow, HeadChunkRow, SeriesRow
+from server.storage.tables import BlockRow, HeadChunkRow
 from server.storage.tiers import Tier, TierPlan, window_end
-
-Int64s = npt.NDArray[np.int64]
-Floats = npt.NDArray[np.float64]
-Samples = tuple[Int64s, Floats]
 
 _head: Table = HeadChunkRow.__table__  # type: ignore[assignment]
 _blocks: Table = BlockRow.__table__  # type: ignore[assignment]
-_series: Table = SeriesRow.__table__  # type: ignore[assignment]
-_IN_CHUNK = 500
-_EMPTY: Samples = (np.empty(0, np.int64), np.empty(0, np.float64))
 
 
 class Reader:
@@ -52,14 +47,14 @@ class Reader:
         """Returns: series id -> (timestamps, values) with start_ms <= ts <= end_ms, in order."""
         start_ms = max(start_ms, self.horizon_ms(self._plan.raw))
         if not series or end_ms < start_ms:
-            return {item.id: _EMPTY for item in series}
+            return {item.id: EMPTY for item in series}
         with self._engine.connect() as conn:
             from_blocks = self._raw_blocks(conn, [item.id for item in series], start_ms, end_ms)
             from_head = self._head_samples(conn, series, start_ms, end_ms)
         result = {}
         for item in series:
             parts = from_blocks.get(item.id, []) + from_head.get(item.id, [])
-            result[item.id] = _merge(parts)
+            result[item.id] = merge_runs(parts)
         return result
 
     def buckets(
@@ -85,8 +80,9 @@ class Reader:
         horizon = self.horizon_ms(tier)
         return {sid: b.slice(max(start_ms, horizon - 1), end_ms) for sid, b in result.items()}
 
-    def samples_at(self, node_pk: int, ts_ms: int) -> dict[int, float]:
-        """Returns: series id -> value of everything the node stored at one timestamp."""
+    def samples_at(self, node_pk: int, series_ids: Sequence[int], ts_ms: int) -> dict[int, float]:
+        """Returns: series id -> value of everything the node (whose series are ``series_ids``)
+        stored at one timestamp: its head row, or its raw blocks once compacted."""
         with self._engine.connect() as conn:
             row = conn.execute(
                 select(_head.c.n, _head.c.payload).where(
@@ -98,7 +94,7 @@ class Reader:
                 return dict(zip(ids.tolist(), values.tolist(), strict=True))
             end = window_end(ts_ms, self._plan.block_ms)
             found: dict[int, float] = {}
-            for chunk in _chunks(sorted(_node_series_ids(conn, node_pk))):
+            for chunk in in_chunks(sorted(series_ids)):
                 rows = conn.execute(
                     select(_blocks.c.series_id, _blocks.c.payload).where(
                         _blocks.c.series_id.in_(chunk),
@@ -120,7 +116,7 @@ class Reader:
     ) -> dict[int, list[Samples]]:
         found: dict[int, list[Samples]] = defaultdict(list)
         window = self._plan.block_ms
-        for chunk in _chunks(ids):
+        for chunk in in_chunks(ids):
             rows = conn.execute(
                 select(_blocks.c.series_id, _blocks.c.payload)
                 .where(
@@ -159,12 +155,11 @@ class Reader:
                 .order_by(_head.c.ts_ms)
             )
             for row in rows:
-                ids, values = head.unpack(row.n, row.payload)
-                position = np.minimum(np.searchsorted(ids, wanted), max(len(ids) - 1, 0))
-                hit = ids[position] == wanted if len(ids) else np.zeros(len(wanted), bool)
+                ids, values = head.unpack(row.n, row.payload)  # never empty: see Store
+                position = np.minimum(np.searchsorted(ids, wanted), len(ids) - 1)
                 stamps.append(row.ts_ms)
-                rows_found.append(values[position] if len(ids) else np.zeros(len(wanted)))
-                masks.append(hit)
+                rows_found.append(values[position])
+                masks.append(ids[position] == wanted)
             if not stamps:
                 continue
             stamp_array = np.array(stamps, dtype=np.int64)
@@ -179,7 +174,7 @@ class Reader:
         self, conn: Connection, tier: Tier, ids: list[int], start_ms: int, end_ms: int
     ) -> dict[int, Buckets]:
         parts: dict[int, list[Buckets]] = defaultdict(list)
-        for chunk in _chunks(ids):
+        for chunk in in_chunks(ids):
             rows = conn.execute(
                 select(_blocks.c.series_id, _blocks.c.payload)
                 .where(
@@ -193,14 +188,14 @@ class Reader:
             for row in rows:
                 ends, columns = blocks.decode(row.payload)
                 parts[row.series_id].append(Buckets.from_columns(ends, columns))
-        return {series_id: _concat(found) for series_id, found in parts.items()}
+        return {series_id: _merge_all(found) for series_id, found in parts.items()}
 
     def _dirty_ends(
         self, conn: Connection, nodes: Iterable[int], width: int, start_ms: int, end_ms: int
     ) -> dict[int, set[int]]:
         """Returns: node pk -> ends of the buckets in which the head holds samples."""
         dirty: dict[int, set[int]] = defaultdict(set)
-        for chunk in _chunks(list(nodes)):
+        for chunk in in_chunks(list(nodes)):
             rows = conn.execute(
                 select(_head.c.node_pk, _head.c.ts_ms).where(
                     _head.c.node_pk.in_(chunk),
@@ -228,48 +223,11 @@ class Reader:
             for item in node_series:
                 stamps, values = raw[item.id]
                 fresh = rollup(stamps, values, width)
-                fresh = _select_ends(fresh, end_array)
-                kept = _drop_ends(result[item.id], end_array)
-                result[item.id] = _concat([kept, fresh])
+                fresh = fresh.select(np.isin(fresh.end_ms, end_array))
+                stored = result[item.id]
+                result[item.id] = merge(stored.select(~np.isin(stored.end_ms, end_array)), fresh)
 
 
-def _node_series_ids(conn: Connection, node_pk: int) -> set[int]:
-    rows = conn.execute(select(_series.c.id).where(_series.c.node_pk == node_pk))
-    return {row.id for row in rows}
-
-
-def _merge(parts: list[Samples]) -> Samples:
-    """Concatenate sample runs; on a repeated timestamp the earlier run's sample wins."""
-    if not parts:
-        return _EMPTY
-    if len(parts) == 1:
-        return parts[0]
-    stamps = np.concatenate([part[0] for part in parts])
-    values = np.concatenate([part[1] for part in parts])
-    unique, first = np.unique(stamps, return_index=True)
-    return unique.astype(np.int64), values[first]
-
-
-def _concat(parts: list[Buckets]) -> Buckets:
-    parts = [part for part in parts if len(part)]
-    if not parts:
-        return Buckets.empty()
-    ends = np.concatenate([part.end_ms for part in parts])
-    columns = [np.concatenate(column) for column in zip(*(p.columns() for p in parts), strict=True)]
-    order = np.argsort(ends, kind="stable")
-    return Buckets.from_columns(ends[order], [column[order] for column in columns])
-
-
-def _select_ends(buckets: Buckets, ends: Int64s) -> Buckets:
-    keep = np.isin(buckets.end_ms, ends)
-    return Buckets.from_columns(buckets.end_ms[keep], [c[keep] for c in buckets.columns()])
-
-
-def _drop_ends(buckets: Buckets, ends: Int64s) -> Buckets:
-    keep = ~np.isin(buckets.end_ms, ends)
-    return Buckets.from_columns(buckets.end_ms[keep], [c[keep] for c in buckets.columns()])
-
-
-def _chunks(items: list[int]) -> Iterable[list[int]]:
-    for start in range(0, len(items), _IN_CHUNK):
-        yield items[start : start + _IN_CHUNK]
+def _merge_all(parts: list[Buckets]) -> Buckets:
+    """Buckets of consecutive blocks (disjoint ends) as one set."""
+    return functools.reduce(merge, parts, Buckets.empty())

@@ -53,6 +53,18 @@ class TierPlan:
         return (now_ms - self.grace_ms) // self.block_ms * self.block_ms
 
 
+def block_ms_of(block_seconds: float) -> int:
+    """Returns: the block window in ms. Raises ValueError unless it is a whole number of
+    minutes dividing a day (so 1-minute buckets and UTC days are made of whole windows)."""
+    block_ms = round(block_seconds * 1000)
+    if block_ms <= 0 or block_ms % MINUTE_MS or DAY_MS % block_ms:
+        raise ValueError(
+            f"storage block of {block_seconds:g}s must be a whole number of minutes that "
+            "divides a day (e.g. 600, 1800, 3600, 7200)"
+        )
+    return block_ms
+
+
 def make_plan(
     block_seconds: float,
     grace_seconds: float,
@@ -61,12 +73,7 @@ def make_plan(
     hour_retention_seconds: float,
 ) -> TierPlan:
     """Raises: ValueError when the block window does not fit the rollup buckets."""
-    block_ms = round(block_seconds * 1000)
-    if block_ms % MINUTE_MS or DAY_MS % block_ms:
-        raise ValueError(
-            f"storage block of {block_seconds:g}s must be a whole number of minutes that "
-            "divides a day (e.g. 600, 1800, 3600, 7200)"
-        )
+    block_ms = block_ms_of(block_seconds)
     return TierPlan(
         raw=Tier(0, "raw", None, block_ms, round(raw_retention_seconds * 1000)),
         minute=Tier(1, "1m", MINUTE_MS, block_ms, round(minute_retention_seconds * 1000)),

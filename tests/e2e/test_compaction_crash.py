@@ -9,26 +9,17 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 
 from agent.wire.codec import encode_batch
 from agent.wire.schema import MetricFamily
 from tests.e2e.processes import get, running, server_spec, wait_for
 from tests.factories import identity, make_batch
-from tests.postgres import postgres_server, postgres_url
+from tests.server.conftest import database_url, postgres_server, postgres_url
 
-__all__ = ["postgres_server", "postgres_url"]
+__all__ = ["database_url", "postgres_server", "postgres_url"]
 
 NODES = 8
 TICKS = 360  # one hour at 10 s: six 10-minute windows per node
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "postgresql":
-        url: str = request.getfixturevalue("postgres_url")
-        return url
-    return f"sqlite:///{tmp_path / 'server' / 'dcmon.db'}"
 
 
 def _storage(url: str) -> dict[str, Any]:

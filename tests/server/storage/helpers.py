@@ -66,10 +66,15 @@ def stream(
 
 
 def push_stream(
-    app: FastAPI, rows: Sequence[tuple[float, float, float]], interval: float, clock: FakeClock
+    app: FastAPI,
+    rows: Sequence[tuple[float, float, float]],
+    interval: float,
+    clock: FakeClock,
+    first_seq: int = 1,
 ) -> None:
+    """Ingest one batch per row (the first one with the inventory), moving the clock along."""
     ingest = services(app).ingest
-    for seq, (ts, gauge, counter) in enumerate(rows, start=1):
+    for seq, (ts, gauge, counter) in enumerate(rows, start=first_seq):
         clock.now = max(clock.now, ts)
         batch = make_batch(
             seq=seq,

@@ -11,16 +11,12 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
-from agent.wire.codec import encode_batch
-from agent.wire.schema import MetricFamily
 from server.app import run_maintenance
 from server.storage import blocks as block_codec
-from tests.factories import make_batch
 from tests.server.conftest import START, FakeClock
 from tests.server.storage.helpers import (
     COUNTER,
     GAUGE,
-    LABELS,
     close,
     history,
     points,
@@ -154,7 +150,7 @@ def test_late_samples_merge_into_a_compacted_window(
         run_maintenance(services(app))
         assert _head_rows(app) == 0
         # A replayed backlog (agent after an outage): new sequence numbers, old timestamps.
-        ingest_late(app, late, clock)
+        push_stream(app, late, 10.0, clock, first_seq=10_000)
         run_maintenance(services(app))
         assert _head_rows(app) == 0
         got = points(history(client, metric=GAUGE, start=START - 10, end=rows[-1][0] + 10))
@@ -163,20 +159,6 @@ def test_late_samples_merge_into_a_compacted_window(
             client, metric=GAUGE, start=START, end=rows[-1][0] + 60, step=60, aggregation="count"
         )
         assert sum(v for _, v in points(body)) == len(rows)
-
-
-def ingest_late(app: Any, rows: Sequence[tuple[float, float, float]], clock: FakeClock) -> None:
-    for seq, (ts, gauge, counter) in enumerate(rows, start=10_000):
-        batch = make_batch(
-            seq=seq,
-            timestamp=ts,
-            with_inventory=False,
-            metrics=[
-                MetricFamily(name=GAUGE, samples=[(dict(LABELS), gauge)]),
-                MetricFamily(name=COUNTER, samples=[(dict(LABELS), counter)]),
-            ],
-        )
-        assert services(app).ingest.ingest(encode_batch(batch), "gzip").status == "accepted"
 
 
 def test_a_compaction_that_fails_midway_loses_nothing_and_a_restart_finishes_it(
