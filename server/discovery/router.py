@@ -58,7 +58,7 @@ def series(
     matchers = parse_matchers(request.query_params.multi_items(), _RESERVED_PARAMS)
     del match
     names = [parse_metric(metric)] if metric is not None else services.store.index.metrics()
-    nodes = {node.pk: node for node in services.store.nodes()}
+    nodes = services.store.node_naming()
     found: list[SeriesItem] = []
     truncated = False
     for name in names:
@@ -85,7 +85,7 @@ def labels(
     index = services.store.index
     names = index.label_names(parse_metric(metric) if metric is not None else None)
     names.add("instance")
-    for node in services.store.nodes():
+    for node in services.store.node_naming().values():
         names.update(node.labels)
     response.headers["Server-Timing"] = server_timing(started)
     return NamesOut(names=sorted(names))
@@ -102,7 +102,7 @@ def label_values(
     if not LABEL_NAME_RE.fullmatch(name):
         raise ApiError(422, "invalid_parameter", f"name: {name!r} is not a label name")
     values = services.store.index.label_values(name)
-    for node in services.store.nodes():
+    for node in services.store.node_naming().values():
         if name == "instance":
             values.add(node.name)
         elif name in node.labels:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from server.rollup.matchers import Matcher, matches_all
 from server.storage.series_index import IndexedSeries, SeriesIndex
-from server.storage.store import NodeRecord
+from server.storage.store import NodeNaming
 
 
 @dataclass(frozen=True)
@@ -34,7 +34,7 @@ def visible_labels(
 
 def select_series(
     index: SeriesIndex,
-    nodes: Mapping[int, NodeRecord],
+    nodes: Mapping[int, NodeNaming],
     metric: str,
     matchers: Sequence[Matcher],
 ) -> list[Selected]:

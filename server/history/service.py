@@ -131,7 +131,7 @@ def query_history(
 
 
 def _select(store: Store, query: HistoryQuery, limits: HistoryLimits) -> list[Selected]:
-    nodes = {node.pk: node for node in store.nodes()}
+    nodes = store.node_naming()
     selected = select_series(store.index, nodes, query.metric, query.matchers)
     if len(selected) > limits.max_series:
         raise ApiError(

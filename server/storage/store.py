@@ -46,6 +46,15 @@ class WriteResult:
 
 
 @dataclass(frozen=True)
+class NodeNaming:
+    """What series selection needs of a node: its name (``instance``) and labels."""
+
+    pk: int
+    name: str
+    labels: dict[str, str]
+
+
+@dataclass(frozen=True)
 class NodeRecord:
     pk: int
     node_id: str
@@ -336,6 +345,13 @@ class Store:
             return [
                 _node_record(row) for row in conn.execute(select(_nodes).order_by(_nodes.c.name))
             ]
+
+    def node_naming(self) -> dict[int, NodeNaming]:
+        """Returns: node pk -> name and labels, without the rest of the node rows (for every
+        history and discovery query, so it reads three columns only)."""
+        with self._engine.connect() as conn:
+            rows = conn.execute(select(_nodes.c.id, _nodes.c.name, _nodes.c.labels))
+            return {row.id: NodeNaming(row.id, row.name, dict(row.labels or {})) for row in rows}
 
     def node(self, key: str) -> NodeRecord | None:
         """Returns: the node whose name or node id is ``key`` (newest push wins on a name)."""
