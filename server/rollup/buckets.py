@@ -135,17 +135,18 @@ def combine(buckets: Buckets, width_ms: int, origin_ms: int = 0) -> Buckets:
     )
 
 
-def merge(a: Buckets, b: Buckets) -> Buckets:
-    """Union of two bucket sets, ordered by end; ValueError when they share an end."""
-    ends = np.concatenate((a.end_ms, b.end_ms))
+def merge(*parts: Buckets) -> Buckets:
+    """Union of bucket sets, ordered by end; ValueError when two share an end."""
+    if not parts:
+        return Buckets.empty()
+    ends = np.concatenate([part.end_ms for part in parts])
     order = np.argsort(ends, kind="stable")
     ends = ends[order]
     clash = np.flatnonzero(ends[1:] == ends[:-1])
     if clash.size:
         raise ValueError(f"bucket sets overlap: both have a bucket ending at {int(ends[clash[0]])}")
-    pairs = zip(a.columns(), b.columns(), strict=True)
-    columns = (np.concatenate((ca, cb))[order] for ca, cb in pairs)
-    return Buckets(ends, *columns)
+    columns = zip(*(part.columns() for part in parts), strict=True)
+    return Buckets(ends, *(np.concatenate(column)[order] for column in columns))
 
 
 def aggregate(

@@ -10,7 +10,6 @@ retention horizon, so what has fallen out of a tier is never partly visible.
 
 from __future__ import annotations
 
-import functools
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 
@@ -188,7 +187,7 @@ class Reader:
             for row in rows:
                 ends, columns = blocks.decode(row.payload)
                 parts[row.series_id].append(Buckets.from_columns(ends, columns))
-        return {series_id: _merge_all(found) for series_id, found in parts.items()}
+        return {series_id: merge(*found) for series_id, found in parts.items()}
 
     def _dirty_ends(
         self, conn: Connection, nodes: Iterable[int], width: int, start_ms: int, end_ms: int
@@ -226,8 +225,3 @@ class Reader:
                 fresh = fresh.select(np.isin(fresh.end_ms, end_array))
                 stored = result[item.id]
                 result[item.id] = merge(stored.select(~np.isin(stored.end_ms, end_array)), fresh)
-
-
-def _merge_all(parts: list[Buckets]) -> Buckets:
-    """Buckets of consecutive blocks (disjoint ends) as one set."""
-    return functools.reduce(merge, parts, Buckets.empty())
