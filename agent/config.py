@@ -155,13 +155,52 @@ class CollectorSettings(_Section):
     enabled: list[str] = Field(default_factory=list, description="Turn on default-off collectors.")
 
 
+class SpoolSettings(_Section):
+    """The on-disk queue every batch is written to before it is sent."""
+
+    dir: Path | None = Field(default=None, description="Default: the spool folder in state_dir.")
+    max_bytes: Annotated[int, Field(ge=1 << 20)] = Field(
+        default=512 << 20, description="Disk budget; past it the oldest batches are dropped."
+    )
+    max_age_seconds: Annotated[float, Field(ge=60)] = Field(
+        default=86400.0, description="Batches older than this are dropped (counted) unsent."
+    )
+    memory_max_bytes: Annotated[int, Field(ge=1 << 20)] = Field(
+        default=64 << 20,
+        description="Budget of the in-memory queue used while the disk cannot be written "
+        "(full, read-only, I/O errors).",
+    )
+    fsync: bool = Field(
+        default=True, description="fsync each batch before it counts as spooled (crash-safe)."
+    )
+
+
 class TransportSettings(_Section):
     """How batches reach the server."""
 
     timeout_seconds: Annotated[float, Field(gt=0, le=300)] = 10.0
-    buffer_max_bytes: Annotated[int, Field(ge=1 << 20)] = 64 << 20
     backoff_initial_seconds: Annotated[float, Field(gt=0)] = 1.0
     backoff_max_seconds: Annotated[float, Field(gt=0)] = 60.0
+    replay_batches_per_request: Annotated[int, Field(ge=1, le=1000)] = Field(
+        default=32,
+        description="When a backlog is waiting, up to this many batches travel in one request.",
+    )
+    replay_requests_per_second: Annotated[float, Field(gt=0)] = Field(
+        default=2.0, description="Pace of backlog requests, so a recovering server is not flooded."
+    )
+    ca_file: Path | None = Field(
+        default=None, description="PEM CA bundle to verify the server (default: system store)."
+    )
+    client_cert_file: Path | None = Field(
+        default=None, description="PEM client certificate, for servers that require mTLS."
+    )
+    client_key_file: Path | None = Field(default=None, description="Key of client_cert_file.")
+
+    @model_validator(mode="after")
+    def _client_pair(self) -> TransportSettings:
+        if (self.client_cert_file is None) != (self.client_key_file is None):
+            raise ValueError("client_cert_file and client_key_file go together")
+        return self
 
 
 class AgentSettings(BaseSettings):
@@ -180,7 +219,19 @@ class AgentSettings(BaseSettings):
     token: SecretStr | None = Field(
         default=None, description="Ingest token; prefer token_file so it stays out of `ps`."
     )
-    token_file: Path | None = None
+    token_file: Path | None = Field(
+        default=None,
+        description="File holding this node's token. Default: the token enrollment wrote to "
+        "state_dir (node-token).",
+    )
+    bootstrap_token: SecretStr | None = Field(
+        default=None, description="Bootstrap token; prefer bootstrap_token_file."
+    )
+    bootstrap_token_file: Path | None = Field(
+        default=None,
+        description="File holding a bootstrap token: with no node token yet, the agent enrolls "
+        "and keeps the per-node token it gets in state_dir.",
+    )
     interval_seconds: Annotated[float, Field(ge=1, le=3600)] = 10.0
     state_dir: Path = Path("/var/lib/dcmon-agent")
     node_name: Annotated[str, StringConstraints(min_length=1, max_length=253)] | None = None
@@ -191,6 +242,7 @@ class AgentSettings(BaseSettings):
     host: HostSettings = Field(default_factory=HostSettings)
     collectors: CollectorSettings = Field(default_factory=CollectorSettings)
     transport: TransportSettings = Field(default_factory=TransportSettings)
+    spool: SpoolSettings = Field(default_factory=SpoolSettings)
     events: EventSettings = Field(default_factory=EventSettings)
     jobs: JobSettings = Field(default_factory=JobSettings)
     ipmi_power: IpmiPowerSettings = Field(default_factory=IpmiPowerSettings)

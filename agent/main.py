@@ -125,7 +125,7 @@ def build(
         sequence = Sequence(settings.state_dir)
     identity = node_identity(node_id, settings.node_name, settings.labels)
     built = build_collectors(settings, identity.hostname, stack)
-    spool = MemorySpool(settings.transport.buffer_max_bytes)
+    spool = MemorySpool(settings.spool.memory_max_bytes)
     backoff = Backoff(
         settings.transport.backoff_initial_seconds, settings.transport.backoff_max_seconds
     )

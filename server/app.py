@@ -20,7 +20,7 @@ from sqlalchemy import Engine
 
 from agent import __version__
 from agent.wire.catalog import default_catalog
-from server.auth import TokenVerifier
+from server.auth import Role, StaticAuthenticator
 from server.deps import Services
 from server.discovery import router as discovery_router
 from server.errors import install_error_handlers
@@ -91,12 +91,14 @@ def create_app(
     warm_latest(store, reader, latest, policy, clock())
     catalog = default_catalog()
     metrics = ServerMetrics(catalog, lambda: _node_counts(latest, policy, clock()))
-    verifier = TokenVerifier(settings.ingest_token_sha256)
-    if not verifier.configured:
-        _log.warning(
-            "no ingest tokens configured (ingest_token_sha256): every push will be refused; "
-            "make one with `dcmon token new`"
-        )
+    authenticator = StaticAuthenticator(
+        {
+            Role.INGEST: settings.ingest_token_sha256,
+            Role.ADMIN: settings.admin_key_sha256,
+            Role.READ: settings.read_token_sha256,
+            Role.BOOTSTRAP: settings.bootstrap_token_sha256,
+        }
+    )
     services = Services(
         settings=settings,
         catalog=catalog,
@@ -116,7 +118,7 @@ def create_app(
             policy,
             clock,
         ),
-        verifier=verifier,
+        authenticator=authenticator,
         renderer=Renderer(catalog, policy),
         metrics=metrics,
         clock=clock,

@@ -13,7 +13,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from agent.wire.catalog import Catalog
-from server.auth import TokenVerifier
+from server.auth import Authenticator
 from server.events.store import EventStore
 from server.exposition.render import Renderer
 from server.exposition.self_metrics import ServerMetrics
@@ -40,7 +40,7 @@ class Services:
     latest: LatestCache
     policy: StalePolicy
     ingest: IngestService
-    verifier: TokenVerifier
+    authenticator: Authenticator
     renderer: Renderer
     metrics: ServerMetrics
     clock: Callable[[], float]

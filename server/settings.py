@@ -13,7 +13,7 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, StringConstraints, ValidationError, field_validator
+from pydantic import Field, StringConstraints, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -53,9 +53,62 @@ class ServerSettings(BaseSettings):
         default_factory=list,
         description="SHA-256 (hex) of each accepted ingest token; `dcmon token new` makes both.",
     )
+    admin_key_sha256: list[TokenHash] = Field(
+        default_factory=list,
+        description="SHA-256 of admin API keys from the config file (more can be made with "
+        "`dcmon token create --role admin`).",
+    )
+    read_token_sha256: list[TokenHash] = Field(
+        default_factory=list, description="SHA-256 of read tokens from the config file."
+    )
+    bootstrap_token_sha256: list[TokenHash] = Field(
+        default_factory=list,
+        description="SHA-256 of bootstrap tokens from the config file: they may only enroll "
+        "nodes, each enrollment yielding a per-node token.",
+    )
+    open_reads: bool = Field(
+        default=False,
+        description="Serve reads (API, /metrics, web page) without a token. Off by default; "
+        "the demo turns it on for its loopback-only server.",
+    )
+    credential_cache_seconds: Annotated[float, Field(ge=0, le=300)] = Field(
+        default=5.0,
+        description="How long a token looked up in the database is trusted before it is looked "
+        "up again: the longest a revocation takes to reach another server replica.",
+    )
+    tls_cert_file: Path | None = Field(
+        default=None, description="PEM certificate chain: serve HTTPS."
+    )
+    tls_key_file: Path | None = Field(default=None, description="PEM private key of tls_cert_file.")
+    tls_client_ca_file: Path | None = Field(
+        default=None, description="PEM CA bundle that client certificates must chain to (mTLS)."
+    )
+    tls_client_auth: Literal["none", "optional", "required"] = Field(
+        default="none",
+        description="Client certificates: none, optional (verified when sent) or required. "
+        "optional/required need tls_client_ca_file.",
+    )
     max_body_bytes: Annotated[int, Field(ge=1024)] = 8 << 20
     max_decompressed_bytes: Annotated[int, Field(ge=1024)] = 64 << 20
     max_future_seconds: Annotated[float, Field(ge=0)] = 600.0
+    max_series_per_batch: Annotated[int, Field(ge=1)] = Field(
+        default=20_000, description="Samples (series) in one batch, over all its families."
+    )
+    max_series_per_node: Annotated[int, Field(ge=1)] = Field(
+        default=20_000,
+        description="Distinct series one node may create; a batch that would pass it is refused.",
+    )
+    max_inflight_ingest: Annotated[int, Field(ge=1)] = Field(
+        default=32,
+        description="Ingest requests processed at once; more get 429 with Retry-After, so a "
+        "fleet replaying after an outage is paced instead of piling up.",
+    )
+    ingest_retry_after_seconds: Annotated[float, Field(gt=0, le=600)] = Field(
+        default=5.0, description="The Retry-After (base, jittered) sent with 429 and 503."
+    )
+    max_batches_per_bulk: Annotated[int, Field(ge=1, le=1000)] = Field(
+        default=64, description="Batches in one bulk ingest request (agents replaying a backlog)."
+    )
     stale_after_intervals: Annotated[float, Field(ge=1)] = 3.0
     stale_after_min_seconds: Annotated[float, Field(ge=1)] = 30.0
     node_forget_after_seconds: Annotated[float, Field(ge=60)] = 7 * 86400.0
@@ -88,7 +141,13 @@ class ServerSettings(BaseSettings):
         block_ms_of(value)
         return value
 
-    @field_validator("ingest_token_sha256", mode="before")
+    @field_validator(
+        "ingest_token_sha256",
+        "admin_key_sha256",
+        "read_token_sha256",
+        "bootstrap_token_sha256",
+        mode="before",
+    )
     @classmethod
     def _lowercase(cls, value: Any) -> Any:
         if isinstance(value, str):
@@ -96,6 +155,17 @@ class ServerSettings(BaseSettings):
         if isinstance(value, list):
             return [item.lower() if isinstance(item, str) else item for item in value]
         return value
+
+    @model_validator(mode="after")
+    def _tls_consistent(self) -> ServerSettings:
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("tls_cert_file and tls_key_file go together")
+        if self.tls_client_auth != "none":
+            if self.tls_client_ca_file is None:
+                raise ValueError(f"tls_client_auth={self.tls_client_auth} needs tls_client_ca_file")
+            if self.tls_cert_file is None:
+                raise ValueError("client certificates need TLS: set tls_cert_file and tls_key_file")
+        return self
 
     @classmethod
     def settings_customise_sources(

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import time
 
-from fastapi import APIRouter, Request
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request
 from starlette.concurrency import run_in_threadpool
 
 from agent.wire.schema import Ack
+from server.auth import INGEST, Principal
 from server.deps import ServicesDep
 from server.errors import ApiError
 
@@ -16,6 +19,7 @@ router = APIRouter(tags=["ingest"])
 _ERRORS = {
     400: {"description": "Malformed body (not gzip, not JSON)"},
     401: {"description": "Missing or unknown bearer token"},
+    403: {"description": "The token may not write this node's data"},
     409: {"description": "Another live node uses this node name"},
     413: {"description": "Body or its decompressed size exceeds the limit"},
     415: {"description": "Unsupported Content-Type or Content-Encoding"},
@@ -24,12 +28,13 @@ _ERRORS = {
 
 
 @router.post("/api/v1/ingest", response_model=Ack, responses=_ERRORS)  # type: ignore[arg-type]
-async def ingest(request: Request, services: ServicesDep) -> Ack:
+async def ingest(
+    request: Request, services: ServicesDep, caller: Annotated[Principal, Depends(INGEST)]
+) -> Ack:
     """Accept one agent batch (gzip JSON, see agent.wire.schema). Acknowledged once stored."""
     started = time.perf_counter()
     metrics = services.metrics
     try:
-        services.verifier.verify(request.headers.get("authorization"))
         _check_content_type(request.headers.get("content-type"))
         body = await _read_limited(request, services.settings.max_body_bytes)
         ack = await run_in_threadpool(

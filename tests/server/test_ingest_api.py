@@ -173,7 +173,7 @@ def test_oversized_bodies(make_app, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("token", "needle"),
-    [(None, "missing bearer token"), ("wrong", "unknown token"), ("", "Bearer <token>")],
+    [(None, "missing bearer token"), ("wrong", "unknown or revoked token"), ("", "Bearer <token>")],
 )
 def test_writes_need_a_known_token(client: TestClient, token, needle, tmp_path: Path) -> None:
     response = push(client, make_batch(timestamp=START), token=token)
