@@ -30,16 +30,19 @@ from agent.collectors.agent_self import AgentSelfCollector
 from agent.collectors.registry import build_collectors, enabled_collectors, known_collectors
 from agent.config import AgentSettings, ConfigError, load_settings
 from agent.daemon import Agent
+from agent.enroll import EnrollmentError, resolve_token, rotate_token
 from agent.identity import load_or_create_node_id, node_identity
 from agent.inventory import InventoryTracker, read_host_facts
 from agent.sequence import Sequence
 from agent.shipper import Shipper
-from agent.spool.memory import MemorySpool
+from agent.spool import MemorySpool, Spool, open_spool
 from agent.statefile import StateError, ensure_directory
 from agent.systemd import Notifier
+from agent.transport.api import ApiClient
 from agent.transport.base import Transport
 from agent.transport.http import HttpTransport
 from agent.transport.memory import MemoryTransport
+from agent.transport.tls import client_context
 from agent.wire.schema import Ack
 
 _log = logging.getLogger("agent")
@@ -54,6 +57,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--config", type=Path, help="TOML config file (default /etc/dcmon/agent.toml)")
     p.add_argument("--server-url", help="dcmon server, e.g. http://127.0.0.1:8470")
     p.add_argument("--token-file", type=Path, help="file holding this node's ingest token")
+    p.add_argument(
+        "--bootstrap-token-file",
+        type=Path,
+        help="file holding a bootstrap token: enroll this node if it has no token yet",
+    )
     p.add_argument("--interval", type=float, dest="interval_seconds", help="seconds per tick")
     p.add_argument("--state-dir", type=Path, help="where the node id and sequence live")
     p.add_argument("--node-name", help="name shown as the instance label (default: hostname)")
@@ -68,13 +76,20 @@ def parser() -> argparse.ArgumentParser:
         "--dry-run", action="store_true", help="with --once: print the batch as JSON, send nothing"
     )
     p.add_argument("--list-collectors", action="store_true", help="list collectors and exit")
+    p.add_argument(
+        "--rotate-token",
+        action="store_true",
+        help="get a new token for this node from the server, store it in place of the "
+        "current one, print its id and exit",
+    )
     return p
 
 
 def main(argv: list[str]) -> int:
     args = parser().parse_args(argv)
-    if args.dry_run and not args.once:
-        print("dcmon agent: --dry-run needs --once", file=sys.stderr)
+    conflict = _conflicting_flags(args)
+    if conflict:
+        print(f"dcmon agent: {conflict}", file=sys.stderr)
         return 2
     try:
         settings = load_settings(args.config, _overrides(args))
@@ -85,12 +100,18 @@ def main(argv: list[str]) -> int:
     if args.list_collectors:
         return _list_collectors(settings)
     try:
-        if args.once:
-            return run_once(settings, dry_run=args.dry_run)
-        return run_forever(settings)
+        return _run(args, settings)
     except (ConfigError, StateError) as exc:
         _log.error("%s", exc)
         return 2
+
+
+def _run(args: argparse.Namespace, settings: AgentSettings) -> int:
+    if args.rotate_token:
+        return rotate(settings)
+    if args.once:
+        return run_once(settings, dry_run=args.dry_run)
+    return run_forever(settings)
 
 
 @dataclass
@@ -99,7 +120,7 @@ class Wiring:
 
     agent: Agent
     shipper: Shipper
-    spool: MemorySpool
+    spool: Spool
 
 
 def build(
@@ -109,8 +130,12 @@ def build(
     clock: Clock | None = None,
     notifier: Notifier | None = None,
     ephemeral_identity: bool = False,
+    durable_spool: bool = True,
 ) -> Wiring:
     """Assemble an agent from settings. Resources to release are registered on ``stack``.
+
+    The spool is on disk unless ``durable_spool`` is off or the identity is ephemeral (one-shot
+    runs keep their batch in memory and leave the daemon's backlog alone).
 
     Raises:
         ConfigError, StateError: the settings or the state directory cannot be used.
@@ -125,11 +150,23 @@ def build(
         sequence = Sequence(settings.state_dir)
     identity = node_identity(node_id, settings.node_name, settings.labels)
     built = build_collectors(settings, identity.hostname, stack)
-    spool = MemorySpool(settings.spool.memory_max_bytes)
+    spool: Spool = (
+        open_spool(settings, wall=clock.time, monotonic=clock.monotonic)
+        if durable_spool and not ephemeral_identity
+        else MemorySpool(settings.spool.memory_max_bytes)
+    )
+    stack.callback(spool.close)
     backoff = Backoff(
         settings.transport.backoff_initial_seconds, settings.transport.backoff_max_seconds
     )
-    shipper = Shipper(spool, transport, backoff, monotonic=clock.monotonic)
+    shipper = Shipper(
+        spool,
+        transport,
+        backoff,
+        monotonic=clock.monotonic,
+        replay_batches_per_request=settings.transport.replay_batches_per_request,
+        replay_requests_per_second=settings.transport.replay_requests_per_second,
+    )
     gpu = built.gpu
     inventory = InventoryTracker(
         lambda: read_host_facts(built.paths),
@@ -164,11 +201,10 @@ def build(
 
 
 def run_forever(settings: AgentSettings) -> int:
-    token = _require_token(settings)
+    transport = http_transport(settings)
     notifier = Notifier.from_environment()
     stop = threading.Event()
     with ExitStack() as stack:
-        transport = HttpTransport(settings.server_url, token, settings.transport.timeout_seconds)
         wiring = build(settings, stack, transport, notifier=notifier)
         _install_signal_handlers(stop)
         wiring.shipper.start()
@@ -196,11 +232,9 @@ def run_once(settings: AgentSettings, dry_run: bool) -> int:
             batch = wiring.agent.tick()
             print(json.dumps(batch.model_dump(mode="json"), indent=1))
             return 0
-        transport = HttpTransport(
-            settings.server_url, _require_token(settings), settings.transport.timeout_seconds
-        )
+        transport = http_transport(settings)
         stack.callback(transport.close)
-        wiring = build(settings, stack, transport)
+        wiring = build(settings, stack, transport, durable_spool=False)
         batch = wiring.agent.tick()
         if wiring.shipper.deliver_once():
             print(f"delivered batch {batch.seq} with {batch.sample_count()} samples")
@@ -218,12 +252,21 @@ def setup_logging(level: str) -> None:
     logging.basicConfig(level=level, format=fmt, stream=sys.stderr, force=True)
 
 
+def _conflicting_flags(args: argparse.Namespace) -> str | None:
+    if args.dry_run and not args.once:
+        return "--dry-run needs --once"
+    if args.rotate_token and (args.once or args.list_collectors):
+        return "--rotate-token goes alone"
+    return None
+
+
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     overrides: dict[str, Any] = {
         key: value
         for key in (
             "server_url",
             "token_file",
+            "bootstrap_token_file",
             "interval_seconds",
             "state_dir",
             "node_name",
@@ -249,14 +292,37 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     return overrides
 
 
-def _require_token(settings: AgentSettings) -> str:
-    token = settings.read_token()
-    if token is None:
-        raise ConfigError(
-            "no ingest token: set token_file (or DCMON_AGENT_TOKEN); "
-            "the server refuses unauthenticated writes"
-        )
-    return token
+def http_transport(settings: AgentSettings) -> HttpTransport:
+    """Returns: the transport to the server, with its TLS settings and this node's token.
+
+    Raises:
+        ConfigError: no token can be had, or the TLS files are unusable.
+        StateError: the state directory (where an enrolled token lives) cannot be used.
+    """
+    context = client_context(settings.transport, settings.server_url)
+    timeout = settings.transport.timeout_seconds
+    token = resolve_token(settings, ApiClient(settings.server_url, context, timeout))
+    return HttpTransport(settings.server_url, token, timeout, ssl_context=context)
+
+
+def rotate(settings: AgentSettings) -> int:
+    """``--rotate-token``: replace this node's token with a new one from the server.
+
+    Raises:
+        ConfigError: the TLS files are unusable.
+    """
+    context = client_context(settings.transport, settings.server_url)
+    client = ApiClient(settings.server_url, context, settings.transport.timeout_seconds)
+    try:
+        rotated = rotate_token(settings, client)
+    except EnrollmentError as exc:
+        print(f"dcmon agent: {exc}", file=sys.stderr)
+        return 1
+    print(
+        f"rotated: new token id {rotated.token_id}, stored in {rotated.path}; the old token "
+        "stays valid until the agent first sends with the new one"
+    )
+    return 0
 
 
 def _list_collectors(settings: AgentSettings) -> int:

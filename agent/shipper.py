@@ -3,6 +3,12 @@
 Stage: spool -> transport. Collection never waits for the network: the ticking thread appends
 to the spool and wakes the shipper. A retryable failure keeps the batch and backs off; a
 permanent refusal sets the batch aside with the server's reason (logged, counted).
+
+A fresh batch with nothing before it goes out at once, alone. A backlog (after an outage or a
+restart) is replayed up to ``replay_batches_per_request`` batches per bulk request, at most
+``replay_requests_per_second`` requests a second, so that a fleet coming back does not flood the
+server. Against a server without the bulk route (404/405) the batches go one per request, at the
+same number of batches a second, and the bulk route is tried again after a while.
 """
 
 from __future__ import annotations
@@ -10,15 +16,25 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from agent.backoff import Backoff
-from agent.spool.base import Spool
-from agent.transport.base import RejectedError, RetryableError, Transport
+from agent.spool.base import Spool, SpooledBatch
+from agent.transport.base import (
+    BulkResult,
+    BulkUnsupportedError,
+    RejectedError,
+    RetryableError,
+    Transport,
+)
 
 _log = logging.getLogger(__name__)
 _REPEAT_WARNING_SECONDS = 300.0
+REPLAY_MAX_BYTES = 4 << 20
+"""Payload bytes in one bulk request (half the server's default body limit)."""
+BULK_RETRY_SECONDS = 3600.0
+"""After the server turned the bulk route down, how long batches go one per request."""
 
 
 @dataclass(frozen=True)
@@ -38,11 +54,21 @@ class Shipper:
         transport: Transport,
         backoff: Backoff,
         monotonic: Callable[[], float] = time.monotonic,
+        replay_batches_per_request: int = 1,
+        replay_requests_per_second: float | None = None,
     ) -> None:
+        """Args:
+        replay_batches_per_request: batches per bulk request while a backlog waits
+            (1: no bulk requests).
+        replay_requests_per_second: pace of requests while a backlog waits (None: unpaced).
+        """
         self._spool = spool
         self._transport = transport
         self._backoff = backoff
         self._monotonic = monotonic
+        self._replay_limit = max(1, replay_batches_per_request)
+        self._replay_rate = replay_requests_per_second
+        self._bulk_off_until = float("-inf")
         self._wake = threading.Condition()
         self._stopping = False
         self._retry_at = 0.0
@@ -68,7 +94,7 @@ class Shipper:
             The number of batches still undelivered.
         """
         deadline = self._monotonic() + flush_timeout
-        while self._monotonic() < deadline and self._spool.peek() is not None:
+        while self._monotonic() < deadline and self._spool.pending():
             if self._backoff.failures:
                 break  # the server is away; waiting longer would only delay shutdown
             self.notify()
@@ -79,7 +105,7 @@ class Shipper:
         if self._thread is not None:
             self._thread.join(timeout=max(1.0, flush_timeout))
         self._transport.close()
-        return self._spool.stats(self._monotonic()).batches
+        return self._spool.pending()
 
     def stats(self) -> ShipperStats:
         return ShipperStats(
@@ -89,45 +115,122 @@ class Shipper:
             consecutive_failures=self._backoff.failures,
         )
 
+    @property
+    def next_attempt_at(self) -> float:
+        """Monotonic time before which the thread sends nothing (backoff or backlog pacing)."""
+        return self._retry_at
+
     def deliver_once(self) -> bool:
-        """Send the oldest spooled batch now (no waiting).
+        """Send the oldest spooled batch, or a bulk request of the oldest ones, now (no
+        waiting).
 
         Returns:
-            True if a batch was delivered or set aside, False if the spool was empty or the
-            send failed and should be retried later.
+            True if every batch sent was delivered or set aside, False if the spool was empty
+            or a send failed and should be retried later.
         """
-        batch = self._spool.peek()
-        if batch is None:
+        bulk = self._replay_limit > 1 and self._monotonic() >= self._bulk_off_until
+        if bulk:
+            batches = self._spool.peek_many(self._replay_limit, REPLAY_MAX_BYTES)
+        else:
+            head = self._spool.peek()
+            batches = [] if head is None else [head]
+        if not batches:
             return False
+        done = self._send_one(batches[0]) if len(batches) == 1 else self._send_bulk(batches)
+        if done:
+            self._pace()
+        return done
+
+    def _send_one(self, batch: SpooledBatch) -> bool:
         try:
             ack = self._transport.send(batch.payload)
         except RetryableError as exc:
-            self._failures += 1
-            delay = self._backoff.next_delay(exc.retry_after)
-            self._retry_at = self._monotonic() + delay
-            self._warn(f"cannot deliver batch {batch.seq}, retrying in {delay:.1f}s: {exc}")
+            self._failed(f"cannot deliver batch {batch.seq}", exc.retry_after, exc)
             return False
         except RejectedError as exc:
-            self._rejected += 1
-            self._spool.ack(batch)
-            _log.error("server refused batch %d for good; it is dropped: %s", batch.seq, exc)
+            self._refused(batch, str(exc))
             return True
+        self._delivered(batch)
+        if ack.status == "duplicate":
+            _log.debug("server already had batch %d", batch.seq)
+        self._succeeded()
+        return True
+
+    def _send_bulk(self, batches: Sequence[SpooledBatch]) -> bool:
+        first, last = batches[0].seq, batches[-1].seq
+        try:
+            results = self._transport.send_many([batch.payload for batch in batches])
+        except RetryableError as exc:
+            self._failed(f"cannot deliver batches {first}..{last}", exc.retry_after, exc)
+            return False
+        except BulkUnsupportedError as exc:
+            self._bulk_off_until = self._monotonic() + BULK_RETRY_SECONDS
+            _log.info("%s: sending the backlog one batch per request", exc)
+            return self._send_one(batches[0])
+        except RejectedError as exc:
+            if exc.status == 413:
+                self._replay_limit = max(1, len(batches) // 2)
+                _log.info(
+                    "server found %d batches in one request too large; sending at most %d",
+                    len(batches),
+                    self._replay_limit,
+                )
+                return False  # the smaller request goes at once
+            self._bulk_off_until = self._monotonic() + BULK_RETRY_SECONDS
+            _log.error("server refused a bulk request; sending one batch per request: %s", exc)
+            return self._send_one(batches[0])
+        return self._judge(batches, results)
+
+    def _judge(self, batches: Sequence[SpooledBatch], results: Sequence[BulkResult]) -> bool:
+        """Forget what the server stored or refused for good, up to the first "retry"."""
+        for batch, result in zip(batches, results, strict=True):
+            if result.status == "retry":
+                reason = f"{result.http_status or ''} {result.code or ''} {result.message or ''}"
+                self._failed(f"server could not store batch {batch.seq}", None, reason.strip())
+                return False
+            if result.status == "rejected":
+                self._refused(batch, f"{result.http_status} {result.code}: {result.message}")
+            else:
+                self._delivered(batch)
+        self._succeeded()
+        return True
+
+    def _delivered(self, batch: SpooledBatch) -> None:
         self._spool.ack(batch)
         self._sent += 1
+
+    def _refused(self, batch: SpooledBatch, reason: str) -> None:
+        self._spool.ack(batch)
+        self._rejected += 1
+        _log.error("server refused batch %d for good; it is dropped: %s", batch.seq, reason)
+
+    def _succeeded(self) -> None:
         if self._backoff.failures:
             _log.info("delivering again after %d failed attempts", self._backoff.failures)
             self._last_warning = -_REPEAT_WARNING_SECONDS
         self._backoff.reset()
-        if ack.status == "duplicate":
-            _log.debug("server already had batch %d", batch.seq)
-        return True
+
+    def _failed(self, what: str, retry_after: float | None, reason: object) -> None:
+        self._failures += 1
+        delay = self._backoff.next_delay(retry_after)
+        self._retry_at = self._monotonic() + delay
+        self._warn(f"{what}, retrying in {delay:.1f}s: {reason}")
+
+    def _pace(self) -> None:
+        """While a backlog remains, hold the next request back to the replay pace."""
+        if self._replay_rate is None or not self._spool.pending():
+            return
+        rate = self._replay_rate
+        if self._monotonic() < self._bulk_off_until:
+            rate *= self._replay_limit  # one batch per request: the same batches a second
+        self._retry_at = max(self._retry_at, self._monotonic() + 1.0 / rate)
 
     def _run(self) -> None:
         while True:
             with self._wake:
                 while not self._stopping:
                     wait = self._retry_at - self._monotonic()
-                    if wait <= 0 and self._spool.peek() is not None:
+                    if wait <= 0 and self._spool.pending():
                         break
                     self._wake.wait(timeout=wait if wait > 0 else None)
                 if self._stopping:

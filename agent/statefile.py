@@ -10,8 +10,12 @@ class StateError(OSError):
     """The state directory or one of its files cannot be used."""
 
 
-def write_atomically(path: Path, text: str) -> None:
+def write_atomically(path: Path, text: str, mode: int | None = None) -> None:
     """Replace ``path`` with ``text`` so that a crash leaves either the old or the new content.
+
+    Args:
+        mode: permissions of the new file (e.g. 0o600 for a secret), set before any byte is
+            written; None: the default for new files.
 
     Raises:
         StateError: the file cannot be written.
@@ -19,6 +23,8 @@ def write_atomically(path: Path, text: str) -> None:
     temporary = path.with_name(f".{path.name}.tmp")
     try:
         with temporary.open("w", encoding="utf-8") as handle:
+            if mode is not None:
+                os.fchmod(handle.fileno(), mode)
             handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())

@@ -1,9 +1,11 @@
 """The application factory: ``create_app(settings)`` builds everything; nothing at import time.
 
 Wires storage (engine, migrations, the single writer, the series index, store, reader and
-compactor), the latest-value cache (warmed from the database so a restarted server serves
-/metrics at once), ingest, exposition and the routers, and runs maintenance (compaction, then
-retention) in the background for the application's lifetime.
+compactor), credentials and the authenticators (config-file tokens, then the database's), the
+latest-value cache (warmed from the database so a restarted server serves /metrics at once),
+ingest, exposition and the routers, and runs maintenance (compaction, then retention) in the
+background for the application's lifetime. Every route carries one access rule
+(``server/auth/access.py``).
 """
 
 from __future__ import annotations
@@ -21,6 +23,9 @@ from sqlalchemy import Engine
 from agent import __version__
 from agent.wire.catalog import default_catalog
 from server.auth import Role, StaticAuthenticator
+from server.auth import router as auth_router
+from server.auth.credentials import CredentialStore
+from server.auth.verifier import ChainAuthenticator, DatabaseAuthenticator
 from server.deps import Services
 from server.discovery import router as discovery_router
 from server.errors import install_error_handlers
@@ -91,13 +96,22 @@ def create_app(
     warm_latest(store, reader, latest, policy, clock())
     catalog = default_catalog()
     metrics = ServerMetrics(catalog, lambda: _node_counts(latest, policy, clock()))
-    authenticator = StaticAuthenticator(
-        {
-            Role.INGEST: settings.ingest_token_sha256,
-            Role.ADMIN: settings.admin_key_sha256,
-            Role.READ: settings.read_token_sha256,
-            Role.BOOTSTRAP: settings.bootstrap_token_sha256,
-        }
+    credentials = CredentialStore(engine, writer, clock)
+    authenticator = ChainAuthenticator(
+        StaticAuthenticator(
+            {
+                Role.INGEST: settings.ingest_token_sha256,
+                Role.ADMIN: settings.admin_key_sha256,
+                Role.READ: settings.read_token_sha256,
+                Role.BOOTSTRAP: settings.bootstrap_token_sha256,
+            }
+        ),
+        DatabaseAuthenticator(
+            credentials,
+            settings.credential_cache_seconds,
+            clock,
+            retry_after_seconds=settings.ingest_retry_after_seconds,
+        ),
     )
     services = Services(
         settings=settings,
@@ -114,11 +128,12 @@ def create_app(
             store,
             latest,
             metrics,
-            IngestLimits(settings.max_decompressed_bytes, settings.max_future_seconds),
+            IngestLimits.from_settings(settings),
             policy,
             clock,
         ),
         authenticator=authenticator,
+        credentials=credentials,
         renderer=Renderer(catalog, policy),
         metrics=metrics,
         clock=clock,
@@ -147,6 +162,7 @@ def create_app(
     install_error_handlers(app)
     for module in (
         ingest_router,
+        auth_router,
         nodes_router,
         history_router,
         latest_router,

@@ -1,8 +1,10 @@
 """``dcmon demo``: a server (SQLite in a local folder) and an agent for this machine, one command.
 
 Both run as real child processes, exactly as they would under systemd, talking over loopback
-with a token made on first run. Ctrl-C stops the agent first (so its last batch is delivered),
-then the server. Without an NVIDIA driver the agent shows simulated GPUs, and says so.
+with a token made on first run. The server listens on 127.0.0.1 only and serves reads without a
+token (``--open-reads``), so the dashboard opens in a browser as it is. Ctrl-C stops the agent
+first (so its last batch is delivered), then the server. Without an NVIDIA driver the agent
+shows simulated GPUs, and says so.
 """
 
 from __future__ import annotations
@@ -61,7 +63,7 @@ def main(argv: list[str]) -> int:
     python = [sys.executable, "-m", "agent"]
     server_cmd = [
         *python, "server", "--host", "127.0.0.1", "--port", str(port),
-        "--data-dir", str(data_dir), "--ingest-token-sha256", token_hash,
+        "--data-dir", str(data_dir), "--ingest-token-sha256", token_hash, "--open-reads",
     ]  # fmt: skip
     agent_cmd = [
         *python, "agent", "--server-url", base_url, "--token-file", str(token_file),

@@ -14,6 +14,7 @@ from fastapi import Depends, Request
 
 from agent.wire.catalog import Catalog
 from server.auth import Authenticator
+from server.auth.credentials import CredentialStore
 from server.events.store import EventStore
 from server.exposition.render import Renderer
 from server.exposition.self_metrics import ServerMetrics
@@ -41,6 +42,7 @@ class Services:
     policy: StalePolicy
     ingest: IngestService
     authenticator: Authenticator
+    credentials: CredentialStore
     renderer: Renderer
     metrics: ServerMetrics
     clock: Callable[[], float]

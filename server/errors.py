@@ -4,12 +4,16 @@ Every error response has the same JSON shape::
 
     {"error": {"code": "invalid_batch", "message": "what is wrong, in words",
                "problems": [{"location": "metrics.3.samples.0.1", "message": "..."}]}}
+
+Besides a route's own refusals, any route that takes a body can answer 400 when the body cannot
+be parsed at all (not UTF-8); the OpenAPI document says so for every such route.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -86,3 +90,24 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ApiError, api_error)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(StarletteHTTPException, http_error)
+    _document_unparseable_bodies(app)
+
+
+_UNPARSEABLE = {"description": "The request body cannot be parsed (for example: not UTF-8)"}
+
+
+def _document_unparseable_bodies(app: FastAPI) -> None:
+    """Add the 400 that FastAPI answers for an unparseable body to every operation with one."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        built_before = app.openapi_schema is not None
+        document = build()
+        if not built_before:
+            for path_item in document.get("paths", {}).values():
+                for operation in path_item.values():
+                    if isinstance(operation, dict) and "requestBody" in operation:
+                        operation.setdefault("responses", {}).setdefault("400", _UNPARSEABLE)
+        return document
+
+    app.openapi = openapi  # type: ignore[method-assign]

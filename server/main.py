@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import logging
 import signal
+import ssl
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +39,28 @@ def parser() -> argparse.ArgumentParser:
         metavar="HEX",
         help="accept ingest tokens with this SHA-256 (repeat; see `dcmon token new`)",
     )
+    for flag, what in (
+        ("--bootstrap-token-sha256", "bootstrap tokens (they may only enroll nodes)"),
+        ("--read-token-sha256", "read tokens"),
+        ("--admin-key-sha256", "admin keys"),
+    ):
+        p.add_argument(flag, action="append", metavar="HEX", help=f"accept {what} (repeat)")
+    p.add_argument(
+        "--open-reads",
+        action="store_true",
+        default=None,
+        help="serve reads (API, /metrics, web page) without a token",
+    )
+    p.add_argument("--tls-cert-file", type=Path, help="PEM certificate chain: serve HTTPS")
+    p.add_argument("--tls-key-file", type=Path, help="PEM private key of --tls-cert-file")
+    p.add_argument(
+        "--tls-client-ca-file", type=Path, help="PEM CA bundle client certificates chain to"
+    )
+    p.add_argument(
+        "--tls-client-auth",
+        choices=["none", "optional", "required"],
+        help="client certificates: none (default), optional (verified when sent), required",
+    )
     p.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     p.add_argument("--migrate-only", action="store_true", help="apply migrations and exit")
     return p
@@ -52,6 +76,14 @@ def main(argv: list[str]) -> int:
             "data_dir",
             "database_url",
             "ingest_token_sha256",
+            "bootstrap_token_sha256",
+            "read_token_sha256",
+            "admin_key_sha256",
+            "open_reads",
+            "tls_cert_file",
+            "tls_key_file",
+            "tls_client_ca_file",
+            "tls_client_auth",
             "log_level",
         )
         if (value := getattr(args, key)) is not None
@@ -77,13 +109,21 @@ def main(argv: list[str]) -> int:
 
 
 def serve(settings: ServerSettings) -> int:
+    problem = tls_problem(settings)
+    if problem is not None:
+        _log.error("%s", problem)
+        return 2
     app = create_app(settings)
+    scheme = "https" if settings.tls_cert_file is not None else "http"
+    clients = settings.tls_client_auth
     _log.info(
-        "dcmon server %s on http://%s:%d (database %s)",
+        "dcmon server %s on %s://%s:%d (database %s%s)",
         __version__,
+        scheme,
         settings.listen_host,
         settings.listen_port,
         _redacted(settings.effective_database_url()),
+        "" if clients == "none" else f"; client certificates {clients}",
     )
     config = uvicorn.Config(
         app,
@@ -93,6 +133,7 @@ def serve(settings: ServerSettings) -> int:
         access_log=False,
         server_header=False,
         proxy_headers=False,
+        **_uvicorn_tls(settings),
     )
     # uvicorn shuts down gracefully on SIGTERM/SIGINT, then re-raises the signal so that the
     # handler installed before it runs. That handler is this no-op: a graceful stop exits 0.
@@ -101,6 +142,84 @@ def serve(settings: ServerSettings) -> int:
     uvicorn.Server(config).run()
     _log.info("stopped")
     return 0
+
+
+_CERT_REQS = {
+    "none": ssl.CERT_NONE,
+    "optional": ssl.CERT_OPTIONAL,
+    "required": ssl.CERT_REQUIRED,
+}
+
+
+def tls_problem(settings: ServerSettings) -> str | None:
+    """Returns: why the TLS files cannot be served (unreadable, not PEM, key not matching the
+    certificate, encrypted key), or None when they can or TLS is off.
+
+    uvicorn loads the same files again when it starts; checking here first turns its traceback
+    into one line for the operator.
+    """
+    cert, key, client_ca = (
+        settings.tls_cert_file,
+        settings.tls_key_file,
+        settings.tls_client_ca_file,
+    )
+    if cert is None:
+        return None
+    for name, path in (
+        ("tls_cert_file", cert),
+        ("tls_key_file", key),
+        ("tls_client_ca_file", client_ca),
+    ):
+        if path is None:
+            continue
+        try:
+            with path.open("rb"):
+                pass
+        except OSError as exc:
+            return f"{name} {path}: {exc.strerror or exc}"
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+
+    def no_pass_phrase() -> str:
+        raise _EncryptedKeyError
+
+    try:
+        context.load_cert_chain(cert, key, password=no_pass_phrase)
+    except _EncryptedKeyError:
+        return f"tls_key_file {key} is encrypted; the server needs an unencrypted key"
+    except ssl.SSLError as exc:
+        return (
+            f"tls_cert_file {cert} and tls_key_file {key} are not a PEM certificate and its "
+            f"matching key ({exc.reason or exc})"
+        )
+    if client_ca is not None:
+        try:
+            context.load_verify_locations(cafile=client_ca)
+        except ssl.SSLError as exc:
+            return f"tls_client_ca_file {client_ca} holds no PEM certificate ({exc.reason or exc})"
+    return None
+
+
+def _uvicorn_tls(settings: ServerSettings) -> dict[str, Any]:
+    """Returns: uvicorn.Config's TLS arguments (none when TLS is off)."""
+    if settings.tls_cert_file is None:
+        return {}
+
+    def harden(_config: uvicorn.Config, default: Callable[[], ssl.SSLContext]) -> ssl.SSLContext:
+        context = default()
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        return context
+
+    return {
+        "ssl_certfile": settings.tls_cert_file,
+        "ssl_keyfile": settings.tls_key_file,
+        "ssl_ca_certs": settings.tls_client_ca_file,
+        "ssl_cert_reqs": _CERT_REQS[settings.tls_client_auth],
+        "ssl_context_factory": harden,
+    }
+
+
+class _EncryptedKeyError(Exception):
+    """The key asks for a pass phrase (the server runs unattended and has none)."""
 
 
 def _redacted(url: str) -> str:

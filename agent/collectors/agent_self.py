@@ -48,6 +48,12 @@ class AgentSelfCollector:
             Sample(
                 "dcmon_agent_spool_dropped_batches_total", {}, float(spool.dropped_batches_total)
             ),
+            Sample("dcmon_agent_spool_dropped_bytes_total", {}, float(spool.dropped_bytes_total)),
+            Sample(
+                "dcmon_agent_spool_corrupt_records_total", {}, float(spool.corrupt_records_total)
+            ),
+            Sample("dcmon_agent_spool_degraded", {}, 1.0 if spool.degraded else 0.0),
+            Sample("dcmon_agent_spool_budget_bytes", {}, float(spool.budget_bytes)),
             Sample("dcmon_agent_sent_batches_total", {}, float(shipper.sent_batches_total)),
             Sample("dcmon_agent_send_failures_total", {}, float(shipper.send_failures_total)),
             Sample("dcmon_agent_rejected_batches_total", {}, float(shipper.rejected_batches_total)),

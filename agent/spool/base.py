@@ -8,11 +8,16 @@ from typing import Protocol
 
 @dataclass(frozen=True)
 class SpooledBatch:
-    """One encoded batch awaiting delivery."""
+    """One encoded batch awaiting delivery.
+
+    ``created_wall`` (Unix seconds) is set by spools that judge age across restarts (the disk
+    spool stores it in the batch's file); ``created_monotonic`` serves within one process.
+    """
 
     seq: int
     payload: bytes
     created_monotonic: float
+    created_wall: float | None = None
 
 
 @dataclass(frozen=True)
@@ -24,6 +29,11 @@ class SpoolStats:
     oldest_age_seconds: float
     dropped_batches_total: int
     dropped_bytes_total: int
+    corrupt_records_total: int = 0
+    degraded: bool = False
+    """True while batches go to memory because the disk cannot be written."""
+    degraded_reason: str = ""
+    budget_bytes: int = 0
 
 
 class Spool(Protocol):
@@ -37,8 +47,21 @@ class Spool(Protocol):
         """Returns: the oldest batch not yet acknowledged, or None when empty."""
         ...
 
+    def peek_many(self, limit: int, max_bytes: int) -> list[SpooledBatch]:
+        """Returns: up to ``limit`` oldest batches, oldest first, whose payloads together stay
+        within ``max_bytes`` (the oldest is always included, whatever its size)."""
+        ...
+
     def ack(self, batch: SpooledBatch) -> None:
         """Forget a batch that was delivered (or permanently refused)."""
         ...
 
+    def pending(self) -> int:
+        """Returns: the number of batches waiting (cheap; no payload is read)."""
+        ...
+
     def stats(self, now_monotonic: float) -> SpoolStats: ...
+
+    def close(self) -> None:
+        """Release files and locks; the spool is not used afterwards."""
+        ...

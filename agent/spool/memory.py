@@ -47,6 +47,21 @@ class MemorySpool:
         with self._lock:
             return self._queue[0] if self._queue else None
 
+    def peek_many(self, limit: int, max_bytes: int) -> list[SpooledBatch]:
+        with self._lock:
+            taken: list[SpooledBatch] = []
+            size = 0
+            for batch in self._queue:
+                if len(taken) >= limit or (taken and size + len(batch.payload) > max_bytes):
+                    break
+                taken.append(batch)
+                size += len(batch.payload)
+            return taken
+
+    def pending(self) -> int:
+        with self._lock:
+            return len(self._queue)
+
     def ack(self, batch: SpooledBatch) -> None:
         with self._lock:
             if self._queue and self._queue[0] is batch:
@@ -63,4 +78,8 @@ class MemorySpool:
                 oldest_age_seconds=max(oldest, 0.0),
                 dropped_batches_total=self._dropped_batches,
                 dropped_bytes_total=self._dropped_bytes,
+                budget_bytes=self._max_bytes,
             )
+
+    def close(self) -> None:
+        """Nothing to release."""

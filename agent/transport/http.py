@@ -1,4 +1,5 @@
-"""HTTP transport: POST the gzip JSON batch to the server's ingest endpoint.
+"""HTTP transport: POST the gzip JSON batch to the server's ingest endpoint, or several batches
+at once to the bulk endpoint while a backlog is replayed.
 
 Stage: spool -> transport -> server ingest. Built on the standard library's ``http.client`` so the
 agent carries no HTTP client package (importing one cost more resident memory than the rest of the
@@ -13,9 +14,16 @@ Network failures and the server's status codes are mapped to ``RetryableError`` 
 - 401, 403, 409 (this node's token or name refused): retryable, so the backlog flows once an
   operator fixes them;
 - any other status: the batch itself is refused, for good;
-- connection refused or reset, TLS failure, timeout: retryable.
+- connection refused or reset, TLS failure, timeout: retryable;
+- bulk only: 404/405 mean an older server without the bulk route (``BulkUnsupportedError``).
 
-The token travels as a bearer token and is never logged.
+A bulk body is the batches back to back, each a 4-byte big-endian length then the gzip JSON
+batch exactly as the single route takes it. Every request carries ``X-Dcmon-Sent-At``, this
+node's wall clock when it is sent, so the server can tell how far the node's clock is off.
+
+The token travels as a bearer token and is never logged. It is a string, or a function asked
+before each request (an enrolled token that may change); that function raises
+``RetryableError`` while there is no token yet.
 """
 
 from __future__ import annotations
@@ -26,20 +34,35 @@ import json
 import select
 import socket
 import ssl
+import struct
 import time
+from collections.abc import Callable, Sequence
+from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from agent import __version__
-from agent.transport.base import RejectedError, RetryableError
+from agent.transport.base import (
+    BulkResult,
+    BulkUnsupportedError,
+    RejectedError,
+    RetryableError,
+)
 from agent.wire.codec import CONTENT_ENCODING, CONTENT_TYPE
 from agent.wire.schema import Ack
 
 INGEST_PATH = "/api/v1/ingest"
+BULK_PATH = "/api/v1/ingest/bulk"
+BULK_CONTENT_TYPE = "application/vnd.dcmon.bulk"
+SENT_AT_HEADER = "X-Dcmon-Sent-At"
 CONNECT_TIMEOUT_MAX_SECONDS = 5.0
 # An ack is a few dozen bytes and an error a few hundred; anything past this is not read.
 MAX_RESPONSE_BYTES = 64 * 1024
+# A bulk answer holds one short result per batch (at most 1,000 batches).
+MAX_BULK_RESPONSE_BYTES = 1024 * 1024
+_FRAME = struct.Struct(">I")
+_NO_BULK_STATUS = frozenset({404, 405})
 _RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 # Refusals of this agent's identity (token, node name), not of the batch: keep the data and
 # retry, so the backlog flows once an operator fixes the token or the name.
@@ -66,23 +89,46 @@ class _Response:
         return self.body.decode("utf-8", errors="replace")
 
 
+class _BulkRecord(BaseModel):
+    """One entry of the bulk answer's ``results``."""
+
+    model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
+
+    status: Literal["accepted", "duplicate", "rejected", "retry"]
+    seq: int | None = None
+    samples: int = 0
+    http_status: int | None = None
+    code: str | None = None
+    message: str | None = None
+
+
+class _BulkAnswer(BaseModel):
+    model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
+
+    results: list[_BulkRecord]
+
+
 class HttpTransport:
     """Sends batches over one keep-alive HTTP or HTTPS connection."""
 
     def __init__(
         self,
         server_url: str,
-        token: str | None,
+        token: str | Callable[[], str | None] | None,
         timeout_seconds: float,
         ssl_context: ssl.SSLContext | None = None,
+        wall: Callable[[], float] = time.time,
     ) -> None:
         """Args:
         server_url: ``http://host[:port][/prefix]`` or ``https://...``.
-        token: the node's ingest token, sent as ``Authorization: Bearer``.
+        token: the node's ingest token, sent as ``Authorization: Bearer``; or a function
+            returning it, asked before each request (it raises ``RetryableError`` while no
+            token is available yet); None sends no ``Authorization``.
         timeout_seconds: the read timeout; connecting (and the TLS handshake) gets at most
             5 s of it.
         ssl_context: for ``https``: trust settings (default: the system's CA store, with
             certificate and host name verification).
+        wall: the wall clock stamped into ``X-Dcmon-Sent-At``.
 
         Raises:
             ValueError: the URL is not an http(s) URL with a host.
@@ -90,8 +136,8 @@ class HttpTransport:
         parts = urlsplit(server_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"server URL {server_url!r} is not http(s)://host[:port][/path]")
-        self._url = server_url.rstrip("/") + INGEST_PATH
-        self._path = parts.path.rstrip("/") + INGEST_PATH
+        self._base_url = server_url.rstrip("/")
+        self._prefix = parts.path.rstrip("/")
         self._host = parts.hostname
         self._port = parts.port  # None: the scheme's default
         self._tls = parts.scheme == "https"
@@ -100,68 +146,95 @@ class HttpTransport:
             self._ssl_context = ssl.create_default_context()
         self._read_timeout = timeout_seconds
         self._connect_timeout = min(CONNECT_TIMEOUT_MAX_SECONDS, timeout_seconds)
+        self._token = token
+        self._wall = wall
         self._headers = {
-            "Content-Type": CONTENT_TYPE,
-            "Content-Encoding": CONTENT_ENCODING,
             "Accept": "application/json",
             "User-Agent": f"dcmon-agent/{__version__}",
         }
-        if token:
-            self._headers["Authorization"] = f"Bearer {token}"
+        self._single_headers = {"Content-Type": CONTENT_TYPE, "Content-Encoding": CONTENT_ENCODING}
+        self._bulk_headers = {"Content-Type": BULK_CONTENT_TYPE}
         self._connection: http.client.HTTPConnection | None = None
 
     def send(self, payload: bytes) -> Ack:
-        response = self._post(payload)
+        response = self._post(INGEST_PATH, payload, self._single_headers, MAX_RESPONSE_BYTES)
         status = response.status
         if 200 <= status < 300:
             try:
                 return Ack.model_validate_json(response.body)
             except ValidationError as exc:
                 raise RetryableError(f"server answered {status} without a valid ack") from exc
-        code, message = _error_of(response)
-        if status in _RETRYABLE_STATUS:
-            raise RetryableError(
-                f"server answered {status}: {message}", retry_after=_retry_after(response)
-            )
-        if status in _IDENTITY_STATUS:
-            raise RetryableError(f"server refused this node ({status} {code}): {message}")
-        raise RejectedError(f"server refused the batch ({status} {code}): {message}", status, code)
+        raise _failure(response, "the batch")
+
+    def send_many(self, payloads: Sequence[bytes]) -> list[BulkResult]:
+        body = b"".join(_FRAME.pack(len(payload)) + payload for payload in payloads)
+        response = self._post(BULK_PATH, body, self._bulk_headers, MAX_BULK_RESPONSE_BYTES)
+        status = response.status
+        if 200 <= status < 300:
+            try:
+                answer = _BulkAnswer.model_validate_json(response.body)
+            except ValidationError as exc:
+                raise RetryableError(
+                    f"server answered {status} without valid bulk results"
+                ) from exc
+            if len(answer.results) != len(payloads):
+                raise RetryableError(
+                    f"server answered {len(answer.results)} bulk results "
+                    f"for {len(payloads)} batches"
+                )
+            return [BulkResult(**record.model_dump()) for record in answer.results]
+        if status in _NO_BULK_STATUS:
+            raise BulkUnsupportedError(f"server has no bulk ingest ({status})")
+        raise _failure(response, f"a bulk request of {len(payloads)} batches")
 
     def close(self) -> None:
         if self._connection is not None:
             self._connection.close()
             self._connection = None
 
-    def _post(self, payload: bytes) -> _Response:
+    def _post(
+        self, route: str, body: bytes, content_headers: dict[str, str], max_response: int
+    ) -> _Response:
         """One POST; a reused connection the server closed meanwhile is reopened once.
 
         Sending a batch twice is safe: the server ignores a ``(node, seq)`` it already has.
+
+        Raises:
+            RetryableError: the server cannot be reached, or there is no token yet.
         """
+        headers = self._headers | content_headers
+        token = self._token() if callable(self._token) else self._token
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        path, url = self._prefix + route, self._base_url + route
         reused = self._connection is not None
         try:
             try:
-                return self._exchange(payload)
+                return self._exchange(path, body, headers, max_response)
             except _STALE_CONNECTION_ERRORS:
                 self.close()
                 if not reused:
                     raise
-                return self._exchange(payload)
+                return self._exchange(path, body, headers, max_response)
         except TimeoutError as exc:
             self.close()
-            raise RetryableError(f"timed out talking to {self._url}: {_describe(exc)}") from exc
+            raise RetryableError(f"timed out talking to {url}: {_describe(exc)}") from exc
         except (OSError, http.client.HTTPException) as exc:
             self.close()
-            raise RetryableError(f"cannot reach {self._url}: {_describe(exc)}") from exc
+            raise RetryableError(f"cannot reach {url}: {_describe(exc)}") from exc
 
-    def _exchange(self, payload: bytes) -> _Response:
+    def _exchange(
+        self, path: str, body: bytes, headers: dict[str, str], max_response: int
+    ) -> _Response:
         connection = self._connect()
-        connection.request("POST", self._path, body=payload, headers=self._headers)
+        headers[SENT_AT_HEADER] = f"{self._wall():.3f}"
+        connection.request("POST", path, body=body, headers=headers)
         response = connection.getresponse()
-        body = response.read(MAX_RESPONSE_BYTES)
+        answer = response.read(max_response)
         if response.will_close or not response.isclosed():
             # The server closes (or the body was too long to read in full): start afresh next time.
             self.close()
-        return _Response(response.status, response.headers, body)
+        return _Response(response.status, response.headers, answer)
 
     def _connect(self) -> http.client.HTTPConnection:
         """Returns: the open connection, or a new one if there is none or the server closed it."""
@@ -202,6 +275,19 @@ def _describe(exc: BaseException) -> str:
     """Returns: the exception as a short phrase (some stdlib errors have an empty message)."""
     text = str(exc)
     return text if text else type(exc).__name__
+
+
+def _failure(response: _Response, what: str) -> RetryableError | RejectedError:
+    """Returns: the exception for a non-2xx answer (see the module docstring)."""
+    status = response.status
+    code, message = _error_of(response)
+    if status in _RETRYABLE_STATUS:
+        return RetryableError(
+            f"server answered {status}: {message}", retry_after=_retry_after(response)
+        )
+    if status in _IDENTITY_STATUS:
+        return RetryableError(f"server refused this node ({status} {code}): {message}")
+    return RejectedError(f"server refused {what} ({status} {code}): {message}", status, code)
 
 
 def _error_of(response: _Response) -> tuple[str, str]:

@@ -7,6 +7,10 @@ reason and an operator can read it in the agent's log.
 
 Decompression is bounded: a body that inflates past ``max_decompressed_bytes`` is refused while
 it is being inflated, so a compression bomb costs the server at most that much memory.
+
+Strings holding a NUL character are refused (PostgreSQL cannot store them). JSON can carry one
+only as the escape ``\u0000``, so a scan of the raw bytes clears nearly every batch at once,
+and only a batch with that escape is looked at closely.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import gzip
 import json
 import zlib
 from dataclasses import dataclass
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -61,9 +66,18 @@ def decode_batch(body: bytes, content_encoding: str | None, max_decompressed_byt
     """
     raw = inflate(body, content_encoding, max_decompressed_bytes)
     try:
-        return Batch.model_validate_json(raw)
+        batch = Batch.model_validate_json(raw)
     except ValidationError as exc:
         raise _explain(raw, exc) from None
+    if _NUL_ESCAPE in raw:
+        location = _nul_location(json.loads(raw))
+        if location is not None:
+            raise WireError(
+                "invalid_batch",
+                f"batch does not match the schema: {location}: a string holds a NUL character",
+                (Problem(location, "a string holds a NUL character (\\u0000)"),),
+            )
+    return batch
 
 
 def inflate(body: bytes, content_encoding: str | None, max_decompressed_bytes: int) -> bytes:
@@ -94,6 +108,29 @@ def inflate(body: bytes, content_encoding: str | None, max_decompressed_bytes: i
     if inflater.unused_data:
         raise WireError("bad_compression", "trailing bytes after the gzip stream")
     return raw
+
+
+_NUL_ESCAPE = b"\\u0000"
+
+
+def _nul_location(node: Any, path: str = "") -> str | None:
+    """Returns: the location of the first key or string holding a NUL character, if any."""
+    if isinstance(node, str):
+        return (path or "(body)") if "\x00" in node else None
+    children: list[tuple[str, Any]] = []
+    if isinstance(node, dict):
+        for key, value in node.items():
+            child = f"{path}.{key}" if path else str(key)
+            if "\x00" in key:
+                return child
+            children.append((child, value))
+    elif isinstance(node, list):
+        children = [(f"{path}.{index}" if path else str(index), v) for index, v in enumerate(node)]
+    for child, value in children:
+        found = _nul_location(value, child)
+        if found is not None:
+            return found
+    return None
 
 
 def _explain(raw: bytes, exc: ValidationError) -> WireError:

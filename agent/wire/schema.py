@@ -7,6 +7,10 @@ Counters travel raw (cumulative); a reading that failed or is unsupported is sim
 
 Layout of a sample: ``[labels, value]`` inside its family, so the metric name is sent once per
 family rather than once per sample.
+
+What the server can store bounds what the schema admits: values are finite floats (the agent
+drops NaN and infinite readings), integers fit a signed 64-bit column, and no string holds a
+NUL character (PostgreSQL text cannot; the codec refuses it, see ``codec.py``).
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ MAX_FAMILIES_PER_BATCH = 5_000
 MAX_GPUS_PER_NODE = 64
 MAX_EVENTS_PER_BATCH = 1_000
 MAX_JOB_USAGES_PER_BATCH = 4_096
+MAX_INT64 = 2**63 - 1
 
 # Labels an agent may not set on a sample: the server attaches node identity itself.
 RESERVED_LABELS = frozenset({"instance", "job"})
@@ -43,6 +48,8 @@ LabelValue = Annotated[str, StringConstraints(max_length=MAX_LABEL_VALUE_LENGTH)
 Labels = Annotated[dict[LabelName, LabelValue], Field(max_length=MAX_LABELS_PER_SAMPLE)]
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
 ShortText = Annotated[str, StringConstraints(max_length=256)]
+Count = Annotated[int, Field(ge=0, le=MAX_INT64)]
+"""A non-negative integer a database column can hold (seq, bytes, pids)."""
 
 
 class _Wire(BaseModel):
@@ -100,8 +107,8 @@ class HostFacts(_Wire):
     kernel: ShortText = ""
     architecture: ShortText = ""
     cpu_model: ShortText = ""
-    cpu_count: Annotated[int, Field(ge=0)] = 0
-    memory_total_bytes: Annotated[int, Field(ge=0)] = 0
+    cpu_count: Count = 0
+    memory_total_bytes: Count = 0
     boot_time_seconds: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 0.0
     agent_version: ShortText = ""
 
@@ -115,7 +122,7 @@ class GpuFacts(_Wire):
     pci_bus_id: ShortText = ""
     serial: ShortText | None = None
     vbios_version: ShortText | None = None
-    memory_total_bytes: Annotated[int, Field(ge=0)] | None = None
+    memory_total_bytes: Count | None = None
     unsupported: Annotated[list[ShortText], Field(max_length=256)] = Field(
         default_factory=list,
         description="Readings the start-up capability probe found unsupported on this GPU.",
@@ -148,7 +155,7 @@ class GpuEvent(_Wire):
     gpu_index: Annotated[int, Field(ge=0, lt=MAX_GPUS_PER_NODE)] | None = None
     uuid: ShortText | None = None
     pci_bus_id: ShortText | None = None
-    pid: Annotated[int, Field(ge=0)] | None = None
+    pid: Count | None = None
     message: Annotated[str, StringConstraints(max_length=1024)] = ""
     mnemonic: ShortText = ""
     severity: Literal["info", "warning", "critical"]
@@ -169,11 +176,9 @@ class JobGpuUsage(_Wire):
     step: ShortText = ""
     gpu_index: Annotated[int, Field(ge=0, lt=MAX_GPUS_PER_NODE)]
     uuid: ShortText
-    pids: Annotated[list[Annotated[int, Field(ge=0)]], Field(max_length=1024)] = Field(
-        default_factory=list
-    )
+    pids: Annotated[list[Count], Field(max_length=1024)] = Field(default_factory=list)
     since: Annotated[float, Field(gt=0, allow_inf_nan=False)]
-    memory_used_bytes: Annotated[int, Field(ge=0)] = 0
+    memory_used_bytes: Count = 0
     sm_percent: Annotated[float, Field(ge=0, le=100, allow_inf_nan=False)] | None = None
     gpu_seconds: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 0.0
     idle_seconds: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 0.0
@@ -185,7 +190,7 @@ class Batch(_Wire):
 
     schema_version: Literal[1] = SCHEMA_VERSION
     node: NodeIdentity
-    seq: Annotated[int, Field(ge=0)]
+    seq: Count
     timestamp: Annotated[float, Field(gt=0, allow_inf_nan=False)] = Field(
         description="Wall-clock Unix time of the tick, in seconds."
     )

@@ -4,15 +4,25 @@ Tokens are long random strings (``dcmon token``), so a plain SHA-256 at rest is 
 can be guessed from it, and the server never holds or logs a token itself. Comparison of hashes
 is by dictionary lookup on the digest of a secret the caller already knows, so it leaks nothing
 about other tokens.
+
+Three authenticators: ``StaticAuthenticator`` (hashes from the config file),
+``DatabaseAuthenticator`` (the credentials table, behind a short cache) and
+``ChainAuthenticator``, which asks each in turn; ``create_app`` chains the first two.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
 from typing import Protocol
 
+from sqlalchemy.exc import SQLAlchemyError
+
+from server.auth.credentials import Credential, CredentialStore
 from server.auth.principal import Principal, Role
 from server.errors import ApiError
+from server.storage.writer import WriterClosedError
 from server.tokens import sha256_hex
 
 CHALLENGE = {"WWW-Authenticate": 'Bearer realm="dcmon"'}
@@ -40,6 +50,106 @@ class StaticAuthenticator:
 
     def authenticate(self, token: str) -> Principal | None:
         return self._principals.get(sha256_hex(token))
+
+
+class DatabaseAuthenticator:
+    """Tokens in the credentials table, each trusted for ``cache_seconds`` after a lookup.
+
+    Expiry is checked on every request against the wall clock; revocation through this process
+    clears the cache at once (the store tells), through another process (the CLI, a replica)
+    it is seen within ``cache_seconds``. The first use of a rotated token confirms the rotation.
+    Unknown tokens are not cached, so a token made elsewhere works at once.
+    """
+
+    MAX_CACHED = 100_000
+
+    def __init__(
+        self,
+        store: CredentialStore,
+        cache_seconds: float,
+        clock: Callable[[], float],
+        *,
+        monotonic: Callable[[], float] = time.monotonic,
+        retry_after_seconds: float = 5.0,
+    ) -> None:
+        self._store = store
+        self._cache_seconds = cache_seconds
+        self._clock = clock
+        self._monotonic = monotonic
+        self._retry_after = str(max(1, round(retry_after_seconds)))
+        self._cache: dict[str, tuple[float, Credential]] = {}
+        self._generation = 0
+        self._lock = threading.Lock()
+        store.add_listener(self.invalidate)
+
+    def invalidate(self) -> None:
+        """Forget every cached lookup (a credential changed)."""
+        with self._lock:
+            self._cache.clear()
+            self._generation += 1
+
+    def authenticate(self, token: str) -> Principal | None:
+        """Raises: ApiError 503 when the database cannot be asked."""
+        digest = sha256_hex(token)
+        credential = self._cached(digest)
+        if credential is None:
+            credential = self._look_up(digest)
+        if credential is None:
+            return None
+        now = self._clock()
+        if credential.state(now) != "active":
+            return None
+        self._store.touch(credential.token_id, now)
+        return credential.principal()
+
+    def _cached(self, digest: str) -> Credential | None:
+        with self._lock:
+            entry = self._cache.get(digest)
+        if entry is None or self._monotonic() - entry[0] >= self._cache_seconds:
+            return None
+        return entry[1]
+
+    def _look_up(self, digest: str) -> Credential | None:
+        with self._lock:
+            generation = self._generation
+        fetched = self._monotonic()
+        try:
+            found = self._store.lookup(digest)
+            if found is None:
+                return None
+            credential: Credential | None = found.credential
+            if found.pending and found.credential.state(self._clock()) == "active":
+                credential = self._store.confirm(found.credential.token_id)
+                generation = -1  # not cached: the next request reads the confirmed state
+        except (SQLAlchemyError, WriterClosedError) as exc:
+            raise ApiError(
+                503,
+                "storage_unavailable",
+                "credentials cannot be checked: the database is unavailable",
+                headers={"Retry-After": self._retry_after},
+            ) from exc
+        if credential is None:
+            return None
+        with self._lock:
+            if generation == self._generation and self._cache_seconds > 0:
+                if len(self._cache) >= self.MAX_CACHED:
+                    self._cache.clear()
+                self._cache[digest] = (fetched, credential)
+        return credential
+
+
+class ChainAuthenticator:
+    """Asks each authenticator in turn; the first that knows the token answers."""
+
+    def __init__(self, *authenticators: Authenticator) -> None:
+        self._authenticators = authenticators
+
+    def authenticate(self, token: str) -> Principal | None:
+        for authenticator in self._authenticators:
+            principal = authenticator.authenticate(token)
+            if principal is not None:
+                return principal
+        return None
 
 
 def bearer_token(authorization: str | None) -> str | None:

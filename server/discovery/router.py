@@ -9,17 +9,18 @@ from __future__ import annotations
 import time
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, Request, Response
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from pydantic import BaseModel
 
 from agent.wire.schema import LABEL_NAME_RE
+from server.auth import READ
 from server.deps import ServicesDep
 from server.errors import ApiError
 from server.history.select import select_series
 from server.params import parse_matchers, parse_metric
 from server.timing import server_timing
 
-router = APIRouter(tags=["discovery"])
+router = APIRouter(tags=["discovery"], dependencies=[Depends(READ)])
 
 _RESERVED_PARAMS = {"metric", "match", "limit"}
 MAX_LIMIT = 100_000

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
+from server.auth import READ
 from server.deps import ServicesDep
 from server.events.store import EventQuery, EventRecord
 from server.params import parse_range
 
-router = APIRouter(tags=["events"])
+router = APIRouter(tags=["events"], dependencies=[Depends(READ)])
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000

@@ -6,7 +6,8 @@ name wins). A node's lines are rendered once per batch and reused by every scrap
 next batch, so a scrape of a large fleet is mostly joining strings.
 
 Server-derived series: ``dcmon_node_up`` and ``dcmon_node_last_push_timestamp_seconds`` for
-every node not yet forgotten; silent nodes are ``up == 0`` and their other series are gone.
+every node not yet forgotten, and ``dcmon_node_clock_skew_seconds`` for those whose agent sent
+its clock; silent nodes are ``up == 0`` and their other series are gone.
 """
 
 from __future__ import annotations
@@ -97,12 +98,18 @@ class Renderer:
     def _node_status(self, known: list[NodeLatest], now: float) -> str:
         up = [self._header("dcmon_node_up")]
         last = [self._header("dcmon_node_last_push_timestamp_seconds")]
+        skew: list[str] = []
         for node in known:
             labels = render_labels([("instance", node.name), *sorted(node.labels.items())])
             state = "1" if self._policy.is_up(node, now) else "0"
             up.append(f"dcmon_node_up{labels} {state}\n")
             last.append(f"dcmon_node_last_push_timestamp_seconds{labels} {node.last_push!r}\n")
-        return "".join(up) + "".join(last)
+            if node.clock_skew_seconds is not None:
+                value = format_value(node.clock_skew_seconds)
+                skew.append(f"dcmon_node_clock_skew_seconds{labels} {value}\n")
+        if skew:
+            skew.insert(0, self._header("dcmon_node_clock_skew_seconds"))
+        return "".join(up) + "".join(last) + "".join(skew)
 
 
 def _family_lines(

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 from fastapi.responses import PlainTextResponse
 from starlette.concurrency import run_in_threadpool
 
+from server.auth import READ
 from server.deps import Services, ServicesDep
 
-router = APIRouter(tags=["exposition"])
+router = APIRouter(tags=["exposition"], dependencies=[Depends(READ)])
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 import time
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
+from server.auth import READ
 from server.deps import ServicesDep
 from server.history.service import HistoryLimits, HistoryQuery, query_history
 from server.params import (
@@ -20,7 +21,7 @@ from server.params import (
 )
 from server.timing import server_timing
 
-router = APIRouter(tags=["history"])
+router = APIRouter(tags=["history"], dependencies=[Depends(READ)])
 
 _RESERVED_PARAMS = {"metric", "start", "end", "step", "aggregation", "by", "group", "match"}
 DEFAULT_RANGE_SECONDS = 3600.0

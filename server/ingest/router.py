@@ -1,45 +1,101 @@
-"""POST /api/v1/ingest: authenticate, read the body within its limit, hand it to the service."""
+"""POST /api/v1/ingest and /api/v1/ingest/bulk: authenticate, admit, read the body within its
+limit, hand it to the service."""
 
 from __future__ import annotations
 
+import math
 import time
+from typing import Annotated, Any
 
-from typing import Annotated
-
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Header, Request
 from starlette.concurrency import run_in_threadpool
 
 from agent.wire.schema import Ack
 from server.auth import INGEST, Principal
 from server.deps import ServicesDep
 from server.errors import ApiError
+from server.ingest.bulk import MEDIA_TYPE, BulkResponse, record_result, split_records
 
 router = APIRouter(tags=["ingest"])
 
-_ERRORS = {
+SENT_AT_HEADER = "X-Dcmon-Sent-At"
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"description": "Malformed body (not gzip, not JSON)"},
     401: {"description": "Missing or unknown bearer token"},
-    403: {"description": "The token may not write this node's data"},
+    403: {"description": "The token may not write this node's data (code node_mismatch)"},
     409: {"description": "Another live node uses this node name"},
     413: {"description": "Body or its decompressed size exceeds the limit"},
     415: {"description": "Unsupported Content-Type or Content-Encoding"},
-    422: {"description": "Body does not match the wire schema, or timestamps are off"},
+    422: {
+        "description": "Body does not match the wire schema, timestamps are off, or the batch "
+        "passes a series limit (codes too_many_series, cardinality_limit)"
+    },
+    429: {"description": "Too many ingest requests in progress; see Retry-After"},
+    503: {"description": "Storage unavailable for now; see Retry-After"},
+}
+_BULK_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"description": "Broken framing (a length prefix cut short or past the body's end)"},
+    401: _ERRORS[401],
+    403: {"description": "The token may not call ingest"},
+    413: {"description": "Body too large, or more records than max_batches_per_bulk"},
+    415: {"description": "Content-Type is not application/vnd.dcmon.bulk, or an outer encoding"},
+    429: _ERRORS[429],
+    503: _ERRORS[503],
+}
+_BINARY = {"schema": {"type": "string", "format": "binary"}}
+_SINGLE_BODY = {
+    "requestBody": {
+        "required": True,
+        "description": "One batch (agent.wire.schema.Batch) as JSON, normally gzip-compressed "
+        "with Content-Encoding: gzip.",
+        "content": {"application/json": _BINARY},
+    }
+}
+_BULK_BODY = {
+    "requestBody": {
+        "required": True,
+        "description": "Records back to back, no outer Content-Encoding: each a 4-byte "
+        "big-endian unsigned length N, then N bytes that are one gzip JSON batch exactly as "
+        "POST /api/v1/ingest takes it with Content-Encoding: gzip.",
+        "content": {MEDIA_TYPE: _BINARY},
+    }
 }
 
+SentAtHeader = Annotated[
+    str | None,
+    Header(
+        alias=SENT_AT_HEADER,
+        description="The agent's wall clock when it sent the request, Unix seconds: the "
+        "server records the node's clock skew from it. Ignored when not a number.",
+    ),
+]
+CallerDep = Annotated[Principal, Depends(INGEST)]
 
-@router.post("/api/v1/ingest", response_model=Ack, responses=_ERRORS)  # type: ignore[arg-type]
+
+@router.post(
+    "/api/v1/ingest",
+    response_model=Ack,
+    responses=_ERRORS,
+    openapi_extra=_SINGLE_BODY,
+)
 async def ingest(
-    request: Request, services: ServicesDep, caller: Annotated[Principal, Depends(INGEST)]
+    request: Request, services: ServicesDep, caller: CallerDep, sent_at: SentAtHeader = None
 ) -> Ack:
     """Accept one agent batch (gzip JSON, see agent.wire.schema). Acknowledged once stored."""
     started = time.perf_counter()
     metrics = services.metrics
     try:
-        _check_content_type(request.headers.get("content-type"))
-        body = await _read_limited(request, services.settings.max_body_bytes)
-        ack = await run_in_threadpool(
-            services.ingest.ingest, body, request.headers.get("content-encoding")
-        )
+        with services.ingest.admission.admit():
+            _check_content_type(request.headers.get("content-type"), "application/json")
+            body = await _read_limited(request, services.settings.max_body_bytes)
+            ack = await run_in_threadpool(
+                services.ingest.ingest,
+                body,
+                request.headers.get("content-encoding"),
+                caller,
+                parse_sent_at(sent_at),
+            )
     except ApiError as exc:
         metrics.ingest_requests.labels(str(exc.status)).inc()
         metrics.ingest_rejected.labels(exc.code).inc()
@@ -49,11 +105,68 @@ async def ingest(
     return ack
 
 
-def _check_content_type(content_type: str | None) -> None:
-    media = (content_type or "application/json").split(";")[0].strip().lower()
-    if media != "application/json":
+@router.post(
+    "/api/v1/ingest/bulk",
+    response_model=BulkResponse,
+    responses=_BULK_ERRORS,
+    openapi_extra=_BULK_BODY,
+)
+async def ingest_bulk(
+    request: Request, services: ServicesDep, caller: CallerDep, sent_at: SentAtHeader = None
+) -> BulkResponse:
+    """Accept many batches of one agent's backlog; one result per record, in order.
+
+    A record's status is ``accepted`` or ``duplicate`` (stored), ``rejected`` (refused for
+    good, as single ingest's 400/413/415/422) or ``retry`` (not stored for a reason that may
+    pass: 401/403/409/429/503; keep it and every record after it).
+    """
+    started = time.perf_counter()
+    metrics = services.metrics
+    settings = services.settings
+    try:
+        with services.ingest.admission.admit():
+            _check_content_type(request.headers.get("content-type"), MEDIA_TYPE)
+            encoding = (request.headers.get("content-encoding") or "identity").strip().lower()
+            if encoding != "identity":
+                raise ApiError(
+                    415,
+                    "unsupported_encoding",
+                    f"a bulk body takes no Content-Encoding (its records are gzip each), "
+                    f"not {encoding!r}",
+                )
+            body = await _read_limited(request, settings.max_body_bytes)
+            records = split_records(body, settings.max_batches_per_bulk)
+            outcomes = await run_in_threadpool(
+                services.ingest.ingest_bulk, records, caller, parse_sent_at(sent_at)
+            )
+    except ApiError as exc:
+        metrics.ingest_requests.labels(str(exc.status)).inc()
+        metrics.ingest_rejected.labels(exc.code).inc()
+        raise
+    for outcome in outcomes:
+        if outcome.error is not None:
+            metrics.ingest_rejected.labels(outcome.error.code).inc()
+    metrics.ingest_requests.labels("200").inc()
+    metrics.ingest_duration.observe(time.perf_counter() - started)
+    return BulkResponse(results=[record_result(outcome) for outcome in outcomes])
+
+
+def parse_sent_at(value: str | None) -> float | None:
+    """Returns: the agent's send time in Unix seconds, or None when absent or not a number."""
+    if value is None:
+        return None
+    try:
+        sent_at = float(value)
+    except ValueError:
+        return None
+    return sent_at if math.isfinite(sent_at) else None
+
+
+def _check_content_type(content_type: str | None, expected: str) -> None:
+    media = (content_type or expected).split(";")[0].strip().lower()
+    if media != expected:
         raise ApiError(
-            415, "unsupported_media_type", f"Content-Type must be application/json, not {media!r}"
+            415, "unsupported_media_type", f"Content-Type must be {expected}, not {media!r}"
         )
 
 

@@ -1,33 +1,61 @@
 """Ingest: turn a request body into stored samples and an acknowledgement.
 
 Stage: transport -> ingest -> storage, events, jobs and latest. Order matters: decode and
-validate the whole batch first (wire schema, future timestamps, repeated series, repeated
-job-GPU pairings), then store it, then update the latest-value cache. A batch refused at any
-step leaves nothing behind. Every refusal is an ``ApiError`` with a 4xx status, a code and the
-reason.
+validate the whole batch first (wire schema, the caller's right to write the node, future
+timestamps, input limits, repeated series, repeated job-GPU pairings), then store it, then
+update the latest-value cache. A batch refused at any step leaves nothing behind. Every refusal
+is an ``ApiError`` with a status, a code and the reason: 4xx for a batch refused for good, 503
+``storage_unavailable`` (with ``Retry-After``) when the database cannot take it now.
+
+Input limits, each a 4xx refusal counted by its code:
+
+- body size (413 ``body_too_large``, in the router) and inflated size (413, while inflating);
+- the wire schema's limits on names, labels and list lengths (422 ``invalid_batch`` naming the
+  location);
+- ``max_series_per_batch`` samples over all families (422 ``too_many_series``);
+- ``max_series_per_node`` distinct series of one node (422 ``cardinality_limit``), checked by the
+  store only when a batch brings series the index does not know yet.
+
+Non-finite values (NaN, +-Inf): the agent drops such readings before encoding and logs them
+once; the server refuses a batch that still carries one (422 ``invalid_batch``), so a stored
+value is always a number.
 
 The batch's GPU events and job usage are written after its samples, in their own transactions.
 Both writes are idempotent (events by content, job counters by their cumulative values), so
 they run for duplicates too: a batch whose samples were committed but whose events or jobs
 were not (a crash in between) is completed when the agent re-sends it.
+
+A bulk request (many batches of one agent's backlog) is decoded and validated record by record,
+then every valid record's write is queued before any is waited on, so they share the writer's
+group commits; each record gets its own outcome.
 """
 
 from __future__ import annotations
 
 import logging
+import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from agent.wire.codec import WireError, decode_batch
 from agent.wire.schema import Ack, Batch
+from server.auth import Principal
 from server.errors import ApiError, ProblemDetail
 from server.events.store import write_events
 from server.exposition.self_metrics import ServerMetrics
+from server.ingest.admission import Admission
 from server.jobs.fold import write_usages
 from server.latest.cache import LatestCache, NodeLatest, StalePolicy
+from server.settings import ServerSettings
 from server.storage.series_index import RepeatedSeriesError
-from server.storage.store import Family, Store
+from server.storage.store import (
+    Family,
+    PendingWrite,
+    SeriesLimitError,
+    StorageUnavailableError,
+    Store,
+)
 
 _log = logging.getLogger(__name__)
 
@@ -45,6 +73,38 @@ _STATUS_OF_WIRE_ERROR = {
 class IngestLimits:
     max_decompressed_bytes: int
     max_future_seconds: float
+    max_series_per_batch: int = 20_000
+    max_series_per_node: int = 20_000
+    max_inflight: int = 32
+    retry_after_seconds: float = 5.0
+
+    @classmethod
+    def from_settings(cls, settings: ServerSettings) -> IngestLimits:
+        return cls(
+            max_decompressed_bytes=settings.max_decompressed_bytes,
+            max_future_seconds=settings.max_future_seconds,
+            max_series_per_batch=settings.max_series_per_batch,
+            max_series_per_node=settings.max_series_per_node,
+            max_inflight=settings.max_inflight_ingest,
+            retry_after_seconds=settings.ingest_retry_after_seconds,
+        )
+
+
+@dataclass(frozen=True)
+class RecordOutcome:
+    """What became of one record of a bulk request: an acknowledgement or a refusal."""
+
+    seq: int | None
+    ack: Ack | None = None
+    error: ApiError | None = None
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """A decoded, validated batch ready to be written."""
+
+    batch: Batch
+    families: list[Family]
 
 
 class IngestService:
@@ -58,6 +118,7 @@ class IngestService:
         limits: IngestLimits,
         policy: StalePolicy,
         clock: Callable[[], float] = time.time,
+        rng: Callable[[], float] = random.random,
     ) -> None:
         self._policy = policy
         self._store = store
@@ -65,15 +126,71 @@ class IngestService:
         self._metrics = metrics
         self._limits = limits
         self._clock = clock
+        self.admission = Admission(limits.max_inflight, limits.retry_after_seconds, rng)
 
-    def ingest(self, body: bytes, content_encoding: str | None) -> Ack:
+    def ingest(
+        self,
+        body: bytes,
+        content_encoding: str | None,
+        caller: Principal,
+        sent_at: float | None = None,
+    ) -> Ack:
         """Store one batch.
+
+        Args:
+            sent_at: the agent's wall clock when it sent the request (``X-Dcmon-Sent-At``).
 
         Raises:
             ApiError: the batch is refused (nothing of it is stored).
         """
+        batch = self._decode(body, content_encoding)
+        now = self._clock()
+        skew = None if sent_at is None else sent_at - now
+        prepared = self._validate(batch, caller, now, skew)
+        return self._finish(prepared, self._start(prepared, now), now, skew)
+
+    def ingest_bulk(
+        self, records: Sequence[bytes], caller: Principal, sent_at: float | None = None
+    ) -> list[RecordOutcome]:
+        """Store many batches (gzip JSON each); one outcome per record, in order.
+
+        Every record is decoded and validated before any is written; the valid ones' writes are
+        all queued before the first is waited on, so they commit in as few groups as possible.
+        """
+        now = self._clock()
+        skew = None if sent_at is None else sent_at - now
+        staged: list[tuple[int | None, _Prepared | ApiError]] = []
+        for record in records:
+            seq: int | None = None
+            try:
+                batch = self._decode(record, "gzip")
+                seq = batch.seq
+                staged.append((seq, self._validate(batch, caller, now, skew)))
+            except ApiError as exc:
+                staged.append((seq, exc))
+        started: list[tuple[_Prepared, PendingWrite] | ApiError] = []
+        for _seq, item in staged:
+            if isinstance(item, ApiError):
+                started.append(item)
+                continue
+            try:
+                started.append((item, self._start(item, now)))
+            except ApiError as exc:
+                started.append(exc)
+        outcomes: list[RecordOutcome] = []
+        for (seq, _item), work in zip(staged, started, strict=True):
+            if isinstance(work, ApiError):
+                outcomes.append(RecordOutcome(seq, error=work))
+                continue
+            try:
+                outcomes.append(RecordOutcome(seq, ack=self._finish(*work, now, skew)))
+            except ApiError as exc:
+                outcomes.append(RecordOutcome(seq, error=exc))
+        return outcomes
+
+    def _decode(self, body: bytes, content_encoding: str | None) -> Batch:
         try:
-            batch = decode_batch(body, content_encoding, self._limits.max_decompressed_bytes)
+            return decode_batch(body, content_encoding, self._limits.max_decompressed_bytes)
         except WireError as exc:
             raise ApiError(
                 _STATUS_OF_WIRE_ERROR.get(exc.code, 400),
@@ -81,26 +198,63 @@ class IngestService:
                 exc.message,
                 [ProblemDetail(p.location, p.message) for p in exc.problems],
             ) from None
-        now = self._clock()
-        self._check_time(batch, now)
-        self._check_name(batch, now)
-        self._check_events(batch, now)
-        families = _families(batch)
-        _check_unique_families(families)
-        _check_unique_pairings(batch)
+
+    def _validate(
+        self, batch: Batch, caller: Principal, now: float, skew: float | None
+    ) -> _Prepared:
+        """Raises: ApiError for a batch refused before anything is written."""
+        node_id = batch.node.node_id
+        if not caller.may_write_node(node_id):
+            raise ApiError(
+                403,
+                "node_mismatch",
+                f"this token may not write node {node_id} (it belongs to "
+                f"{caller.node_id or 'no node'}); the agent must use its own node's token",
+            )
         try:
-            result = self._store.write_batch(
+            self._check_time(batch, now)
+            self._check_name(batch, now)
+            self._check_events(batch, now)
+            self._check_size(batch)
+            families = _families(batch)
+            _check_unique_families(families)
+            _check_unique_pairings(batch)
+        except ApiError:
+            if skew is not None:  # a refused batch still tells how far off the node's clock is
+                self._latest.set_clock_skew(node_id, skew)
+            raise
+        return _Prepared(batch, families)
+
+    def _start(self, prepared: _Prepared, now: float) -> PendingWrite:
+        batch = prepared.batch
+        try:
+            return self._store.start_write(
                 batch,
-                families,
+                prepared.families,
                 received_at=now,
                 writers=[
                     lambda conn, node_pk: write_events(conn, node_pk, batch.events),
                     lambda conn, node_pk: write_usages(conn, node_pk, batch.timestamp, batch.jobs),
                 ],
+                max_series_per_node=self._limits.max_series_per_node,
             )
+        except StorageUnavailableError as exc:
+            raise self._unavailable(exc) from None
+
+    def _finish(
+        self, prepared: _Prepared, pending: PendingWrite, now: float, skew: float | None
+    ) -> Ack:
+        """Wait for the write, then update the latest cache; returns the acknowledgement."""
+        batch = prepared.batch
+        try:
+            result = pending.result()
         except RepeatedSeriesError as exc:
             raise ApiError(422, "invalid_batch", str(exc)) from None
-        if result.duplicate and self._latest.touch(batch.node.node_id, now):
+        except SeriesLimitError as exc:
+            raise ApiError(422, "cardinality_limit", str(exc)) from None
+        except StorageUnavailableError as exc:
+            raise self._unavailable(exc) from None
+        if result.duplicate and self._latest.touch(batch.node.node_id, now, skew):
             return Ack(status="duplicate", seq=batch.seq, samples=0)
         self._latest.update(
             NodeLatest(
@@ -111,13 +265,33 @@ class IngestService:
                 last_push=now,
                 batch_ts=batch.timestamp,
                 seq=batch.seq,
-                families=dict(families),
+                families=dict(prepared.families),
+                clock_skew_seconds=skew,
             )
         )
         if result.duplicate:
             return Ack(status="duplicate", seq=batch.seq, samples=0)
         self._metrics.ingest_samples.inc(result.samples)
         return Ack(status="accepted", seq=batch.seq, samples=result.samples)
+
+    def _unavailable(self, exc: StorageUnavailableError) -> ApiError:
+        _log.warning("ingest refused for now, storage unavailable: %s", exc)
+        return ApiError(
+            503,
+            "storage_unavailable",
+            f"storage is unavailable ({exc}); the batch was not stored, retry later",
+            headers=self.admission.retry_after(),
+        )
+
+    def _check_size(self, batch: Batch) -> None:
+        samples = batch.sample_count()
+        if samples > self._limits.max_series_per_batch:
+            raise ApiError(
+                422,
+                "too_many_series",
+                f"the batch has {samples} samples, more than the limit of "
+                f"{self._limits.max_series_per_batch} per batch (max_series_per_batch)",
+            )
 
     def _check_time(self, batch: Batch, now: float) -> None:
         ahead = batch.timestamp - now

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 from typing import Annotated, Any, get_args
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from agent.wire.schema import JobGpuUsage
+from server.auth import READ
 from server.deps import ServicesDep
 from server.errors import ApiError
 from server.jobs.store import JobQuery, JobRecord, State, Usage
 from server.params import parse_range
 
-router = APIRouter(tags=["jobs"])
+router = APIRouter(tags=["jobs"], dependencies=[Depends(READ)])
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000

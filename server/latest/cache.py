@@ -4,6 +4,10 @@ Stage: ingest -> latest -> exposition / web. Updated from the same path that sto
 after the commit. A node's newest batch replaces its previous one wholesale, so a series the
 agent stopped sending (a lost GPU, an unmounted filesystem) disappears at once; an older batch
 arriving late (replay after an outage) never overwrites a newer one.
+
+Each node's clock skew (its wall clock minus the server's when it last sent a request, from the
+agent's ``X-Dcmon-Sent-At`` header) rides along: it is about the request, not the batch, so a
+replayed old batch updates it too, and a request without the header leaves it as it was.
 """
 
 from __future__ import annotations
@@ -27,6 +31,8 @@ class NodeLatest:
     batch_ts: float
     seq: int
     families: Mapping[str, FamilySamples]
+    clock_skew_seconds: float | None = None
+    """The node's clock minus the server's at its last request (positive: node ahead)."""
 
     def value(self, metric: str, **labels: str) -> float | None:
         """Returns: the value of the first sample of ``metric`` whose labels include ``labels``."""
@@ -67,10 +73,14 @@ class LatestCache:
         """
         with self._lock:
             current = self._nodes.get(latest.node_id)
+            if current is not None and latest.clock_skew_seconds is None:
+                latest = replace(latest, clock_skew_seconds=current.clock_skew_seconds)
             if current is not None and current.batch_ts > latest.batch_ts:
                 # An older batch (a replay) still proves the node is alive.
                 self._nodes[latest.node_id] = replace(
-                    current, last_push=max(current.last_push, latest.last_push)
+                    current,
+                    last_push=max(current.last_push, latest.last_push),
+                    clock_skew_seconds=latest.clock_skew_seconds,
                 )
                 return False
             if current is not None and current.name != latest.name:
@@ -79,7 +89,9 @@ class LatestCache:
             self._ids_by_name.setdefault(latest.name, set()).add(latest.node_id)
             return True
 
-    def touch(self, node_id: str, last_push: float) -> bool:
+    def touch(
+        self, node_id: str, last_push: float, clock_skew_seconds: float | None = None
+    ) -> bool:
         """Record that the node is alive without new data (a re-sent batch).
 
         Returns:
@@ -89,8 +101,18 @@ class LatestCache:
             current = self._nodes.get(node_id)
             if current is None:
                 return False
-            self._nodes[node_id] = replace(current, last_push=max(current.last_push, last_push))
+            skew = current.clock_skew_seconds if clock_skew_seconds is None else clock_skew_seconds
+            self._nodes[node_id] = replace(
+                current, last_push=max(current.last_push, last_push), clock_skew_seconds=skew
+            )
             return True
+
+    def set_clock_skew(self, node_id: str, clock_skew_seconds: float) -> None:
+        """Record a known node's clock skew alone (from a request whose batch was refused)."""
+        with self._lock:
+            current = self._nodes.get(node_id)
+            if current is not None:
+                self._nodes[node_id] = replace(current, clock_skew_seconds=clock_skew_seconds)
 
     def forget(self, node_id: str) -> None:
         with self._lock:

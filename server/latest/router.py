@@ -5,9 +5,10 @@ from __future__ import annotations
 import time
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel
 
+from server.auth import READ
 from server.deps import ServicesDep
 from server.errors import ApiError
 from server.history.select import visible_labels
@@ -15,7 +16,7 @@ from server.params import parse_matchers, parse_metric
 from server.rollup.matchers import matches_all
 from server.timing import server_timing
 
-router = APIRouter(tags=["history"])
+router = APIRouter(tags=["history"], dependencies=[Depends(READ)])
 
 _RESERVED_PARAMS = {"metric", "match", "stale"}
 

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
+from server.auth import READ
 from server.deps import ServicesDep
 from server.errors import ApiError
 from server.nodes.service import NodeView, node_view, node_views
 
-router = APIRouter(tags=["nodes"])
+router = APIRouter(tags=["nodes"], dependencies=[Depends(READ)])
 
 
 class NodeSummary(BaseModel):
@@ -30,6 +31,7 @@ class NodeSummary(BaseModel):
     gpu_count: int
     driver_version: str | None
     gpu_status: str
+    clock_skew_seconds: float | None = None
 
 
 class GpuOut(BaseModel):
@@ -125,6 +127,7 @@ def _summary(view: NodeView) -> NodeSummary:
         gpu_count=view.gpu_count,
         driver_version=record.driver_version,
         gpu_status=record.gpu_status,
+        clock_skew_seconds=view.clock_skew_seconds,
     )
 
 

@@ -22,6 +22,11 @@ class NodeView:
     gpus: list[GpuView]
     gpu_count: int
 
+    @property
+    def clock_skew_seconds(self) -> float | None:
+        """Returns: the node's clock minus the server's at its last request, if it said."""
+        return None if self.latest is None else self.latest.clock_skew_seconds
+
 
 # Latest GPU readings shown in node views: (key in the view, metric, factor to apply).
 GPU_READINGS = (

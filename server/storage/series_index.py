@@ -101,6 +101,10 @@ class SeriesIndex:
         with self._lock:
             return list(self._by_node.get(node_pk, ()))
 
+    def node_count(self, node_pk: int) -> int:
+        """Returns: how many series the node has (its cardinality), without a snapshot."""
+        return len(self._by_node.get(node_pk, ()))
+
     def metrics(self) -> list[str]:
         with self._lock:
             return sorted(name for name, nodes in self._by_metric.items() if nodes)

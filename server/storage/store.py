@@ -7,16 +7,22 @@ after the commit. A re-sent batch (same node, seq and timestamp) is recognised a
 twice; head rows are also unique per (node, timestamp), and a second batch at a timestamp
 already stored only adds the series the first did not have, so even an unrecognised repeat
 cannot duplicate a sample. History reads are in ``reader.py``, compaction in ``compactor.py``.
+
+Errors of the write path: ``RepeatedSeriesError`` and ``SeriesLimitError`` refuse a batch for
+good; ``StorageUnavailableError`` wraps what may pass (the database locked or unreachable, the
+writer closed), so callers can ask the agent to retry instead of failing.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, Engine, Table, case, delete, func, select, update
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.dml import Insert
 
@@ -24,7 +30,7 @@ from agent.wire.schema import Batch, GpuFacts
 from server.storage import head
 from server.storage.series_index import IndexedSeries, Labels, SeriesIndex, family_ids
 from server.storage.tables import GpuRow, HeadChunkRow, IngestedBatchRow, NodeRow, SeriesRow
-from server.storage.writer import Writer, on_commit
+from server.storage.writer import Writer, WriterClosedError, on_commit
 
 _log = logging.getLogger(__name__)
 
@@ -36,6 +42,57 @@ _gpus: Table = GpuRow.__table__  # type: ignore[assignment]
 _series: Table = SeriesRow.__table__  # type: ignore[assignment]
 _head: Table = HeadChunkRow.__table__  # type: ignore[assignment]
 _batches: Table = IngestedBatchRow.__table__  # type: ignore[assignment]
+
+# Failures that say "not now" rather than "never": a locked SQLite file, PostgreSQL refusing or
+# dropping connections, a pool with no connection to spare, a writer shut down for a restart.
+_TRANSIENT: tuple[type[Exception], ...] = (
+    WriterClosedError,
+    sa_exc.OperationalError,
+    sa_exc.InterfaceError,
+    sa_exc.DisconnectionError,
+    sa_exc.TimeoutError,
+)
+
+
+class StorageUnavailableError(RuntimeError):
+    """The database cannot take the write now; nothing of it was kept, a retry may succeed."""
+
+
+class SeriesLimitError(ValueError):
+    """The batch would give its node more distinct series than allowed (a label exploding)."""
+
+    def __init__(self, current: int, new: int, limit: int) -> None:
+        super().__init__(
+            f"the batch adds {new} new series to the node's {current}, past the limit of "
+            f"{limit} series per node (max_series_per_node); look for a label whose values "
+            "change every tick"
+        )
+        self.current = current
+        self.new = new
+        self.limit = limit
+
+
+class PendingWrite:
+    """A batch write queued on the writer; ``result`` waits for its commit."""
+
+    def __init__(self, future: Future[WriteResult]) -> None:
+        self._future = future
+
+    def result(self) -> WriteResult:
+        """Returns: the write's outcome once committed.
+
+        Raises:
+            StorageUnavailableError: the database could not take it now (nothing kept).
+            RepeatedSeriesError, SeriesLimitError: the batch is refused (nothing kept).
+        """
+        try:
+            return self._future.result()
+        except _TRANSIENT as exc:
+            raise StorageUnavailableError(_describe(exc)) from exc
+        except sa_exc.DBAPIError as exc:
+            if not exc.connection_invalidated:
+                raise
+            raise StorageUnavailableError(_describe(exc)) from exc
 
 
 @dataclass(frozen=True)
@@ -99,6 +156,11 @@ class Store:
         self._engine = engine
         self._writer = writer
         self.index = index
+        # Series created by earlier jobs of the writer's current transaction, per node: not yet
+        # in the index (it follows commits), but they count towards the node's limit. Touched
+        # only on the writer thread; reset when a job runs on another transaction's connection.
+        self._pending_conn: Connection | None = None
+        self._pending_series: dict[int, set[tuple[str, str]]] = {}
 
     @property
     def engine(self) -> Engine:
@@ -127,16 +189,44 @@ class Store:
         families: Sequence[Family],
         received_at: float,
         writers: Sequence[BatchWriter] = (),
+        max_series_per_node: int | None = None,
     ) -> WriteResult:
         """Store one batch (its samples at the batch's timestamp) as one unit of work.
 
         Args:
             writers: more stores' parts of the batch (events, job usage), run inside the same
                 transaction for a batch not seen before, so a batch is stored whole or not at all.
+            max_series_per_node: refuse the batch (``SeriesLimitError``) if its new series would
+                take the node past this many.
+
+        Raises:
+            StorageUnavailableError, RepeatedSeriesError, SeriesLimitError: see ``PendingWrite``.
         """
-        return self._writer.submit(
-            lambda conn: self._write_batch(conn, batch, families, received_at, writers)
-        )
+        return self.start_write(batch, families, received_at, writers, max_series_per_node).result()
+
+    def start_write(
+        self,
+        batch: Batch,
+        families: Sequence[Family],
+        received_at: float,
+        writers: Sequence[BatchWriter] = (),
+        max_series_per_node: int | None = None,
+    ) -> PendingWrite:
+        """Queue ``write_batch``'s work without waiting: batches queued together (a bulk
+        request) share one group commit.
+
+        Raises:
+            StorageUnavailableError: the writer is closed.
+        """
+        try:
+            future = self._writer.enqueue(
+                lambda conn: self._write_batch(
+                    conn, batch, families, received_at, writers, max_series_per_node
+                )
+            )
+        except WriterClosedError as exc:
+            raise StorageUnavailableError(str(exc)) from exc
+        return PendingWrite(future)
 
     def _write_batch(
         self,
@@ -145,23 +235,48 @@ class Store:
         families: Sequence[Family],
         received_at: float,
         writers: Sequence[BatchWriter],
+        max_series_per_node: int | None,
     ) -> WriteResult:
         node_pk = self._upsert_node(conn, batch, received_at)
         if self._seen_before(conn, node_pk, batch, received_at):
             return WriteResult(True, 0, node_pk)
+        # Refusals first (repeated series, too many series): they roll back only what is above.
+        plan = self._plan(node_pk, families)
+        if plan.missing and max_series_per_node is not None:
+            self._check_cardinality(conn, node_pk, plan.missing, max_series_per_node)
         if batch.inventory is not None:
             self._upsert_gpus(conn, node_pk, batch.inventory.gpus, received_at)
         for writer in writers:
             writer(conn, node_pk)
-        ids, values = self._resolve(conn, node_pk, families)
+        ids = self._resolve(conn, node_pk, plan)
         if ids:
-            self._write_head(conn, node_pk, round(batch.timestamp * 1000), ids, values)
+            self._write_head(conn, node_pk, round(batch.timestamp * 1000), ids, plan.values)
         return WriteResult(False, len(ids), node_pk)
 
-    def _resolve(
-        self, conn: Connection, node_pk: int, families: Sequence[Family]
-    ) -> tuple[list[int], list[float]]:
-        """Returns: the series id and value of every sample, creating series not seen before."""
+    def _check_cardinality(
+        self, conn: Connection, node_pk: int, missing: Iterable[tuple[str, str]], limit: int
+    ) -> None:
+        """Raises: SeriesLimitError if the node's series plus ``missing`` exceed ``limit``.
+
+        Runs only when the batch has series the index does not know (never on the steady-state
+        path); counts series created earlier in the same transaction, not yet in the index.
+        """
+        if conn is not self._pending_conn:
+            self._pending_conn = conn
+            self._pending_series = {}
+        pending = self._pending_series.setdefault(node_pk, set())
+        new = [key for key in missing if key not in pending]
+        current = self.index.node_count(node_pk) + len(pending)
+        if current + len(new) > limit:
+            raise SeriesLimitError(current, len(new), limit)
+        pending.update(new)
+
+    def _plan(self, node_pk: int, families: Sequence[Family]) -> _SeriesPlan:
+        """Looks every sample's series up in the index (no database access).
+
+        Raises:
+            RepeatedSeriesError: a family repeats a label set.
+        """
         ids: list[int | None] = []
         values: list[float] = []
         missing: dict[tuple[str, str], list[int]] = {}
@@ -176,22 +291,29 @@ class Store:
             ids.extend(known)
             values.extend(item[1] for item in samples)
             spans.append((metric, labels, offset, len(ids)))
+        return _SeriesPlan(ids, values, missing, spans)
+
+    def _resolve(self, conn: Connection, node_pk: int, plan: _SeriesPlan) -> list[int]:
+        """Returns: the series id of every sample, creating the series the plan lacks."""
+        ids = plan.ids
         created: list[IndexedSeries] = []
-        if missing:
-            created = self._create_series(conn, node_pk, list(missing))
+        if plan.missing:
+            created = self._create_series(conn, node_pk, list(plan.missing))
             for item in created:
-                for position in missing[(item.metric, item.labels_json)]:
+                for position in plan.missing[(item.metric, item.labels_json)]:
                     ids[position] = item.id
         resolved = [series_id for series_id in ids if series_id is not None]
         assert len(resolved) == len(ids), "every sample has a series after creation"
-        layout = {metric: (labels, resolved[start:end]) for metric, labels, start, end in spans}
+        layout = {
+            metric: (labels, resolved[start:end]) for metric, labels, start, end in plan.spans
+        }
 
         def publish() -> None:
             self.index.add(created)
             self.index.remember_layout(node_pk, layout)
 
         on_commit(conn, publish)
-        return resolved, values
+        return resolved
 
     def _create_series(
         self, conn: Connection, node_pk: int, keys: list[tuple[str, str]]
@@ -406,6 +528,25 @@ class Store:
             return result.rowcount or 0
 
         return self._writer.submit(job)
+
+
+@dataclass(frozen=True)
+class _SeriesPlan:
+    """A batch's samples looked up in the index: ids (None: series to create) and values."""
+
+    ids: list[int | None]
+    values: list[float]
+    missing: dict[tuple[str, str], list[int]]
+    """(metric, canonical labels) of each series to create -> positions of its samples."""
+    spans: list[tuple[str, list[Labels], int, int]]
+    """Per family: metric, label list, and its samples' positions [start, end)."""
+
+
+def _describe(exc: Exception) -> str:
+    """Returns: a one-line reason for a storage failure, without SQL text or parameters."""
+    cause = exc.orig if isinstance(exc, sa_exc.DBAPIError) and exc.orig is not None else exc
+    lines = str(cause).strip().splitlines()
+    return f"{type(cause).__name__}: {lines[0][:200] if lines else 'no detail'}"
 
 
 def _insert_ignore(conn: Connection, table: Table) -> Insert:

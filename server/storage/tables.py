@@ -232,3 +232,27 @@ class JobGpuRow(Base):
     sm_seconds: Mapped[float] = mapped_column(Float)
     peak_memory_bytes: Mapped[int] = mapped_column(BigInteger)
     peak_sm_percent: Mapped[float | None] = mapped_column(Float)
+
+
+class CredentialRow(Base):
+    """An API token issued by the server (``dcmon token create``, enrollment, rotation).
+
+    Only the token's SHA-256 is kept; ``token_id`` is its public name. A token authenticates
+    while ``revoked_at`` is unset and ``expires_at`` (Unix seconds) unset or in the future.
+    ``replaces`` names the token a rotation replaces: that one stays valid until this one is
+    first used. Config-file tokens are not stored here.
+    """
+
+    __tablename__ = "credentials"
+    __table_args__ = (Index("ix_credentials_node_id", "node_id"),)
+
+    token_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    role: Mapped[str] = mapped_column(String(16))
+    sha256: Mapped[str] = mapped_column(String(64), unique=True, doc="SHA-256 of the token, hex")
+    node_id: Mapped[str | None] = mapped_column(String(32), doc="the node a node token writes")
+    name: Mapped[str] = mapped_column(String(256), doc="what the token is for, free text")
+    created_at: Mapped[float] = mapped_column(Float)
+    created_by: Mapped[str | None] = mapped_column(String(64), doc="token id of the issuer")
+    expires_at: Mapped[float | None] = mapped_column(Float)
+    revoked_at: Mapped[float | None] = mapped_column(Float)
+    replaces: Mapped[str | None] = mapped_column(String(32))

@@ -63,6 +63,16 @@ class Writer:
             Exception: what the job raised (it was rolled back), or what the commit raised.
             WriterClosedError: the writer is closed.
         """
+        return self.enqueue(job).result()
+
+    def enqueue(self, job: Callable[[Connection], T]) -> Future[T]:
+        """Queue ``job`` without waiting: jobs queued together can share one group commit.
+
+        Returns: a future answered as ``submit`` would answer.
+
+        Raises:
+            WriterClosedError: the writer is closed.
+        """
         future: Future[T] = Future()
         with self._lock:
             if self._closed:
@@ -71,7 +81,7 @@ class Writer:
                 self._thread = threading.Thread(target=self._run, name="db-writer", daemon=True)
                 self._thread.start()
             self._queue.put((job, future))
-        return future.result()
+        return future
 
     def close(self) -> None:
         """Finish queued jobs, then stop the thread. Later submits raise WriterClosedError."""

@@ -1,20 +1,27 @@
-"""GET /: a plain page listing nodes and GPUs with their latest values (refreshes itself)."""
+"""GET /: a plain page listing nodes and GPUs with their latest values (refreshes itself).
+
+The page is rendered on the server, so it is a read like the API: it needs ``open_reads`` or an
+``Authorization: Bearer <read token>`` header, which a browser does not send by itself; put a
+reverse proxy that adds the header (and its own login) in front of the server to use the page
+while reads are closed.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from importlib import resources
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.concurrency import run_in_threadpool
 
 from agent import __version__
+from server.auth import READ
 from server.deps import Services, ServicesDep
 from server.nodes.service import NodeView, node_views
 
-router = APIRouter(tags=["web"])
+router = APIRouter(tags=["web"], dependencies=[Depends(READ)])
 
 
 @dataclass(frozen=True)

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 import random
 import threading
 import time
+from collections.abc import Sequence
 
 import pytest
 
 from agent.backoff import Backoff
-from agent.shipper import Shipper
+from agent.shipper import BULK_RETRY_SECONDS, Shipper
 from agent.spool import MemorySpool, SpooledBatch
-from agent.transport.base import RejectedError, RetryableError
+from agent.transport.base import BulkResult, BulkUnsupportedError, RejectedError, RetryableError
 from agent.transport.memory import MemoryTransport
 from agent.wire.schema import Ack
 
@@ -130,3 +132,168 @@ def test_stop_flushes_pending_batches_when_the_server_answers() -> None:
     left = shipper.stop(flush_timeout=5.0)
     assert left == 0
     assert len(server.received) == 4
+
+
+# --- replaying a backlog in bulk --------------------------------------------------------------
+
+
+class BulkServer:
+    """Answers bulk requests from a script: a list of statuses per request, or an exception."""
+
+    def __init__(self, script: list[list[str] | Exception]) -> None:
+        self.script = script
+        self.requests: list[list[bytes]] = []
+
+    def __call__(self, payloads: Sequence[bytes]) -> list[BulkResult]:
+        step = self.script.pop(0) if self.script else ["accepted"] * len(payloads)
+        if isinstance(step, Exception):
+            raise step
+        self.requests.append(list(payloads))
+        results: list[BulkResult] = []
+        for payload, status in zip(payloads, step, strict=True):
+            if status == "rejected":
+                results.append(BulkResult("rejected", None, 0, 422, "invalid_batch", "bad seq"))
+            elif status == "retry":
+                results.append(BulkResult("retry", None, 0, 503, "storage_unavailable", "later"))
+            else:
+                seq = int(payload.split(b"-")[1])
+                results.append(
+                    BulkResult("duplicate" if status == "duplicate" else "accepted", seq)
+                )
+        return results
+
+
+def _replay_setup(
+    script: list[list[str] | Exception], batches: int = 5, per_request: int = 3
+) -> tuple[MemorySpool, BulkServer, ScriptedServer, MemoryTransport, Shipper, FakeMonotonic]:
+    spool = MemorySpool(1 << 20)
+    for seq in range(batches):
+        spool.append(SpooledBatch(seq, f"batch-{seq}".encode(), 0.0))
+    bulk = BulkServer(script)
+    single = ScriptedServer([])
+    transport = MemoryTransport(single, bulk)
+    clock = FakeMonotonic()
+    shipper = Shipper(
+        spool,
+        transport,
+        Backoff(1.0, 60.0, random.Random(4)),
+        monotonic=clock,
+        replay_batches_per_request=per_request,
+        replay_requests_per_second=2.0,
+    )
+    return spool, bulk, single, transport, shipper, clock
+
+
+def test_a_backlog_goes_in_bulk_requests_oldest_first() -> None:
+    spool, bulk, single, transport, shipper, _ = _replay_setup([])
+    while shipper.deliver_once():
+        pass
+    assert bulk.requests == [[b"batch-0", b"batch-1", b"batch-2"], [b"batch-3", b"batch-4"]]
+    assert single.received == []
+    assert transport.requests == 2
+    assert spool.pending() == 0
+    assert shipper.stats().sent_batches_total == 5
+
+
+def test_a_lone_fresh_batch_goes_alone_and_at_once() -> None:
+    _spool, bulk, single, _, shipper, clock = _replay_setup([], batches=1)
+    assert shipper.deliver_once() is True
+    assert (bulk.requests, single.received) == ([], [b"batch-0"])
+    assert shipper.next_attempt_at <= clock.now  # nothing waits: no pacing
+
+
+def test_the_backlog_is_paced() -> None:
+    _, _, _, _, shipper, clock = _replay_setup([], batches=7)
+    shipper.deliver_once()
+    assert shipper.next_attempt_at == clock.now + 0.5  # 2 requests a second
+    clock.now += 0.5
+    shipper.deliver_once()
+    assert shipper.next_attempt_at == clock.now + 0.5
+    clock.now += 0.5
+    shipper.deliver_once()  # the last one: nothing left, nothing to pace
+    assert shipper.next_attempt_at <= clock.now
+
+
+def test_per_batch_verdicts_ack_up_to_the_first_retry(caplog: pytest.LogCaptureFixture) -> None:
+    spool, bulk, _, _, shipper, clock = _replay_setup(
+        [["accepted", "duplicate", "rejected", "retry", "accepted"]], per_request=5
+    )
+    assert shipper.deliver_once() is False
+    assert [batch.seq for batch in spool.peek_many(10, 1 << 20)] == [3, 4]
+    stats = shipper.stats()
+    assert (stats.sent_batches_total, stats.rejected_batches_total) == (2, 1)
+    assert (stats.send_failures_total, stats.consecutive_failures) == (1, 1)
+    assert "refused batch 2 for good" in caplog.text and "bad seq" in caplog.text
+    assert "503 storage_unavailable later" in caplog.text
+    assert shipper.next_attempt_at > clock.now  # backing off
+    assert shipper.deliver_once() is True
+    assert bulk.requests[-1] == [b"batch-3", b"batch-4"]
+    assert shipper.stats().consecutive_failures == 0
+
+
+def test_retry_after_on_a_bulk_request_is_honoured() -> None:
+    spool, _, _, _, shipper, clock = _replay_setup([RetryableError("busy", retry_after=30.0)])
+    assert shipper.deliver_once() is False
+    assert shipper.next_attempt_at == clock.now + 30.0
+    assert spool.pending() == 5
+
+
+def test_an_older_server_without_bulk_gets_single_batches_for_a_while(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO)
+    spool, bulk, single, _, shipper, clock = _replay_setup(
+        [BulkUnsupportedError("server has no bulk ingest (404)")], batches=8
+    )
+    assert shipper.deliver_once() is True
+    assert single.received == [b"batch-0"]
+    assert shipper.next_attempt_at == pytest.approx(clock.now + 1 / 6)  # same batches a second
+    shipper.deliver_once()
+    assert single.received == [b"batch-0", b"batch-1"] and bulk.requests == []
+    assert "one batch per request" in caplog.text
+    clock.now += BULK_RETRY_SECONDS
+    shipper.deliver_once()
+    assert bulk.requests == [[b"batch-2", b"batch-3", b"batch-4"]]
+    assert spool.pending() == 3
+
+
+def test_a_bulk_request_too_large_is_split() -> None:
+    _, bulk, _, _, shipper, _ = _replay_setup(
+        [RejectedError("body too large", 413, "body_too_large")], batches=4, per_request=4
+    )
+    assert shipper.deliver_once() is False
+    assert shipper.stats().send_failures_total == 0  # not a failure: a smaller request follows
+    while shipper.deliver_once():
+        pass
+    assert [len(request) for request in bulk.requests] == [2, 2]
+
+
+def test_a_refused_bulk_request_falls_back_to_single_batches(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    spool, bulk, single, _, shipper, _ = _replay_setup(
+        [RejectedError("framing", 400, "invalid_bulk")]
+    )
+    assert shipper.deliver_once() is True
+    assert single.received == [b"batch-0"] and bulk.requests == []
+    assert "refused a bulk request" in caplog.text
+    assert spool.pending() == 4
+
+
+def test_the_thread_replays_a_backlog_in_bulk() -> None:
+    spool = MemorySpool(1 << 20)
+    for seq in range(40):
+        spool.append(SpooledBatch(seq, f"batch-{seq}".encode(), time.monotonic()))
+    bulk = BulkServer([])
+    shipper = Shipper(
+        spool,
+        MemoryTransport(ScriptedServer([]), bulk),
+        Backoff(0.01, 0.05),
+        replay_batches_per_request=8,
+        replay_requests_per_second=1000.0,
+    )
+    shipper.start()
+    left = shipper.stop(flush_timeout=30.0)
+    assert left == 0
+    delivered = [payload for request in bulk.requests for payload in request]
+    assert delivered == [f"batch-{seq}".encode() for seq in range(40)]

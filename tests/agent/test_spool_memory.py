@@ -49,3 +49,14 @@ def test_a_single_batch_larger_than_the_budget_is_kept() -> None:
     spool = MemorySpool(max_bytes=50)
     spool.append(_batch(0, size=100))
     assert spool.stats(0.0).batches == 1
+
+
+def test_peek_many_takes_the_oldest_within_count_and_bytes() -> None:
+    spool = MemorySpool(max_bytes=10_000)
+    for seq in range(5):
+        spool.append(_batch(seq))
+    assert [batch.seq for batch in spool.peek_many(3, 10_000)] == [0, 1, 2]
+    assert [batch.seq for batch in spool.peek_many(5, 250)] == [0, 1]
+    assert [batch.seq for batch in spool.peek_many(5, 1)] == [0]  # the oldest always comes
+    assert spool.pending() == 5
+    assert spool.stats(0.0).budget_bytes == 10_000

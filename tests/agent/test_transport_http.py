@@ -10,6 +10,7 @@ import gzip
 import json
 import socket
 import ssl
+import struct
 import subprocess
 import threading
 from collections.abc import Callable, Iterator
@@ -20,7 +21,7 @@ from pathlib import Path
 import pytest
 
 import agent.transport.http as http_transport
-from agent.transport.base import RejectedError, RetryableError
+from agent.transport.base import BulkResult, BulkUnsupportedError, RejectedError, RetryableError
 from agent.transport.http import HttpTransport
 from tests.integration import free_port, require_binary
 
@@ -325,6 +326,176 @@ def test_an_url_without_a_host_is_refused() -> None:
         HttpTransport("ftp://127.0.0.1/", TOKEN, 5.0)
     with pytest.raises(ValueError, match="not http"):
         HttpTransport("http:///path", TOKEN, 5.0)
+
+
+# --- bulk replay, clock stamp, token source ----------------------------------------------------
+
+
+def frames_of(body: bytes) -> list[bytes]:
+    """Returns: the records of a bulk body (4-byte big-endian length, then the batch)."""
+    records: list[bytes] = []
+    while body:
+        (length,) = struct.unpack(">I", body[:4])
+        records.append(body[4 : 4 + length])
+        body = body[4 + length :]
+    return records
+
+
+def bulk_answer(*statuses: str) -> Answer:
+    return json_answer(
+        200,
+        {
+            "results": [
+                {"seq": index, "status": status, "samples": 2, "http_status": None,
+                 "code": None, "message": None}
+                for index, status in enumerate(statuses)
+            ]
+        },
+    )  # fmt: skip
+
+
+def test_bulk_sends_framed_batches_and_returns_per_batch_results(server, connect) -> None:
+    payloads = [gzip.compress(b'{"a": 1}'), gzip.compress(b"{}"), b""]
+    server.answer = lambda seen: json_answer(
+        200,
+        {
+            "results": [
+                {"seq": 1, "status": "accepted", "samples": 5},
+                {"seq": 2, "status": "duplicate", "samples": 0},
+                {"seq": None, "status": "rejected", "samples": 0, "http_status": 422,
+                 "code": "invalid_batch", "message": "empty"},
+            ]
+        },
+    )  # fmt: skip
+    results = connect(server.url).send_many(payloads)
+    assert results == [
+        BulkResult("accepted", 1, 5),
+        BulkResult("duplicate", 2, 0),
+        BulkResult("rejected", None, 0, 422, "invalid_batch", "empty"),
+    ]
+    (request,) = server.seen
+    assert request.path == "/api/v1/ingest/bulk"
+    assert request.headers["content-type"] == "application/vnd.dcmon.bulk"
+    assert "content-encoding" not in request.headers
+    assert request.headers["authorization"] == f"Bearer {TOKEN}"
+    assert frames_of(request.body) == payloads
+
+
+def test_bulk_keeps_the_path_prefix_and_the_connection(server, connect) -> None:
+    server.answer = lambda seen: bulk_answer("accepted")
+    transport = connect(server.url + "/dcmon")
+    transport.send_many([b"x"])
+    server.answer = lambda seen: ACCEPTED
+    transport.send(b"y")
+    assert [seen.path for seen in server.seen] == [
+        "/dcmon/api/v1/ingest/bulk",
+        "/dcmon/api/v1/ingest",
+    ]
+    assert len({seen.client_port for seen in server.seen}) == 1
+
+
+@pytest.mark.parametrize("status", [404, 405])
+def test_a_server_without_the_bulk_route_says_so(server, connect, status: int) -> None:
+    server.answer = lambda seen: error_answer(status, "not_found", "no such route")
+    with pytest.raises(BulkUnsupportedError, match=str(status)):
+        connect(server.url).send_many([b"x", b"y"])
+
+
+@pytest.mark.parametrize("status", [429, 503])
+def test_bulk_overload_is_retryable_with_retry_after(server, connect, status: int) -> None:
+    server.answer = lambda seen: error_answer(status, "busy", "later", **{"Retry-After": "12"})
+    with pytest.raises(RetryableError) as caught:
+        connect(server.url).send_many([b"x", b"y"])
+    assert caught.value.retry_after == 12.0
+
+
+@pytest.mark.parametrize("status", [401, 403, 408])
+def test_bulk_identity_and_timeout_answers_are_retryable(server, connect, status: int) -> None:
+    server.answer = lambda seen: error_answer(status, "x", "fix the token")
+    with pytest.raises(RetryableError, match=str(status)):
+        connect(server.url).send_many([b"x"])
+
+
+@pytest.mark.parametrize("status", [400, 413, 415])
+def test_bulk_request_refusals_carry_the_status(server, connect, status: int) -> None:
+    server.answer = lambda seen: error_answer(status, "bad_bulk", "framing broken")
+    with pytest.raises(RejectedError) as caught:
+        connect(server.url).send_many([b"x"])
+    assert (caught.value.status, caught.value.code) == (status, "bad_bulk")
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        bulk_answer("accepted"),  # one result for two batches
+        bulk_answer("accepted", "stored"),  # an unknown status
+        json_answer(200, {"results": "all fine"}),
+        Answer(200, b"ok"),
+    ],
+)
+def test_a_bulk_answer_that_does_not_fit_is_not_trusted(server, connect, answer: Answer) -> None:
+    server.answer = lambda seen: answer
+    with pytest.raises(RetryableError, match="bulk results"):
+        connect(server.url).send_many([b"x", b"y"])
+
+
+def test_every_request_says_when_it_was_sent(server) -> None:
+    now = [1_800_000_000.125]
+    transport = HttpTransport(server.url, TOKEN, 5.0, wall=lambda: now[0])
+    try:
+        transport.send(b"x")
+        now[0] += 42.5
+        server.answer = lambda seen: bulk_answer("accepted")
+        transport.send_many([b"y"])
+    finally:
+        transport.close()
+    stamps = [seen.headers["x-dcmon-sent-at"] for seen in server.seen]
+    assert stamps == ["1800000000.125", "1800000042.625"]
+
+
+def test_the_token_can_come_from_a_function_asked_on_each_request(server) -> None:
+    tokens = iter(["dcm_first", "dcm_second"])
+    transport = HttpTransport(server.url, lambda: next(tokens), 5.0)
+    try:
+        transport.send(b"x")
+        transport.send(b"y")
+    finally:
+        transport.close()
+    assert [seen.headers["authorization"] for seen in server.seen] == [
+        "Bearer dcm_first",
+        "Bearer dcm_second",
+    ]
+
+
+def test_no_token_yet_means_retry_later_without_a_request(server) -> None:
+    def not_enrolled() -> str | None:
+        raise RetryableError("not enrolled yet")
+
+    transport = HttpTransport(server.url, not_enrolled, 5.0)
+    try:
+        with pytest.raises(RetryableError, match="not enrolled yet"):
+            transport.send_many([b"x"])
+        with pytest.raises(RetryableError, match="not enrolled yet"):
+            transport.send(b"x")
+    finally:
+        transport.close()
+    assert server.seen == []
+
+
+def test_a_token_function_returning_none_sends_no_authorization(server) -> None:
+    transport = HttpTransport(server.url, lambda: None, 5.0)
+    try:
+        transport.send(b"x")
+    finally:
+        transport.close()
+    assert "authorization" not in server.seen[0].headers
+
+
+def test_the_token_never_appears_in_errors(server, connect) -> None:
+    server.answer = lambda seen: error_answer(401, "unauthorized", "unknown token")
+    with pytest.raises(RetryableError) as caught:
+        connect(server.url).send_many([b"x"])
+    assert TOKEN not in str(caught.value)
 
 
 # --- TLS -------------------------------------------------------------------------------------

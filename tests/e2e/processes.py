@@ -72,6 +72,7 @@ def server_spec(tmp_path: Path) -> ServerSpec:
     argv = [
         *DCMON, "server", "--host", "127.0.0.1", "--port", str(port),
         "--data-dir", str(tmp_path / "server"), "--ingest-token-sha256", sha256_hex(token),
+        "--open-reads",
     ]  # fmt: skip
     return ServerSpec(f"http://127.0.0.1:{port}", port, token_file, argv)
 

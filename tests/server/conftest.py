@@ -42,7 +42,11 @@ def clock() -> FakeClock:
 
 @pytest.fixture
 def make_app(tmp_path: Path, clock: FakeClock) -> Callable[..., FastAPI]:
+    """Apps with the shared ingest token and open reads (reads without a token), as most tests
+    of the read API want; the auth tests pass ``open_reads=False``."""
+
     def factory(**overrides: Any) -> FastAPI:
+        overrides.setdefault("open_reads", True)
         settings = ServerSettings(
             data_dir=tmp_path, ingest_token_sha256=[sha256_hex(TOKEN)], **overrides
         )

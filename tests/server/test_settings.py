@@ -42,3 +42,10 @@ def test_invalid_values_are_named(tmp_path: Path) -> None:
     message = str(caught.value)
     for key in ("listen_port", "ingest_token_sha256.0", "mystery"):
         assert f"  {key}:" in message
+
+
+def test_reads_are_closed_by_default() -> None:
+    settings = ServerSettings()
+    assert settings.open_reads is False
+    assert settings.admin_key_sha256 == settings.read_token_sha256 == []
+    assert 0 < settings.credential_cache_seconds <= 60

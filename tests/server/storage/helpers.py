@@ -15,6 +15,7 @@ from fastapi.testclient import TestClient
 from agent.wire.codec import encode_batch
 from agent.wire.schema import MetricFamily
 from server.app import create_app
+from server.auth import Principal, Role
 from server.deps import Services
 from server.settings import ServerSettings
 from server.tokens import sha256_hex
@@ -35,7 +36,7 @@ def server(
         database_url=database_url,
         ingest_token_sha256=[sha256_hex(TOKEN)],
         maintenance_interval_seconds=3600,
-        **overrides,
+        **{"open_reads": True, **overrides},
     )
     app = create_app(settings, clock=clock)
     with TestClient(app) as client:
@@ -86,7 +87,7 @@ def push_stream(
                 MetricFamily(name=COUNTER, samples=[(dict(LABELS), counter)]),
             ],
         )
-        ack = ingest.ingest(encode_batch(batch), "gzip")
+        ack = ingest.ingest(encode_batch(batch), "gzip", Principal(Role.INGEST, "test"))
         assert ack.status == "accepted", ack
 
 

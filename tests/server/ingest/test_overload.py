@@ -1,0 +1,194 @@
+"""Overload and storage trouble: 429 or 503 with a Retry-After, never a 500, nothing stored."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from sqlalchemy import Connection, event
+from sqlalchemy import exc as sa_exc
+
+from server.app import create_app
+from server.errors import ApiError
+from server.ingest.admission import Admission
+from server.settings import ServerSettings
+from server.storage.db import make_engine
+from server.storage.store import Store
+from server.tokens import sha256_hex
+from tests.factories import identity, make_batch
+from tests.server.conftest import START, TOKEN, FakeClock, push, row_counts
+from tests.server.ingest.helpers import push_bulk
+
+
+def _retry_after(response: Any, base: float) -> int:
+    seconds = int(response.headers["retry-after"])
+    assert base <= seconds <= 2 * base
+    return seconds
+
+
+def test_retry_after_is_jittered_between_the_base_and_twice_it() -> None:
+    draws = iter([0.0, 0.5, 0.999])
+    admission = Admission(1, 5.0, rng=lambda: next(draws))
+    assert [admission.retry_after()["Retry-After"] for _ in range(3)] == ["5", "8", "10"]
+    assert Admission(1, 0.2, rng=lambda: 0.0).retry_after() == {"Retry-After": "1"}
+
+
+def test_admission_frees_its_slot_when_the_request_fails() -> None:
+    admission = Admission(1, 1.0)
+    with pytest.raises(RuntimeError), admission.admit():
+        raise RuntimeError("the request failed")
+    assert admission.inflight == 0
+    with admission.admit(), pytest.raises(ApiError) as caught, admission.admit():
+        pass
+    assert caught.value.status == 429 and caught.value.code == "overloaded"
+    assert admission.inflight == 0
+
+
+def test_requests_past_the_limit_get_429_with_retry_after(
+    make_app: Callable[..., FastAPI], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app = make_app(max_inflight_ingest=1, ingest_retry_after_seconds=2.0)
+    store: Store = app.state.services.store
+    entered, release = threading.Event(), threading.Event()
+    start_write = store.start_write
+
+    def held(*args: Any, **kwargs: Any) -> Any:
+        entered.set()
+        assert release.wait(10)
+        return start_write(*args, **kwargs)
+
+    monkeypatch.setattr(store, "start_write", held)
+    with TestClient(app) as client, ThreadPoolExecutor(1) as pool:
+        first = pool.submit(push, client, make_batch(timestamp=START))
+        assert entered.wait(10)
+        other = make_batch(timestamp=START, node=identity(name="gpu02", node_id="f" * 32))
+        for response in (push(client, other), push_bulk(client, [other])):
+            assert response.status_code == 429
+            assert response.json()["error"]["code"] == "overloaded"
+            _retry_after(response, 2.0)
+        release.set()
+        assert first.result().status_code == 200
+        assert row_counts(tmp_path / "dcmon.db")["nodes"] == 1
+        metrics = client.get("/metrics").text
+        assert 'dcmon_server_ingest_rejected_batches_total{reason="overloaded"} 2.0' in metrics
+        assert push(client, other).status_code == 200  # the slot is free again
+
+
+@pytest.fixture
+def locked_sqlite(
+    tmp_path: Path, clock: FakeClock
+) -> Iterator[tuple[TestClient, sqlite3.Connection]]:
+    """An app whose database another process holds locked, with a short busy timeout."""
+    settings = ServerSettings(
+        data_dir=tmp_path, ingest_token_sha256=[sha256_hex(TOKEN)], open_reads=True
+    )
+    engine = make_engine(settings.effective_database_url())
+
+    @event.listens_for(engine, "connect")
+    def _short_busy_timeout(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.execute("PRAGMA busy_timeout=50")
+
+    app = create_app(settings, clock=clock, engine=engine)
+    locker = sqlite3.connect(tmp_path / "dcmon.db", isolation_level=None)
+    try:
+        with TestClient(app) as client:
+            yield client, locker
+    finally:
+        locker.close()
+
+
+def test_a_locked_database_gives_503_and_the_retry_succeeds(
+    locked_sqlite: tuple[TestClient, sqlite3.Connection], tmp_path: Path
+) -> None:
+    client, locker = locked_sqlite
+    batch = make_batch(timestamp=START)
+    locker.execute("BEGIN EXCLUSIVE")
+    response = push(client, batch)
+    bulk = push_bulk(client, [batch])
+    locker.execute("ROLLBACK")
+    assert response.status_code == 503, response.text
+    error = response.json()["error"]
+    assert error["code"] == "storage_unavailable"
+    assert "database is locked" in error["message"]
+    _retry_after(response, 5.0)
+    assert bulk.status_code == 200
+    [result] = bulk.json()["results"]
+    assert result["status"] == "retry" and result["http_status"] == 503
+    assert result["code"] == "storage_unavailable"
+    assert row_counts(tmp_path / "dcmon.db")["nodes"] == 0
+    assert push(client, batch).json()["status"] == "accepted"
+
+
+def _refuse_connections(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refused(*_args: Any, **_kwargs: Any) -> int:
+        raise sa_exc.OperationalError(
+            "UPDATE nodes SET ...",
+            {},
+            ConnectionRefusedError("connection to server at 10.0.0.5 port 5432 failed"),
+        )
+
+    monkeypatch.setattr(Store, "_upsert_node", refused)
+
+
+def test_a_database_refusing_connections_gives_503(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    _refuse_connections(monkeypatch)
+    response = push(client, make_batch(timestamp=START))
+    assert response.status_code == 503
+    error = response.json()["error"]
+    assert error["code"] == "storage_unavailable"
+    assert "ConnectionRefusedError" in error["message"]
+    assert "UPDATE" not in error["message"]  # no SQL in answers
+    assert "retry-after" in response.headers
+    metrics = client.get("/metrics").text
+    assert 'dcmon_server_ingest_rejected_batches_total{reason="storage_unavailable"} 1.0' in metrics
+    assert 'dcmon_server_ingest_requests_total{code="503"} 1.0' in metrics
+
+
+def test_an_invalidated_connection_gives_503(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def dropped(*_args: Any, **_kwargs: Any) -> int:
+        raise sa_exc.DBAPIError(
+            "SELECT 1", {}, Exception("server closed the connection"), connection_invalidated=True
+        )
+
+    monkeypatch.setattr(Store, "_upsert_node", dropped)
+    response = push(client, make_batch(timestamp=START))
+    assert response.status_code == 503
+    assert response.json()["error"]["code"] == "storage_unavailable"
+
+
+def test_a_closed_writer_gives_503(client: TestClient, tmp_path: Path) -> None:
+    client.app.state.services.store.writer.close()  # type: ignore[attr-defined]
+    response = push(client, make_batch(timestamp=START))
+    assert response.status_code == 503
+    assert "writer is closed" in response.json()["error"]["message"]
+    bulk = push_bulk(client, [make_batch(timestamp=START)])
+    assert bulk.json()["results"][0]["status"] == "retry"
+
+
+def test_a_failed_write_inside_a_shared_group_fails_only_its_batch(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bulk request whose second record fails in storage: the other records still commit."""
+    upsert = Store._upsert_node
+
+    def flaky(self: Store, conn: Connection, batch: Any, received_at: float) -> int:
+        if batch.seq == 2:
+            raise sa_exc.OperationalError("UPDATE nodes", {}, Exception("disk I/O error"))
+        return upsert(self, conn, batch, received_at)
+
+    monkeypatch.setattr(Store, "_upsert_node", flaky)
+    batches = [make_batch(seq=seq, timestamp=START - 30 + 10 * seq) for seq in (1, 2, 3)]
+    results = push_bulk(client, batches).json()["results"]
+    assert [r["status"] for r in results] == ["accepted", "retry", "accepted"]
+    assert results[1]["http_status"] == 503
