@@ -25,7 +25,9 @@ COMMANDS: dict[str, Command] = {
     "agent": Command("agent.main", "run the node agent (collect and push telemetry)", "agent"),
     "server": Command("server.main", "run the dcmon server (ingest, API, /metrics, web)", "server"),
     "demo": Command("server.demo", "run a server and a local agent on this machine", "all"),
-    "token": Command("server.tokens", "make ingest tokens and their hashes", "server"),
+    "token": Command(
+        "server.tokens", "create, list and revoke tokens; make token hashes", "server"
+    ),
     "version": Command("agent.cli", "print the version", "agent"),
 }
 
