@@ -312,8 +312,10 @@ def run_once(config: Config, scratch: Path) -> Result:
                     f"agents did not catch up within {config.catch_up_timeout:.0f}s: {status}"
                 )
             drained_batches = fleet.status()["sent"] - sent_at_restart
+            print(f"  caught up after {caught_up:.1f}s", flush=True)
             answers = [a for shard in fleet.ask("resend") for a in shard]
             fleet.ask("stop_ticking")
+            _wait_empty(fleet, config.catch_up_timeout)
             finished = fleet.ask("finish", timeout=600.0)
         left = sum(answer["left"] for answer in finished)
         if left:
@@ -342,6 +344,15 @@ def run_once(config: Config, scratch: Path) -> Result:
         dropped_batches=final["dropped"],
         corrupt_records=final["corrupt"],
     )
+
+
+def _wait_empty(fleet: Fleet, timeout: float) -> None:
+    """Wait until every spool is empty (agents answered 429 may be waiting out Retry-After)."""
+    deadline = time.monotonic() + timeout
+    while (pending := fleet.status()["pending"]) and time.monotonic() < deadline:
+        time.sleep(STATUS_EVERY_SECONDS)
+    if pending:
+        raise BenchError(f"{pending} batches still spooled {timeout:.0f}s after the last tick")
 
 
 def _rate(samples: int, seconds: float) -> float:
