@@ -65,6 +65,7 @@ from agent.backoff import Backoff
 from agent.config import TransportSettings
 from agent.shipper import Shipper
 from agent.spool import DiskSpool, SpooledBatch
+from agent.transport.base import RetryableError
 from agent.transport.http import HttpTransport
 
 PREFIX = "outage-"
@@ -155,12 +156,9 @@ def _worker(
             conn.send(_status(agents))
         elif command == "resend":
             # Batches the server already has, sent again: each must come back "duplicate".
-            answers = []
-            for agent in agents:
-                resend = HttpTransport(f"http://127.0.0.1:{port}", token, timeout_seconds=60.0)
-                answers += [resend.send(batch.payload).status for batch in agent.first]
-                resend.close()
-            conn.send(answers)
+            resend = HttpTransport(f"http://127.0.0.1:{port}", token, timeout_seconds=60.0)
+            conn.send([_send(resend, b.payload) for agent in agents for b in agent.first])
+            resend.close()
         elif command == "stop_ticking":
             ticking.clear()
             conn.send(True)
@@ -178,6 +176,16 @@ def _worker(
                 }
             )
             return
+
+
+def _send(transport: HttpTransport, payload: bytes) -> str:
+    """Returns: the server's answer to one batch, waiting out 429/503 as an agent would."""
+    for _ in range(60):
+        try:
+            return transport.send(payload).status
+        except RetryableError as exc:
+            time.sleep(exc.retry_after or 1.0)
+    raise BenchError("the server kept refusing a re-sent batch")
 
 
 def _status(agents: list[_Agent]) -> dict[str, int]:
