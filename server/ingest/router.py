@@ -3,12 +3,14 @@ limit, hand it to the service."""
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Request
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
 
 from agent.wire.schema import Ack
 from server.auth import INGEST, Principal
@@ -21,7 +23,8 @@ router = APIRouter(tags=["ingest"])
 SENT_AT_HEADER = "X-Dcmon-Sent-At"
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
-    400: {"description": "Malformed body (not gzip, not JSON)"},
+    400: {"description": "Malformed body (not gzip, not JSON), or the client left mid-body"},
+    408: {"description": "The body did not arrive in time"},
     401: {"description": "Missing or unknown bearer token"},
     403: {"description": "The token may not write this node's data (code node_mismatch)"},
     409: {"description": "Another live node uses this node name"},
@@ -37,6 +40,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 _BULK_ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"description": "Broken framing (a length prefix cut short or past the body's end)"},
     401: _ERRORS[401],
+    408: _ERRORS[408],
     403: {"description": "The token may not call ingest"},
     413: {"description": "Body too large, or more records than max_batches_per_bulk"},
     415: {"description": "Content-Type is not application/vnd.dcmon.bulk, or an outer encoding"},
@@ -71,6 +75,7 @@ SentAtHeader = Annotated[
     ),
 ]
 CallerDep = Annotated[Principal, Depends(INGEST)]
+BODY_TIMEOUT_SECONDS = 60.0
 
 
 @router.post(
@@ -86,9 +91,9 @@ async def ingest(
     started = time.perf_counter()
     metrics = services.metrics
     try:
+        _check_content_type(request.headers.get("content-type"), "application/json")
+        body = await _read_limited(request, services.settings.max_body_bytes)
         with services.ingest.admission.admit():
-            _check_content_type(request.headers.get("content-type"), "application/json")
-            body = await _read_limited(request, services.settings.max_body_bytes)
             ack = await run_in_threadpool(
                 services.ingest.ingest,
                 body,
@@ -124,18 +129,18 @@ async def ingest_bulk(
     metrics = services.metrics
     settings = services.settings
     try:
+        _check_content_type(request.headers.get("content-type"), MEDIA_TYPE)
+        encoding = (request.headers.get("content-encoding") or "identity").strip().lower()
+        if encoding != "identity":
+            raise ApiError(
+                415,
+                "unsupported_encoding",
+                f"a bulk body takes no Content-Encoding (its records are gzip each), "
+                f"not {encoding!r}",
+            )
+        body = await _read_limited(request, settings.max_body_bytes)
+        records = split_records(body, settings.max_batches_per_bulk)
         with services.ingest.admission.admit():
-            _check_content_type(request.headers.get("content-type"), MEDIA_TYPE)
-            encoding = (request.headers.get("content-encoding") or "identity").strip().lower()
-            if encoding != "identity":
-                raise ApiError(
-                    415,
-                    "unsupported_encoding",
-                    f"a bulk body takes no Content-Encoding (its records are gzip each), "
-                    f"not {encoding!r}",
-                )
-            body = await _read_limited(request, settings.max_body_bytes)
-            records = split_records(body, settings.max_batches_per_bulk)
             outcomes = await run_in_threadpool(
                 services.ingest.ingest_bulk, records, caller, parse_sent_at(sent_at)
             )
@@ -171,6 +176,25 @@ def _check_content_type(content_type: str | None, expected: str) -> None:
 
 
 async def _read_limited(request: Request, limit: int) -> bytes:
+    """Returns: the whole body, read before the request takes an admission slot (a slow or
+    stalled sender must not hold one), within ``BODY_TIMEOUT_SECONDS``.
+
+    Raises:
+        ApiError: 413 past ``limit``, 408 when the body does not arrive in time, 400 when the
+            client goes away mid-body.
+    """
+    try:
+        async with asyncio.timeout(BODY_TIMEOUT_SECONDS):
+            return await _read_body(request, limit)
+    except TimeoutError:
+        raise ApiError(
+            408, "body_timeout", f"the body did not arrive within {BODY_TIMEOUT_SECONDS:g}s"
+        ) from None
+    except ClientDisconnect:
+        raise ApiError(400, "client_disconnected", "the client went away mid-body") from None
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise ApiError(413, "body_too_large", f"body of {declared} bytes exceeds {limit}")
