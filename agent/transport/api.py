@@ -13,9 +13,9 @@ import json
 import ssl
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 from agent import __version__
+from agent.transport.endpoint import Endpoint, retry_after_seconds
 
 # An answer is a token and two ids, an error a few hundred bytes; anything past this is not read.
 MAX_RESPONSE_BYTES = 64 * 1024
@@ -49,17 +49,8 @@ class ApiClient:
     def __init__(
         self, server_url: str, ssl_context: ssl.SSLContext | None, timeout_seconds: float
     ) -> None:
-        parts = urlsplit(server_url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"server URL {server_url!r} is not http(s)://host[:port][/path]")
-        self.server_url = server_url.rstrip("/")
-        self._prefix = parts.path.rstrip("/")
-        self._host = parts.hostname
-        self._port = parts.port
-        self._tls = parts.scheme == "https"
-        self._ssl_context = ssl_context
-        if self._tls and self._ssl_context is None:
-            self._ssl_context = ssl.create_default_context()
+        self._endpoint = Endpoint.parse(server_url, ssl_context)
+        self.server_url = self._endpoint.base_url
         self._timeout = timeout_seconds
 
     def post(self, path: str, bearer: str, document: dict[str, str] | None) -> Reply:
@@ -76,15 +67,9 @@ class ApiClient:
         }
         if document is not None:
             headers["Content-Type"] = "application/json"
-        connection: http.client.HTTPConnection
-        if self._tls:
-            connection = http.client.HTTPSConnection(
-                self._host, self._port, timeout=self._timeout, context=self._ssl_context
-            )
-        else:
-            connection = http.client.HTTPConnection(self._host, self._port, timeout=self._timeout)
+        connection = self._endpoint.connection(self._timeout)
         try:
-            connection.request("POST", self._prefix + path, body=body, headers=headers)
+            connection.request("POST", self._endpoint.prefix + path, body=body, headers=headers)
             response = connection.getresponse()
             raw = response.read(MAX_RESPONSE_BYTES)
             status, retry_after = response.status, response.headers.get("Retry-After")
@@ -98,14 +83,4 @@ class ApiClient:
             parsed: Any = json.loads(raw) if raw else None
         except ValueError:
             parsed = None
-        return Reply(status, parsed, _seconds(retry_after))
-
-
-def _seconds(value: str | None) -> float | None:
-    """Returns: a Retry-After given in seconds, bounded; None when absent or not a number."""
-    if not value:
-        return None
-    try:
-        return max(0.0, min(float(value), 3600.0))
-    except ValueError:
-        return None
+        return Reply(status, parsed, retry_after_seconds(retry_after))

@@ -28,7 +28,6 @@ before each request (an enrolled token that may change); that function raises
 
 from __future__ import annotations
 
-import email.utils
 import http.client
 import json
 import select
@@ -38,7 +37,6 @@ import struct
 import time
 from collections.abc import Callable, Sequence
 from typing import Literal
-from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -49,6 +47,7 @@ from agent.transport.base import (
     RejectedError,
     RetryableError,
 )
+from agent.transport.endpoint import Endpoint, retry_after_seconds
 from agent.wire.codec import CONTENT_ENCODING, CONTENT_TYPE
 from agent.wire.schema import Ack
 
@@ -133,17 +132,7 @@ class HttpTransport:
         Raises:
             ValueError: the URL is not an http(s) URL with a host.
         """
-        parts = urlsplit(server_url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"server URL {server_url!r} is not http(s)://host[:port][/path]")
-        self._base_url = server_url.rstrip("/")
-        self._prefix = parts.path.rstrip("/")
-        self._host = parts.hostname
-        self._port = parts.port  # None: the scheme's default
-        self._tls = parts.scheme == "https"
-        self._ssl_context = ssl_context
-        if self._tls and self._ssl_context is None:
-            self._ssl_context = ssl.create_default_context()
+        self._endpoint = Endpoint.parse(server_url, ssl_context)
         self._read_timeout = timeout_seconds
         self._connect_timeout = min(CONNECT_TIMEOUT_MAX_SECONDS, timeout_seconds)
         self._token = token
@@ -206,7 +195,7 @@ class HttpTransport:
         token = self._token() if callable(self._token) else self._token
         if token:
             headers["Authorization"] = f"Bearer {token}"
-        path, url = self._prefix + route, self._base_url + route
+        path, url = self._endpoint.prefix + route, self._endpoint.base_url + route
         reused = self._connection is not None
         try:
             try:
@@ -242,14 +231,7 @@ class HttpTransport:
         if connection is not None and connection.sock is not None and _still_open(connection.sock):
             return connection
         self.close()
-        if self._tls:
-            connection = http.client.HTTPSConnection(
-                self._host, self._port, timeout=self._connect_timeout, context=self._ssl_context
-            )
-        else:
-            connection = http.client.HTTPConnection(
-                self._host, self._port, timeout=self._connect_timeout
-            )
+        connection = self._endpoint.connection(self._connect_timeout)
         self._connection = connection
         connection.connect()
         if connection.sock is not None:
@@ -283,7 +265,8 @@ def _failure(response: _Response, what: str) -> RetryableError | RejectedError:
     code, message = _error_of(response)
     if status in _RETRYABLE_STATUS:
         return RetryableError(
-            f"server answered {status}: {message}", retry_after=_retry_after(response)
+            f"server answered {status}: {message}",
+            retry_after=retry_after_seconds(response.headers.get("Retry-After")),
         )
     if status in _IDENTITY_STATUS:
         return RetryableError(f"server refused this node ({status} {code}): {message}")
@@ -300,19 +283,3 @@ def _error_of(response: _Response) -> tuple[str, str]:
     if not isinstance(error, dict):
         error = {}
     return str(error.get("code", "")), str(error.get("message", "")) or response.text[:300]
-
-
-def _retry_after(response: _Response) -> float | None:
-    """Returns: the Retry-After header in seconds (delta or HTTP date), if present and sane."""
-    value = response.headers.get("Retry-After")
-    if not value:
-        return None
-    try:
-        return max(0.0, min(float(value), 3600.0))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, min(when.timestamp() - time.time(), 3600.0))
