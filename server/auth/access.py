@@ -28,19 +28,8 @@ class Access:
     roles: frozenset[Role]
     anonymous_when_open_reads: bool = False
     anonymous: bool = False
-    counts_as_ingest: bool = False
 
     def __call__(self, request: Request) -> Principal:
-        try:
-            return self._check(request)
-        except ApiError as exc:
-            if self.counts_as_ingest:  # refusals show in the ingest counters like any other
-                metrics = request.app.state.services.metrics
-                metrics.ingest_requests.labels(str(exc.status)).inc()
-                metrics.ingest_rejected.labels(exc.code).inc()
-            raise
-
-    def _check(self, request: Request) -> Principal:
         if self.anonymous:
             return ANONYMOUS  # public routes (health) never look at credentials
         services = request.app.state.services
@@ -63,7 +52,7 @@ class Access:
         )
 
 
-INGEST = Access("ingest", frozenset({Role.NODE, Role.INGEST}), counts_as_ingest=True)
+INGEST = Access("ingest", frozenset({Role.NODE, Role.INGEST}))
 ENROLL = Access("enroll", frozenset({Role.BOOTSTRAP}))
 NODE = Access("node", frozenset({Role.NODE}))
 READ = Access("read", frozenset({Role.READ, Role.ADMIN}), anonymous_when_open_reads=True)
