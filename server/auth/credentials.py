@@ -20,7 +20,7 @@ import re
 import secrets
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Literal
 
 from sqlalchemy import ColumnElement, Connection, Engine, Row, Table, and_, or_, select, update
@@ -331,20 +331,7 @@ class CredentialStore:
             revoked_at=None,
             replaces=replaces,
         )
-        conn.execute(
-            _table.insert().values(
-                token_id=credential.token_id,
-                role=role.value,
-                sha256=sha256_hex(token),
-                node_id=node_id,
-                name=name,
-                created_at=now,
-                created_by=created_by,
-                expires_at=expires_at,
-                revoked_at=None,
-                replaces=replaces,
-            )
-        )
+        conn.execute(_table.insert().values(**asdict(credential), sha256=sha256_hex(token)))
         on_commit(conn, self._changed)
         return Issued(token, credential)
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import asdict
 from typing import Annotated, Any, Literal, TypeVar
 
 from fastapi import APIRouter, Depends, Query
@@ -219,15 +220,7 @@ def _issued(issued: Issued) -> IssuedOut:
 
 def _token(store: CredentialStore, credential: Credential, now: float) -> TokenOut:
     return TokenOut(
-        token_id=credential.token_id,
-        role=credential.role.value,
+        **asdict(credential),
         state=credential.state(now),
-        node_id=credential.node_id,
-        name=credential.name,
-        created_at=credential.created_at,
-        created_by=credential.created_by,
-        expires_at=credential.expires_at,
-        revoked_at=credential.revoked_at,
-        replaces=credential.replaces,
         last_used_at=store.last_used(credential.token_id),
     )
