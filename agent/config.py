@@ -286,13 +286,22 @@ class AgentSettings(BaseSettings):
             return self.token.get_secret_value()
         if self.token_file is None:
             return None
-        try:
-            token = self.token_file.read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise ConfigError(f"token_file {self.token_file}: {exc.strerror}") from None
-        if not token:
-            raise ConfigError(f"token_file {self.token_file} is empty")
-        return token
+        return read_secret_file(self.token_file, "token_file")
+
+
+def read_secret_file(path: Path, key: str) -> str:
+    """Returns: the token held in ``path`` (the file named by setting ``key``), stripped.
+
+    Raises:
+        ConfigError: the file cannot be read or is empty.
+    """
+    try:
+        secret = path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ConfigError(f"{key} {path}: {exc.strerror or exc}") from None
+    if not secret:
+        raise ConfigError(f"{key} {path} is empty")
+    return secret
 
 
 def load_settings(config_file: Path | None, overrides: Mapping[str, Any]) -> AgentSettings:

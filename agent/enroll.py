@@ -33,7 +33,7 @@ from typing import NoReturn
 from pydantic import BaseModel, ValidationError
 
 from agent.backoff import Backoff
-from agent.config import AgentSettings, ConfigError
+from agent.config import AgentSettings, ConfigError, read_secret_file
 from agent.identity import load_or_create_node_id, node_identity
 from agent.statefile import StateError, ensure_directory, read_text, write_atomically
 from agent.transport.api import ApiClient, Reply, UnreachableError
@@ -296,16 +296,9 @@ def bootstrap_token(settings: AgentSettings) -> str:
     """
     if settings.bootstrap_token is not None:
         return settings.bootstrap_token.get_secret_value()
-    path = settings.bootstrap_token_file
-    if path is None:
+    if settings.bootstrap_token_file is None:
         raise ConfigError("no bootstrap token: set bootstrap_token_file")
-    try:
-        token = path.read_text(encoding="utf-8").strip()
-    except OSError as exc:
-        raise ConfigError(f"bootstrap_token_file {path}: {exc.strerror or exc}") from None
-    if not token:
-        raise ConfigError(f"bootstrap_token_file {path} is empty")
-    return token
+    return read_secret_file(settings.bootstrap_token_file, "bootstrap_token_file")
 
 
 @dataclass(frozen=True)
