@@ -17,12 +17,10 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Protocol
 
-from sqlalchemy.exc import SQLAlchemyError
-
 from server.auth.credentials import Credential, CredentialStore
 from server.auth.principal import Principal, Role
 from server.errors import ApiError
-from server.storage.writer import WriterClosedError
+from server.storage.store import as_unavailable
 from server.tokens import sha256_hex
 
 CHALLENGE = {"WWW-Authenticate": 'Bearer realm="dcmon"'}
@@ -121,7 +119,9 @@ class DatabaseAuthenticator:
             if found.pending and found.credential.state(self._clock()) == "active":
                 credential = self._store.confirm(found.credential.token_id)
                 generation = -1  # not cached: the next request reads the confirmed state
-        except (SQLAlchemyError, WriterClosedError) as exc:
+        except Exception as exc:
+            if as_unavailable(exc) is None:
+                raise
             raise ApiError(
                 503,
                 "storage_unavailable",

@@ -87,12 +87,20 @@ class PendingWrite:
         """
         try:
             return self._future.result()
-        except _TRANSIENT as exc:
-            raise StorageUnavailableError(_describe(exc)) from exc
-        except sa_exc.DBAPIError as exc:
-            if not exc.connection_invalidated:
+        except Exception as exc:
+            unavailable = as_unavailable(exc)
+            if unavailable is None:
                 raise
-            raise StorageUnavailableError(_describe(exc)) from exc
+            raise unavailable from exc
+
+
+def as_unavailable(exc: Exception) -> StorageUnavailableError | None:
+    """Returns: ``exc`` as a ``StorageUnavailableError`` when it may pass (the database locked,
+    unreachable or restarted, the writer closed), else None (a bug or a refusal)."""
+    transient = isinstance(exc, _TRANSIENT) or (
+        isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated
+    )
+    return StorageUnavailableError(_describe(exc)) if transient else None
 
 
 @dataclass(frozen=True)
