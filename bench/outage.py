@@ -57,7 +57,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from agent_overhead import BenchError, Child, free_port, http_get, started, wait_until
 from loadgen import READY_TIMEOUT_SECONDS, Layout, SimNode, dcmon_command, new_token, node_id
 
@@ -67,6 +66,7 @@ from agent.shipper import Shipper
 from agent.spool import DiskSpool, SpooledBatch
 from agent.transport.base import RetryableError
 from agent.transport.http import HttpTransport
+from server.storage import head
 
 PREFIX = "outage-"
 SEED = 7
@@ -403,7 +403,7 @@ def _count_stored(database: Path, generated: dict[str, int]) -> tuple[int, int]:
             for ts_ms, n, payload in db.execute(
                 "SELECT ts_ms, n, payload FROM head_chunks WHERE node_pk=?", (pk,)
             ):
-                ids = np.frombuffer(payload, dtype="<u4", count=n)
+                ids, _values = head.unpack(n, payload)
                 stored += n
                 pairs.update((int(i), ts_ms) for i in ids)
             distinct += len(pairs)

@@ -12,12 +12,12 @@ import time
 from contextlib import ExitStack
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from agent.config import AgentSettings
 from agent.main import build
 from agent.transport.http import HttpTransport
+from server.storage import head
 from tests.e2e.processes import (
     ServerSpec,
     agent_argv,
@@ -57,7 +57,8 @@ def _stored(spec: ServerSpec, tmp_path: Path, name: str) -> _Stored:
         ):
             rows += 1
             samples += n
-            pairs.update((int(i), ts_ms) for i in np.frombuffer(payload, dtype="<u4", count=n))
+            ids, _values = head.unpack(n, payload)
+            pairs.update((int(i), ts_ms) for i in ids)
         return _Stored(seqs, samples, len(pairs), rows)
     finally:
         db.close()
