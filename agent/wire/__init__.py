@@ -22,6 +22,7 @@ from agent.wire.schema import (
     Inventory,
     MetricFamily,
     NodeIdentity,
+    RefusedSeries,
 )
 
 __all__ = [
@@ -40,6 +41,7 @@ __all__ = [
     "MetricSpec",
     "NodeIdentity",
     "Problem",
+    "RefusedSeries",
     "WireError",
     "decode_batch",
     "default_catalog",

@@ -214,6 +214,20 @@ class Batch(_Wire):
         return sum(len(family.samples) for family in self.metrics)
 
 
+class RefusedSeries(_Wire):
+    """Series of one metric family that the server did not store from an accepted batch.
+
+    The rest of the batch is stored: a node past its active-series limit keeps its known series
+    flowing and loses only the new ones, counted here per family and reason.
+    """
+
+    model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
+
+    metric: str
+    series: int = Field(ge=1, description="How many of the family's series were not stored.")
+    reason: str = Field(description="Stable code, e.g. cardinality_limit.")
+
+
 class Ack(_Wire):
     """The server's answer to an accepted (or already accepted) batch."""
 
@@ -222,6 +236,10 @@ class Ack(_Wire):
     status: Literal["accepted", "duplicate"]
     seq: int
     samples: int = 0
+    refused: list[RefusedSeries] = Field(
+        default_factory=list,
+        description="Series of this batch the server refused (the others are stored).",
+    )
 
 
 _CHECKED_NAME_SETS: set[tuple[str, ...]] = set()
