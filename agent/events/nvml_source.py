@@ -8,7 +8,7 @@ independent of the GPU collector's), registers every GPU, and waits until ``stop
 
 The pynvml module comes from ``agent.collectors.gpu.nvml.load_pynvml`` (the one importer) or is
 injected, so tests pass a fake module object. Foreign ``NVMLError``s are mapped to the NVML
-seam's exceptions by the real backend's own mapping (``map_error``).
+seam's exceptions by the NVML boundary's own mapping (``agent.collectors.gpu.nvml.map_error``).
 
 Failure policy: no binding, no driver, or no event API -> one WARNING, source off (the kmsg
 source carries on). A GPU that cannot be registered (lost, not supported) is skipped with one

@@ -23,7 +23,7 @@ from agent.collectors.gpu.backend import (
     Utilization,
 )
 from agent.collectors.gpu.collector import GpuCollector, GpuInventory
-from agent.collectors.gpu.nvml import PynvmlBackend
+from agent.collectors.gpu.nvml_backend import PynvmlBackend
 from agent.collectors.gpu.simulated import SimulatedBackend
 
 

@@ -3,8 +3,9 @@
 Stage: hardware -> (this seam) -> ``GpuCollector``. A backend answers one NVML question per
 method, for one device addressed by its NVML index, in NVML's own raw units (mW, mJ, bytes,
 MHz, degrees C); the unit is part of each method name and the collector converts once. The
-real backend (``nvml.py``) is the only module that touches pynvml; ``scripted.py`` is the
-in-memory twin for tests and ``simulated.py`` the synthetic one for demos and benchmarks.
+real backend (``nvml_backend.py``) works through ``nvml.py``, the only module that touches
+pynvml; ``scripted.py`` is the in-memory twin for tests and ``simulated.py`` the synthetic one
+for demos and benchmarks.
 
 Exception hierarchy (every backend raises only these; foreign errors are mapped at the seam)::
 

@@ -32,7 +32,8 @@ from agent.collectors.gpu.backend import (
     NvmlUnavailable,
     Utilization,
 )
-from agent.collectors.gpu.nvml import PynvmlBackend, load_pynvml
+from agent.collectors.gpu.nvml import load_pynvml
+from agent.collectors.gpu.nvml_backend import PynvmlBackend
 from tests.catalog_check import assert_conforms
 from tests.fakes.nvml import FakeGpu, FakeNVMLError, FakeNvmlLibrary, bus_id, gpu_uuid
 

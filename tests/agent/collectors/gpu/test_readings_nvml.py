@@ -28,7 +28,8 @@ from agent.collectors.gpu.backend import (
     ProcessUtilization,
     RemappedRows,
 )
-from agent.collectors.gpu.nvml import PynvmlBackend, load_pynvml
+from agent.collectors.gpu.nvml import load_pynvml
+from agent.collectors.gpu.nvml_backend import PynvmlBackend
 from agent.collectors.gpu.readings import READINGS
 from tests.fakes.nvml import (
     R535_DRIVER_LACKS,
@@ -227,7 +228,7 @@ def test_running_processes_merge_compute_and_graphics_one_entry_per_pid() -> Non
 
 
 def test_r535_struct_drift_is_read_with_the_wide_layout(caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO, logger="agent.collectors.gpu.nvml")
+    caplog.set_level(logging.INFO, logger="agent.collectors.gpu.nvml_processes")
     library = r535_struct_drift()
     backend = backend_over(library)
     expected = [
