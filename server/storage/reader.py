@@ -6,12 +6,19 @@ series twice, but if they did the block's sample wins, as on ingest. Rollup buck
 the tier's blocks, except where the head still holds samples: those buckets are recomputed from
 raw samples, so a query sees data at once, not after compaction. Every tier is clipped to its
 retention horizon, so what has fallen out of a tier is never partly visible.
+
+Each read runs in one snapshot (``snapshot``): compaction, perhaps on another server replica,
+deletes a window's head rows and inserts its blocks in one commit, and a read whose statements
+saw different commits would miss that window or count it twice. PostgreSQL's default READ
+COMMITTED gives each statement its own snapshot, so reads there use REPEATABLE READ (read only);
+SQLite's transaction is a snapshot from its first read already.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 
 import numpy as np
 import numpy.typing as npt
@@ -26,6 +33,16 @@ from server.storage.tiers import Tier, TierPlan, window_end
 
 _head: Table = HeadChunkRow.__table__  # type: ignore[assignment]
 _blocks: Table = BlockRow.__table__  # type: ignore[assignment]
+
+
+@contextmanager
+def snapshot(engine: Engine) -> Iterator[Connection]:
+    """A read-only transaction whose statements all see the database as of its first one."""
+    with engine.connect() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True)
+        with conn.begin():
+            yield conn
 
 
 class Reader:
@@ -44,12 +61,17 @@ class Reader:
         self, series: Sequence[IndexedSeries], start_ms: int, end_ms: int
     ) -> dict[int, Samples]:
         """Returns: series id -> (timestamps, values) with start_ms <= ts <= end_ms, in order."""
+        with snapshot(self._engine) as conn:
+            return self._raw(conn, series, start_ms, end_ms)
+
+    def _raw(
+        self, conn: Connection, series: Sequence[IndexedSeries], start_ms: int, end_ms: int
+    ) -> dict[int, Samples]:
         start_ms = max(start_ms, self.horizon_ms(self._plan.raw))
         if not series or end_ms < start_ms:
             return {item.id: EMPTY for item in series}
-        with self._engine.connect() as conn:
-            from_blocks = self._raw_blocks(conn, [item.id for item in series], start_ms, end_ms)
-            from_head = self._head_samples(conn, series, start_ms, end_ms)
+        from_blocks = self._raw_blocks(conn, [item.id for item in series], start_ms, end_ms)
+        from_head = self._head_samples(conn, series, start_ms, end_ms)
         result = {}
         for item in series:
             parts = from_blocks.get(item.id, []) + from_head.get(item.id, [])
@@ -66,15 +88,15 @@ class Reader:
         result = {item.id: Buckets.empty() for item in series}
         if not series or end_ms <= start_ms:
             return result
-        with self._engine.connect() as conn:
+        with snapshot(self._engine) as conn:
             stored = self._rollup_blocks(conn, tier, [item.id for item in series], start_ms, end_ms)
             dirty = self._dirty_ends(
                 conn, {item.node_pk for item in series}, width, start_ms, end_ms
             )
-        for item in series:
-            result[item.id] = stored.get(item.id, Buckets.empty())
-        if dirty:
-            self._recompute(series, width, dirty, result)
+            for item in series:
+                result[item.id] = stored.get(item.id, Buckets.empty())
+            if dirty:
+                self._recompute(conn, series, width, dirty, result)
         # A bucket is kept while its end is at or after the horizon, as its block is.
         horizon = self.horizon_ms(tier)
         return {sid: b.slice(max(start_ms, horizon - 1), end_ms) for sid, b in result.items()}
@@ -82,7 +104,7 @@ class Reader:
     def samples_at(self, node_pk: int, series_ids: Sequence[int], ts_ms: int) -> dict[int, float]:
         """Returns: series id -> value of everything the node (whose series are ``series_ids``)
         stored at one timestamp: its head row, or its raw blocks once compacted."""
-        with self._engine.connect() as conn:
+        with snapshot(self._engine) as conn:
             row = conn.execute(
                 select(_head.c.n, _head.c.payload).where(
                     _head.c.node_pk == node_pk, _head.c.ts_ms == ts_ms
@@ -208,6 +230,7 @@ class Reader:
 
     def _recompute(
         self,
+        conn: Connection,
         series: Sequence[IndexedSeries],
         width: int,
         dirty: dict[int, set[int]],
@@ -217,7 +240,7 @@ class Reader:
         for node_pk, ends in dirty.items():
             node_series = [item for item in series if item.node_pk == node_pk]
             first, last = min(ends), max(ends)
-            raw = self.raw(node_series, first - width + 1, last)
+            raw = self._raw(conn, node_series, first - width + 1, last)
             end_array = np.array(sorted(ends), dtype=np.int64)
             for item in node_series:
                 stamps, values = raw[item.id]
