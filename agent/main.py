@@ -221,6 +221,8 @@ def run_forever(settings: AgentSettings) -> int:
         left = wiring.shipper.stop(FLUSH_ON_STOP_SECONDS)
         if left:
             _log.warning("%d batch(es) were not delivered before exit", left)
+    # the last line of every clean exit, after the spool and transport are closed
+    _log.info("stopped")
     return 0
 
 

@@ -21,6 +21,7 @@ agent/node_exporter ratios and the targets (agent <= 0.5 % of one core, <= 40 Mi
     .venv/bin/python bench/agent_overhead.py --runs 3 --seconds 30    # shorter
     .venv/bin/python bench/agent_overhead.py --backend nvml           # on a GPU node
     .venv/bin/python bench/agent_overhead.py --no-call-latency        # simulated GPUs, no replay
+    .venv/bin/python bench/agent_overhead.py --smoke                  # CI: 4 s, fails on errors
 
 Latency replay is asked for with ``DCMON_AGENT_GPU__SIMULATED_LATENCY=true``; an agent without
 that setting refuses it, and the benchmark stops and says so.
@@ -65,6 +66,30 @@ _GPU_LABEL = re.compile(r'^DCGM_FI_DEV_GPU_UTIL\{[^}]*\bgpu="(\d+)"', re.MULTILI
 
 class BenchError(Exception):
     """The benchmark cannot run as asked; the message says why and what to do."""
+
+
+# --- smoke runs -----------------------------------------------------------------------------
+
+
+def peer_required() -> bool:
+    """Returns: whether a missing peer fails a smoke run (CI sets DCMON_REQUIRE_INTEGRATION=1,
+    as for the tests, so a benchmark cannot pass CI by skipping its comparison)."""
+    return os.environ.get("DCMON_REQUIRE_INTEGRATION", "") == "1"
+
+
+def smoke_verdict(script: str, problems: list[str]) -> int:
+    """Print a smoke run's verdict; returns: the exit status (0 only without problems).
+
+    A smoke run is the benchmark's own code path at tiny sizes: its figures mean nothing, but
+    anything that failed (a refused request, a lost sample, a missing peer) fails the run.
+    """
+    if not problems:
+        print(f"{script} smoke: OK")
+        return 0
+    print(f"{script} smoke: FAILED", file=sys.stderr)
+    for problem in problems:
+        print(f"  - {problem}", file=sys.stderr)
+    return 1
 
 
 # --- /proc ----------------------------------------------------------------------------------
@@ -161,10 +186,18 @@ def free_port() -> int:
         return port
 
 
-def http_get(port: int, path: str, timeout: float = 5.0) -> tuple[int, str]:
+def http_get(
+    port: int, path: str, timeout: float = 5.0, token: str | None = None
+) -> tuple[int, str]:
+    """Returns: (status, body) of ``GET path``, with ``token`` as the bearer credential if given.
+
+    A dcmon server closes its reads (API, /metrics) to callers without a read token, and the
+    benchmarks measure that real configuration rather than one with open reads.
+    """
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     try:
-        connection.request("GET", path)
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        connection.request("GET", path, headers=headers)
         response = connection.getresponse()
         return response.status, response.read().decode(errors="replace")
     finally:
@@ -255,11 +288,17 @@ class RunResult:
     scrape_failures: int
 
 
-def server_counters(port: int) -> tuple[float, float, int]:
+def new_token() -> tuple[str, str]:
+    """Returns: (token, its SHA-256 hex), as ``dcmon token new`` makes them."""
+    token = "dcm_" + secrets.token_urlsafe(32)
+    return token, hashlib.sha256(token.encode()).hexdigest()
+
+
+def server_counters(port: int, read_token: str) -> tuple[float, float, int]:
     """Returns: (samples ingested, batches accepted, distinct GPUs on /metrics) from the server."""
-    status, text = http_get(port, "/metrics")
+    status, text = http_get(port, "/metrics", token=read_token)
     if status != 200:
-        raise BenchError(f"the server's /metrics answered {status}")
+        raise BenchError(f"the server's /metrics answered {status}: {text[:200]}")
     samples = _INGEST_SAMPLES.search(text)
     batches = _INGEST_OK.search(text)
     return (
@@ -270,7 +309,8 @@ def server_counters(port: int) -> tuple[float, float, int]:
 
 
 def one_run(args: argparse.Namespace, node_exporter: str | None, scratch: Path) -> RunResult:
-    token = "dcm_" + secrets.token_urlsafe(32)
+    token, digest = new_token()
+    read_token, read_digest = new_token()
     token_file = scratch / "agent.token"
     token_file.write_text(token + "\n")
     token_file.chmod(0o600)
@@ -280,7 +320,7 @@ def one_run(args: argparse.Namespace, node_exporter: str | None, scratch: Path) 
     server_argv = [
         *DCMON, "server", "--host", "127.0.0.1", "--port", str(server_port),
         "--data-dir", str(scratch / "server"),
-        "--ingest-token-sha256", hashlib.sha256(token.encode()).hexdigest(),
+        "--ingest-token-sha256", digest, "--read-token-sha256", read_digest,
     ]  # fmt: skip
     agent_argv = [
         *DCMON, "agent", "--config", str(config),
@@ -325,7 +365,7 @@ def one_run(args: argparse.Namespace, node_exporter: str | None, scratch: Path) 
             wait_until(
                 "the agent's first delivered batch",
                 agent,
-                lambda: server_counters(server_port)[0] > 0,
+                lambda: server_counters(server_port, read_token)[0] > 0,
                 READY_TIMEOUT_SECONDS,
             )
         except BenchError as exc:
@@ -333,7 +373,7 @@ def one_run(args: argparse.Namespace, node_exporter: str | None, scratch: Path) 
         time.sleep(args.warmup)
         agent.check_alive()
 
-        samples_0, batches_0, _ = server_counters(server_port)
+        samples_0, batches_0, _ = server_counters(server_port, read_token)
         start = time.monotonic()
         agent_cpu_0 = cpu_seconds(agent.pid)
         peer_cpu_0 = cpu_seconds(peer.pid) if peer else 0.0
@@ -343,7 +383,7 @@ def one_run(args: argparse.Namespace, node_exporter: str | None, scratch: Path) 
         end = time.monotonic()
         agent_rss, agent_hwm = memory_mib(agent.pid)
         peer_memory = memory_mib(peer.pid) if peer else (0.0, 0.0)
-        samples_1, batches_1, gpus_seen = server_counters(server_port)
+        samples_1, batches_1, gpus_seen = server_counters(server_port, read_token)
         agent.check_alive()
         wall = end - start
 
@@ -367,6 +407,30 @@ def one_run(args: argparse.Namespace, node_exporter: str | None, scratch: Path) 
             gpus_seen,
             scraper.failures if scraper else 0,
         )
+
+
+def smoke_problems(
+    args: argparse.Namespace, results: list[RunResult], peer_name: str | None
+) -> list[str]:
+    """Returns: what went wrong in a smoke run (empty when everything worked)."""
+    problems: list[str] = []
+    if peer_name is None and peer_required():
+        problems.append("prometheus-node-exporter is missing (DCMON_REQUIRE_INTEGRATION=1)")
+    for number, result in enumerate(results, 1):
+        if result.agent.samples_per_second <= 0 or result.batches_per_second <= 0:
+            problems.append(f"run {number}: the server stored nothing from the agent")
+        if args.backend == "simulated" and result.gpus_seen != args.gpus:
+            problems.append(
+                f"run {number}: {result.gpus_seen} GPUs on the server's /metrics, not {args.gpus}"
+            )
+        if result.agent.cpu_percent <= 0 or result.agent.hwm_mib <= 0:
+            problems.append(f"run {number}: no CPU or memory figure for the agent")
+        if peer_name is not None:
+            if result.peer is None or result.peer.samples_per_second <= 0:
+                problems.append(f"run {number}: no samples scraped from node_exporter")
+            if result.scrape_failures:
+                problems.append(f"run {number}: {result.scrape_failures} scrapes failed")
+    return problems
 
 
 def refusal_hint(exc: BenchError, agent: Child) -> BenchError:
@@ -490,6 +554,8 @@ def report(args: argparse.Namespace, results: list[RunResult], peer_name: str | 
         command += ["--gpus", str(args.gpus)]
         if not args.call_latency:
             command.append("--no-call-latency")
+    if args.smoke:
+        command = [".venv/bin/python", "bench/agent_overhead.py", "--smoke"]
     print("reproduce: " + " ".join(command))
 
 
@@ -507,7 +573,14 @@ def main() -> int:
         help="simulated GPUs answer at once instead of replaying the H100's call latencies",
     )
     parser.add_argument("--node-exporter", help="node_exporter binary (default: found on PATH)")
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="a few seconds, same code path: exits non-zero if anything failed (CI)",
+    )
     args = parser.parse_args()
+    if args.smoke:
+        args.runs, args.seconds, args.warmup = 1, 3.0, 1.0
     if args.runs < 1 or args.seconds <= 0 or args.warmup < 0:
         parser.error("--runs must be >= 1, --seconds > 0 and --warmup >= 0")
     try:
@@ -557,6 +630,8 @@ def main() -> int:
         print(f"agent_overhead: {exc}", file=sys.stderr)
         return 2
     report(args, results, peer_name)
+    if args.smoke:
+        return smoke_verdict("agent_overhead", smoke_problems(args, results, peer_name))
     return 0
 
 

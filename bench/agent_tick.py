@@ -8,6 +8,9 @@ a few ticks, then times 100 ticks back to back. The median of several runs is re
 
     .venv/bin/python bench/agent_tick.py            # 5 runs, 8 simulated GPUs
     .venv/bin/python bench/agent_tick.py --runs 9 --gpus 8 --backend nvml   # on a GPU node
+    .venv/bin/python bench/agent_tick.py --smoke    # CI: 1 run of 10 ticks; fails if a tick
+                                                    # failed, a collector failed or a batch
+                                                    # was not delivered
 
 At a 10 s interval, CPU % of one core = CPU seconds per tick / 10 s * 100.
 """
@@ -27,7 +30,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from agent.config import load_settings  # noqa: E402 (after the path set-up above)
+from agent_overhead import smoke_verdict  # noqa: E402 (after the path set-up above)
+
+from agent.config import load_settings  # noqa: E402
 from agent.main import build  # noqa: E402
 from agent.transport.memory import MemoryTransport  # noqa: E402
 from agent.wire.schema import Ack  # noqa: E402
@@ -36,8 +41,8 @@ WARMUP_TICKS = 5
 TICKS = 100
 
 
-def one_run(gpus: int, backend: str) -> dict[str, float]:
-    """Run in a fresh process: build the agent, time TICKS ticks, report."""
+def one_run(gpus: int, backend: str, ticks: int) -> dict[str, float]:
+    """Run in a fresh process: build the agent, time ``ticks`` ticks, report."""
     with tempfile.TemporaryDirectory() as state, ExitStack() as stack:
         settings = load_settings(
             None,
@@ -61,10 +66,12 @@ def one_run(gpus: int, backend: str) -> dict[str, float]:
         cpu_start = time.process_time()
         wall_start = time.perf_counter()
         samples = 0
-        for _ in range(TICKS):
+        failed_collectors: set[str] = set()
+        for _ in range(ticks):
             batch = wiring.agent.tick()
             wiring.shipper.deliver_once()
             samples = batch.sample_count()
+            failed_collectors.update(c.name for c in batch.collectors if not c.success)
         cpu = time.process_time() - cpu_start
         wall = time.perf_counter() - wall_start
         rss_kib = next(
@@ -73,11 +80,13 @@ def one_run(gpus: int, backend: str) -> dict[str, float]:
             if line.startswith("VmRSS:")
         )
         return {
-            "cpu_seconds_per_tick": cpu / TICKS,
-            "wall_seconds_per_tick": wall / TICKS,
+            "cpu_seconds_per_tick": cpu / ticks,
+            "wall_seconds_per_tick": wall / ticks,
             "rss_mib": rss_kib / 1024,
             "samples_per_tick": float(samples),
-            "gzip_bytes_per_tick": statistics.median(sent),
+            "gzip_bytes_per_tick": statistics.median(sent) if sent else 0.0,
+            "delivered_batches": float(len(sent)),
+            "failed_collectors": float(len(failed_collectors)),
         }
 
 
@@ -86,40 +95,71 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--gpus", type=int, default=8, help="simulated GPUs (default 8)")
     parser.add_argument("--backend", choices=["simulated", "nvml", "none"], default="simulated")
+    parser.add_argument("--ticks", type=int, default=TICKS, help=f"timed ticks (default {TICKS})")
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="CI: 1 run of 10 ticks, same code path; exits non-zero if anything failed",
+    )
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.smoke:
+        args.runs, args.ticks = 1, 10
+    if args.runs < 1 or args.ticks < 1:
+        parser.error("--runs and --ticks must be >= 1")
     if args.child:
-        print(json.dumps(one_run(args.gpus, args.backend)))
+        print(json.dumps(one_run(args.gpus, args.backend, args.ticks)))
         return 0
     results = []
     for _ in range(args.runs):
-        output = subprocess.run(
+        done = subprocess.run(
             [sys.executable, __file__, "--child", "--gpus", str(args.gpus),
-             "--backend", args.backend],
-            capture_output=True, text=True, check=True,
-        ).stdout  # fmt: skip
-        results.append(json.loads(output))
+             "--backend", args.backend, "--ticks", str(args.ticks)],
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        if done.returncode != 0:
+            print(f"agent_tick: a run failed:\n{done.stdout}{done.stderr}", file=sys.stderr)
+            return 2
+        results.append(json.loads(done.stdout))
 
     def med(key: str) -> float:
         return statistics.median(result[key] for result in results)
 
     cpu = med("cpu_seconds_per_tick")
     gpus = f"{args.gpus} simulated GPUs" if args.backend == "simulated" else args.backend
-    print(f"agent tick benchmark: real host + {gpus}, {TICKS} ticks per run, {args.runs} runs")
+    print(f"agent tick benchmark: real host + {gpus}, {args.ticks} ticks per run, {args.runs} runs")
     print(
         f"  CPU per tick         {cpu * 1000:8.2f} ms   (median; runs: "
         + ", ".join(f"{r['cpu_seconds_per_tick'] * 1000:.2f}" for r in results)
         + ")"
     )
     print(f"  wall per tick        {med('wall_seconds_per_tick') * 1000:8.2f} ms")
-    print(f"  RSS after {TICKS} ticks  {med('rss_mib'):8.1f} MiB")
+    print(f"  RSS after {args.ticks} ticks  {med('rss_mib'):8.1f} MiB")
     print(f"  samples per tick     {med('samples_per_tick'):8.0f}")
     print(f"  gzip bytes per tick  {med('gzip_bytes_per_tick'):8.0f}")
     print(
         f"  CPU of one core      {cpu / 10 * 100:8.3f} % at a 10 s interval, "
         f"{cpu / 1 * 100:.2f} % at 1 s"
     )
+    if args.smoke:
+        return smoke_verdict("agent_tick", smoke_problems(args, results))
     return 0
+
+
+def smoke_problems(args: argparse.Namespace, results: list[dict[str, float]]) -> list[str]:
+    """Returns: what failed in a smoke run (empty when every tick built, encoded and
+    delivered a batch and every collector succeeded)."""
+    problems: list[str] = []
+    for number, result in enumerate(results, 1):
+        if result["delivered_batches"] != args.ticks:
+            problems.append(
+                f"run {number}: {result['delivered_batches']:.0f} of {args.ticks} batches delivered"
+            )
+        if result["failed_collectors"]:
+            problems.append(f"run {number}: {result['failed_collectors']:.0f} collectors failed")
+        if result["samples_per_tick"] <= 0 or result["gzip_bytes_per_tick"] <= 0:
+            problems.append(f"run {number}: empty batches")
+    return problems
 
 
 if __name__ == "__main__":

@@ -32,7 +32,9 @@ after compaction; /metrics for 1,000 nodes <= 1 s; server RSS <= 1 GiB). The mac
 shared by the server, the peer and the generator: the generator's own CPU is printed too.
 
     .venv/bin/python bench/ingest.py                      # 3 runs, 1,000 and 5,000 nodes
-    .venv/bin/python bench/ingest.py --quick              # smoke run: 100 nodes, 10 s phases
+    .venv/bin/python bench/ingest.py --quick              # a quick look: 100 nodes, 10 s phases
+    .venv/bin/python bench/ingest.py --smoke              # CI: 10 nodes, 3 s phases, fails on
+                                                          # any refused push or missing peer
     .venv/bin/python bench/ingest.py --no-peer --runs 1
     .venv/bin/python bench/ingest.py --database-url postgresql+psycopg://u:p@127.0.0.1/dcmon
 """
@@ -55,7 +57,14 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from agent_overhead import BenchError, cpu_model, cpu_seconds, memory_mib
+from agent_overhead import (
+    BenchError,
+    cpu_model,
+    cpu_seconds,
+    memory_mib,
+    peer_required,
+    smoke_verdict,
+)
 from loadgen import (
     REQUEST_TIMEOUT_SECONDS,
     Compacted,
@@ -300,7 +309,9 @@ def render_metrics(server: Server) -> MetricsRender:
     try:
         for _ in range(METRICS_GETS):
             began = time.perf_counter()
-            connection.request("GET", "/metrics")
+            connection.request(
+                "GET", "/metrics", headers={"Authorization": f"Bearer {server.read_token}"}
+            )
             response = connection.getresponse()
             body = response.read()
             seconds.append(time.perf_counter() - began)
@@ -409,7 +420,7 @@ def compaction(args: argparse.Namespace, scratch: Path, seed: int, peer: bool) -
             f"({tally.samples / max(load_seconds, 1e-9):,.0f}/s); waiting for compaction",
             flush=True,
         )
-        compacted = wait_compacted(server.port, args.compact_wait)
+        compacted = wait_compacted(server, args.compact_wait)
         db = server.data_dir / "dcmon.db"
     file_bytes = None
     tables: tuple[tuple[str, int, int], ...] = ()
@@ -687,7 +698,12 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=60.0, help="flat-out window (default 60)")
     parser.add_argument("--paced-seconds", type=float, default=60.0, help="paced window")
     parser.add_argument("--runs", type=int, default=3, help="fresh processes each (default 3)")
-    parser.add_argument("--quick", action="store_true", help="smoke run: 100 nodes, 10 s, 1 run")
+    parser.add_argument("--quick", action="store_true", help="quick look: 100 nodes, 10 s, 1 run")
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="CI: 10 nodes, 3 s phases, same code path; exits non-zero if anything failed",
+    )
     parser.add_argument("--no-peer", action="store_true", help="skip VictoriaMetrics")
     parser.add_argument("--database-url", help="run the server on this database (PostgreSQL)")
     parser.add_argument("--connections", type=int, default=8, help="flat-out connections")
@@ -703,9 +719,14 @@ def main() -> int:
     if args.quick:
         args.nodes, args.seconds, args.paced_seconds, args.runs = 100, 10.0, 10.0, 1
         args.compact_nodes, args.compact_hours, args.compact_wait = 5, 1.0, 120.0
+    if args.smoke:
+        args.nodes, args.seconds, args.paced_seconds, args.runs = 10, 3.0, 3.0, 1
+        args.compact_nodes, args.compact_hours, args.compact_wait = 2, 0.5, 120.0
+        args.history_hours = 1.0
     if args.runs < 1 or args.nodes < 1 or args.seconds <= 0 or args.paced_seconds <= 0:
         parser.error("--runs and --nodes must be >= 1, --seconds and --paced-seconds > 0")
-    paced_sizes = [args.nodes] if args.quick else sorted({args.nodes, args.paced_nodes})
+    one_size = args.quick or args.smoke
+    paced_sizes = [args.nodes] if one_size else sorted({args.nodes, args.paced_nodes})
     seed_base = secrets.randbelow(1 << 30) if args.database_url else 1
     peer_name = None if args.no_peer else victoria_metrics_version()
     series = Layout.build("full", INTERVAL_SECONDS).series
@@ -774,7 +795,9 @@ def main() -> int:
     summary(args, flats, peers, paced, compacted)
     print()
     command = [".venv/bin/python", "bench/ingest.py"]
-    if args.quick:
+    if args.smoke:
+        command.append("--smoke")
+    elif args.quick:
         command.append("--quick")
     else:
         command += [
@@ -790,7 +813,48 @@ def main() -> int:
     if args.database_url:
         command += ["--database-url", "<url>"]
     print("reproduce: " + " ".join(command))
+    if args.smoke:
+        return smoke_verdict("ingest", smoke_problems(args, flats, peers, paced, compacted))
     return 0
+
+
+def smoke_problems(
+    args: argparse.Namespace,
+    flats: list[FlatRun],
+    peers: list[FlatRun],
+    paced: dict[int, list[PacedRun]],
+    compacted: Compaction | None,
+) -> list[str]:
+    """Returns: what failed in a smoke run: a refused push, an empty figure, compaction that
+    did not finish, or a peer that is missing when CI requires it."""
+    problems: list[str] = []
+    if not args.no_peer and not peers and peer_required():
+        problems.append("VictoriaMetrics is missing (DCMON_REQUIRE_INTEGRATION=1)")
+    for name, runs in (("dcmon flat-out", flats), ("VictoriaMetrics flat-out", peers)):
+        for run in runs:
+            if run.failures or run.pushes == 0 or run.samples_per_second <= 0:
+                problems.append(f"{name}: {run.failures}/{run.pushes} pushes failed {run.errors}")
+    for size, runs in paced.items():
+        for run in runs:
+            if run.failures or run.pushes == 0:
+                problems.append(
+                    f"paced {size}: {run.failures}/{run.pushes} pushes failed {run.errors}"
+                )
+            if size == args.nodes and (run.metrics is None or not run.metrics.lines):
+                problems.append(f"paced {size}: /metrics had no samples")
+    if compacted is not None:
+        if compacted.failures or compacted.samples == 0:
+            problems.append(f"compaction load: {compacted.failures} pushes failed")
+        if compacted.compacted.outcome != "empty":
+            problems.append(f"compaction: {compacted.compacted.describe()}")
+        if raw_bytes_per_sample(compacted) != raw_bytes_per_sample(compacted):
+            problems.append("compaction: no raw tier bytes per sample in the storage report")
+        if peers and compacted.peer_samples != compacted.samples:
+            problems.append(
+                f"compaction: VictoriaMetrics took {compacted.peer_samples} samples, dcmon "
+                f"{compacted.samples}"
+            )
+    return problems
 
 
 if __name__ == "__main__":

@@ -36,20 +36,20 @@ Standalone, against a server that is already running:
         --mode paced --seconds 30
     .venv/bin/python bench/loadgen.py --self-test    # one batch of each kind through the wire
                                                      # schema, and the render cost per batch
+    .venv/bin/python bench/loadgen.py --smoke        # CI: the self-test, then a fresh server
+                                                     # (and VictoriaMetrics) fed flat and paced
 """
 
 from __future__ import annotations
 
 import argparse
 import gzip
-import hashlib
 import http.client
 import json
 import math
 import multiprocessing
 import multiprocessing.connection
 import os
-import secrets
 import shutil
 import subprocess
 import sys
@@ -66,7 +66,17 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from agent_overhead import BenchError, Child, free_port, http_get, started, wait_until
+from agent_overhead import (
+    BenchError,
+    Child,
+    free_port,
+    http_get,
+    new_token,
+    peer_required,
+    smoke_verdict,
+    started,
+    wait_until,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 VICTORIA_METRICS = "/usr/bin/victoria-metrics"
@@ -872,18 +882,13 @@ def dcmon_command() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "agent"]
 
 
-def new_token() -> tuple[str, str]:
-    """Returns: (token, its SHA-256 hex), as ``dcmon token new`` makes them."""
-    token = "dcm_" + secrets.token_urlsafe(32)
-    return token, hashlib.sha256(token.encode()).hexdigest()
-
-
 @dataclass
 class Server:
     child: Child
     port: int
-    token: str
+    token: str  # ingest
     data_dir: Path
+    read_token: str  # reads (API, /metrics) are closed without one
 
     def target(self) -> Target:
         return Target("dcmon", self.port, self.token)
@@ -895,6 +900,7 @@ def dcmon_server(
 ) -> Iterator[Server]:
     """Start a fresh ``dcmon server`` on a free port and wait for /readyz."""
     token, digest = new_token()
+    read_token, read_digest = new_token()
     port = free_port()
     data_dir = scratch / "dcmon"
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -904,6 +910,7 @@ def dcmon_server(
     server_env = {k: v for k, v in os.environ.items() if not k.startswith("DCMON_SERVER_")}
     # A list setting: pydantic-settings reads it from the environment as JSON.
     server_env["DCMON_SERVER_INGEST_TOKEN_SHA256"] = json.dumps([digest])
+    server_env["DCMON_SERVER_READ_TOKEN_SHA256"] = json.dumps([read_digest])
     server_env.update(env or {})
     with started("dcmon server", argv, scratch / "dcmon-server.log", env=server_env) as child:
         wait_until(
@@ -912,7 +919,7 @@ def dcmon_server(
             lambda: http_get(port, "/readyz", 2.0)[0] == 200,
             READY_TIMEOUT_SECONDS,
         )
-        yield Server(child, port, token, data_dir)
+        yield Server(child, port, token, data_dir, read_token)
 
 
 def print_setup(database_url: str | None, peer: str | None, no_peer: bool, detail: str) -> None:
@@ -977,9 +984,9 @@ def victoria_metrics(scratch: Path) -> Iterator[Victoria]:
         yield Victoria(child, port, data_dir)
 
 
-def storage_report(port: int) -> dict[str, Any] | None:
+def storage_report(server: Server) -> dict[str, Any] | None:
     """Returns: the server's ``GET /api/v1/storage`` answer, or None when it has no such route."""
-    status, text = http_get(port, "/api/v1/storage", 30.0)
+    status, text = http_get(server.port, "/api/v1/storage", 30.0, server.read_token)
     if status == 404:
         return None
     if status != 200:
@@ -1008,11 +1015,11 @@ class Compacted:
         )
 
 
-def wait_compacted(port: int, timeout: float, stall_seconds: float = 30.0) -> Compacted:
+def wait_compacted(server: Server, timeout: float, stall_seconds: float = 30.0) -> Compacted:
     """Poll the storage report until no samples are left in the head, the head has not
     shrunk for ``stall_seconds`` (open windows, or compaction stuck), or ``timeout``."""
     began = time.monotonic()
-    report = storage_report(port)
+    report = storage_report(server)
     last_samples, last_change = -1, began
     while report is not None:
         samples = int(report.get("head", {}).get("samples", 0))
@@ -1026,7 +1033,7 @@ def wait_compacted(port: int, timeout: float, stall_seconds: float = 30.0) -> Co
         if now - began > timeout:
             return Compacted(report, now - began, "timed out")
         time.sleep(1.0)
-        report = storage_report(port)
+        report = storage_report(server)
     return Compacted(None, time.monotonic() - began, "no report")
 
 
@@ -1120,8 +1127,73 @@ def self_test() -> None:
     print(f"render + gzip: {each * 1e6:.0f} us per batch ({layout.series / each:,.0f} samples/s)")
 
 
+SMOKE_NODES = 3
+SMOKE_TICKS = 4
+
+
+def smoke() -> int:
+    """The self-test, then a fresh ``dcmon server`` (and VictoriaMetrics, when installed) fed a
+    few flat-out ticks and a few paced seconds through the same workers and connections as the
+    benchmarks; returns: 0 only if every push was acknowledged with every sample."""
+    import tempfile  # noqa: PLC0415 (only the smoke run needs a scratch folder)
+
+    self_test()
+    problems: list[str] = []
+    series = Layout.build("full", 1.0).series
+    start_ms = int((time.time() - 3600) * 1000)
+    with tempfile.TemporaryDirectory(prefix="dcmon-bench-loadgen-") as scratch_dir:
+        scratch = Path(scratch_dir)
+        with dcmon_server(scratch / "dcmon") as server:
+            problems += _smoke_target(server.target(), series, start_ms)
+            server.child.check_alive()
+            status, text = http_get(server.port, "/metrics", 10.0, server.read_token)
+            if status != 200 or f'instance="node-{SMOKE_NODES - 1:04d}"' not in text:
+                problems.append(f"dcmon: /metrics answered {status} without the pushed nodes")
+        if victoria_metrics_version() is not None:
+            with victoria_metrics(scratch / "vm") as vm:
+                problems += _smoke_target(vm.target(), series, start_ms)
+        elif peer_required():
+            problems.append(f"{VICTORIA_METRICS} is missing (DCMON_REQUIRE_INTEGRATION=1)")
+        else:
+            print("  VictoriaMetrics is not installed: its smoke run is skipped")
+    return smoke_verdict("loadgen", problems)
+
+
+def _smoke_target(target: Target, series: int, start_ms: int) -> list[str]:
+    """Returns: what failed when ``target`` was fed SMOKE_TICKS flat ticks and 2 s paced."""
+    flat = run_plan(
+        Plan(target, "flat", SMOKE_NODES, 2, 1, interval_seconds=1.0, ticks=SMOKE_TICKS,
+             start_ms=start_ms),
+        REQUEST_TIMEOUT_SECONDS,
+    )  # fmt: skip
+    paced = run_plan(
+        Plan(target, "paced", SMOKE_NODES, 2, 1, interval_seconds=1.0, seconds=2.0,
+             first_tick=SMOKE_TICKS),
+        REQUEST_TIMEOUT_SECONDS,
+    )  # fmt: skip
+    print(f"  {target.kind} flat:  ", end="")
+    describe(flat)
+    print(f"  {target.kind} paced: ", end="")
+    describe(paced)
+    problems = []
+    want = SMOKE_NODES * SMOKE_TICKS
+    if flat.failures or flat.accepted != want or flat.samples != want * series:
+        problems.append(
+            f"{target.kind} flat: {flat.accepted}/{want} pushes and {flat.samples:,}/"
+            f"{want * series:,} samples acknowledged; {flat.errors}"
+        )
+    if paced.failures or paced.accepted < SMOKE_NODES or paced.samples != paced.accepted * series:
+        problems.append(
+            f"{target.kind} paced: {paced.accepted} pushes, {paced.samples:,} samples "
+            f"acknowledged, {paced.failures} failed; {paced.errors}"
+        )
+    return problems
+
+
 if __name__ == "__main__":
     if sys.argv[1:] == ["--self-test"]:
         self_test()
         sys.exit(0)
+    if sys.argv[1:] == ["--smoke"]:
+        sys.exit(smoke())
     sys.exit(main())

@@ -22,6 +22,8 @@ Targets: 24 h raw p50 <= 10 ms; 30 days through rollups p50 <= 20 ms (server tim
 
     .venv/bin/python bench/query.py                       # 20 nodes x 24 h, 2 x 30 days
     .venv/bin/python bench/query.py --quick               # 2 nodes x 6 h, 2 x 3 days
+    .venv/bin/python bench/query.py --smoke               # CI: 1 node x 1 h, 2 x 6 h; fails
+                                                          # on any error or empty answer
     .venv/bin/python bench/query.py --thirty-day-interval 10 --repeat 100
 """
 
@@ -43,7 +45,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
-from agent_overhead import BenchError, cpu_model
+from agent_overhead import BenchError, cpu_model, peer_required, smoke_verdict
 from loadgen import (
     Compacted,
     Layout,
@@ -231,14 +233,17 @@ def _text(value: str | float) -> str:
 # --- asking -------------------------------------------------------------------------------
 
 
-def time_path(port: int, path: str, repeat: int) -> Timing:
-    """GET ``path`` 3 + ``repeat`` times over one connection; the first 3 are not measured."""
+def time_path(port: int, path: str, repeat: int, token: str | None = None) -> Timing:
+    """GET ``path`` 3 + ``repeat`` times over one connection; the first 3 are not measured.
+
+    ``token``: the bearer read token (dcmon closes reads to callers without one)."""
     timing = Timing()
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
     try:
         for attempt in range(WARMUP_REQUESTS + repeat):
             began = time.perf_counter()
-            connection.request("GET", path)
+            connection.request("GET", path, headers=headers)
             response = connection.getresponse()
             body = response.read()
             wall = (time.perf_counter() - began) * 1000
@@ -442,6 +447,11 @@ def main() -> int:
     )
     parser.add_argument("--repeat", type=int, default=50, help="measured requests per query")
     parser.add_argument("--quick", action="store_true", help="2 nodes x 6 h, 2 x 3 days")
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="CI: 1 node x 1 h, 2 x 6 h, same code path; exits non-zero if anything failed",
+    )
     parser.add_argument("--no-peer", action="store_true", help="skip VictoriaMetrics")
     parser.add_argument("--database-url", help="run the server on this database (PostgreSQL)")
     parser.add_argument("--connections", type=int, default=8, help="loading connections")
@@ -452,6 +462,8 @@ def main() -> int:
     if args.quick:
         args.nodes, args.hours, args.days = 2, 6.0, 3.0
         args.repeat = min(args.repeat, 20)
+    if args.smoke:
+        args.nodes, args.hours, args.days, args.repeat = 1, 1.0, 0.25, 3
     if args.nodes < 1 or args.hours <= 0 or args.days <= 0 or args.repeat < 1:
         parser.error("--nodes and --repeat must be >= 1; --hours and --days > 0")
     peer_name = None if args.no_peer else victoria_metrics_version()
@@ -473,6 +485,8 @@ def main() -> int:
     )
     print(f"  each query: {WARMUP_REQUESTS} warm-up requests, then {args.repeat} measured")
     results: list[tuple[Query, Timing, Timing | None]] = []
+    loads: dict[str, Loaded] = {}
+    compacted: Compacted | None = None
     queries = query_set("node-0000", "long-0000", end, args.hours, args.days)
     try:
         with (
@@ -484,22 +498,24 @@ def main() -> int:
                 dcmon_server(scratch, database_url=args.database_url, env=SERVER_ENV)
             )
             print("loading dcmon", flush=True)
-            describe_load("dcmon", load(plans_for(server.target(), args, end), args.load_timeout))
-            print_storage(wait_compacted(server.port, args.compact_wait))
+            loads["dcmon"] = load(plans_for(server.target(), args, end), args.load_timeout)
+            describe_load("dcmon", loads["dcmon"])
+            compacted = wait_compacted(server, args.compact_wait)
+            print_storage(compacted)
             vm = None
             if peer_name:
                 vm = stack.enter_context(victoria_metrics(scratch))
                 print("loading VictoriaMetrics", flush=True)
-                describe_load(
-                    "VictoriaMetrics", load(plans_for(vm.target(), args, end), args.load_timeout)
-                )
+                peer_load = load(plans_for(vm.target(), args, end), args.load_timeout)
+                loads["VictoriaMetrics"] = peer_load
+                describe_load("VictoriaMetrics", peer_load)
                 conn = http.client.HTTPConnection("127.0.0.1", vm.port, timeout=60)
                 conn.request("GET", "/internal/force_flush")
                 conn.getresponse().read()
                 conn.close()
             print("querying", flush=True)
             for query in queries:
-                ours = time_path(server.port, query.dcmon, args.repeat)
+                ours = time_path(server.port, query.dcmon, args.repeat, server.read_token)
                 theirs = (
                     time_path(vm.port, query.peer, args.repeat)
                     if vm is not None and query.peer is not None
@@ -517,7 +533,9 @@ def main() -> int:
     summary(results)
     print()
     command = [".venv/bin/python", "bench/query.py"]
-    if args.quick:
+    if args.smoke:
+        command.append("--smoke")
+    elif args.quick:
         command.append("--quick")
     else:
         command += [
@@ -528,7 +546,44 @@ def main() -> int:
     if args.no_peer:
         command.append("--no-peer")
     print("reproduce: " + " ".join(command))
+    if args.smoke:
+        problems = smoke_problems(args, loads, compacted, results, peer_name)
+        return smoke_verdict("query", problems)
     return 0
+
+
+def smoke_problems(
+    args: argparse.Namespace,
+    loads: dict[str, Loaded],
+    compacted: Compacted | None,
+    results: list[tuple[Query, Timing, Timing | None]],
+    peer_name: str | None,
+) -> list[str]:
+    """Returns: what failed in a smoke run: a refused push, compaction that did not finish,
+    a query answered with an error or nothing, or a peer missing when CI requires it."""
+    problems: list[str] = []
+    if peer_name is None and not args.no_peer and peer_required():
+        problems.append("VictoriaMetrics is missing (DCMON_REQUIRE_INTEGRATION=1)")
+    for name, loaded in loads.items():
+        if loaded.failures or loaded.samples == 0:
+            problems.append(f"loading {name}: {loaded.failures} pushes failed {loaded.errors}")
+    if compacted is None or compacted.outcome != "empty":
+        problems.append(f"compaction: {compacted.describe() if compacted else 'not reached'}")
+    for query, ours, theirs in results:
+        history = query.dcmon.startswith("/api/v1/history")
+        for name, timing in (("dcmon", ours), ("VictoriaMetrics", theirs)):
+            if timing is None:
+                continue
+            if timing.error or timing.series == 0:
+                problems.append(
+                    f"{query.name}: {name} answered {timing.status or 'nothing'} with "
+                    f"{timing.series} {timing.noun} {timing.error}"
+                )
+            elif history and not timing.points:
+                problems.append(f"{query.name}: {name} answered no points")
+    if len(results) != len(query_set("x", "y", 0.0, 1.0, 1.0)):
+        problems.append(f"only {len(results)} queries were asked")
+    return problems
 
 
 if __name__ == "__main__":

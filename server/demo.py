@@ -20,7 +20,7 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
-from server.tokens import new_token, sha256_hex
+from server.auth.secrets import new_token, sha256_hex
 
 DEFAULT_PORT = 8470
 READY_TIMEOUT_SECONDS = 60.0

@@ -27,9 +27,9 @@ from sqlalchemy import ColumnElement, Connection, Engine, Row, Table, and_, or_,
 from sqlalchemy.orm import aliased
 
 from server.auth.principal import Principal, Role
+from server.auth.secrets import new_token, sha256_hex
 from server.storage.tables import CredentialRow
 from server.storage.writer import Writer, on_commit
-from server.tokens import new_token, sha256_hex
 
 ISSUABLE_ROLES = (Role.NODE, Role.BOOTSTRAP, Role.READ, Role.ADMIN)
 ROTATION_CONFIRM_SECONDS = 3600.0

@@ -19,9 +19,9 @@ from typing import Protocol
 
 from server.auth.credentials import Credential, CredentialStore
 from server.auth.principal import Principal, Role
+from server.auth.secrets import sha256_hex
 from server.errors import ApiError
 from server.storage.store import as_unavailable
-from server.tokens import sha256_hex
 
 CHALLENGE = {"WWW-Authenticate": 'Bearer realm="dcmon"'}
 

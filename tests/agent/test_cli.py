@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -26,6 +27,41 @@ def _dcmon(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
 def test_version(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["version"]) == 0
     assert capsys.readouterr().out.strip() == f"dcmon {__version__}"
+
+
+def test_version_help_is_help(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["version", "--help"])
+    assert exited.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: dcmon version") and __version__ not in out
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.strip() == f"dcmon {__version__}"
+
+
+def test_agent_logs_a_last_stopped_line(tmp_path: Path) -> None:
+    token = tmp_path / "token"
+    token.write_text("dcm_x\n")
+    agent = subprocess.Popen(
+        [sys.executable, "-m", "agent", "agent", "--state-dir", str(tmp_path / "s"),
+         "--token-file", str(token), "--gpu-backend", "none", "--interval", "1",
+         "--server-url", "http://127.0.0.1:9"],
+        stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    try:
+        assert agent.stderr is not None
+        for line in agent.stderr:
+            if "dcmon agent" in line and "every" in line:
+                break
+        agent.send_signal(signal.SIGTERM)
+        _, rest = agent.communicate(timeout=30)
+    finally:
+        if agent.poll() is None:
+            agent.kill()
+            agent.wait()
+    assert agent.returncode == 0
+    assert rest.strip().splitlines()[-1].endswith("agent: stopped"), rest
 
 
 def test_unknown_command_and_usage(capsys: pytest.CaptureFixture[str]) -> None:

@@ -37,8 +37,8 @@ from agent.identity import NODE_ID_FILE
 from agent.transport.api import ApiClient
 from agent.transport.base import RetryableError
 from server.app import create_app
+from server.auth.secrets import sha256_hex
 from server.settings import ServerSettings
-from server.tokens import sha256_hex
 from tests.integration import free_port
 
 BOOTSTRAP = "dcm_bootstrap_0123456789abcdef"

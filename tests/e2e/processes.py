@@ -14,7 +14,7 @@ from pathlib import Path
 
 import httpx
 
-from server.tokens import new_token, sha256_hex
+from server.auth.secrets import new_token, sha256_hex
 from tests.integration import free_port
 
 DCMON = [sys.executable, "-m", "agent"]

@@ -15,8 +15,8 @@ from fastapi.testclient import TestClient
 from agent.wire.codec import encode_batch
 from agent.wire.schema import Batch
 from server.app import create_app
+from server.auth.secrets import sha256_hex
 from server.settings import ServerSettings
-from server.tokens import sha256_hex
 from tests.postgres import postgres_server, postgres_url
 
 __all__ = ["postgres_server", "postgres_url"]

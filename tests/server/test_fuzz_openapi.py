@@ -28,9 +28,9 @@ from sqlalchemy import create_engine
 from sqlalchemy.pool import StaticPool
 
 from server.app import create_app
+from server.auth.secrets import sha256_hex
 from server.ingest.bulk import MEDIA_TYPE
 from server.settings import ServerSettings
-from server.tokens import sha256_hex
 from tests.factories import make_batch
 from tests.server.conftest import START, TOKEN, FakeClock, push
 

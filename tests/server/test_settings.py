@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from server.auth.secrets import new_token, sha256_hex
 from server.settings import ServerSettings, SettingsError, load_settings
-from server.tokens import new_token, sha256_hex
 
 
 def test_defaults_bind_loopback_and_use_sqlite(monkeypatch: pytest.MonkeyPatch) -> None:

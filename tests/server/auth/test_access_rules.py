@@ -24,8 +24,8 @@ from server.app import create_app
 from server.auth import ADMIN, ENROLL, INGEST, NODE, PUBLIC, READ, RULES, Access
 from server.auth.credentials import ISSUABLE_ROLES, CredentialStore
 from server.auth.principal import Role
+from server.auth.secrets import sha256_hex
 from server.settings import ServerSettings
-from server.tokens import sha256_hex
 from tests.factories import NODE_ID, identity, make_batch
 from tests.server.auth.conftest import bearer, services_of
 from tests.server.conftest import START, TOKEN, FakeClock

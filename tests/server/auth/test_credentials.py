@@ -14,9 +14,9 @@ from server.auth.credentials import (
     InvalidCredentialError,
 )
 from server.auth.principal import Principal, Role
+from server.auth.secrets import sha256_hex
 from server.auth.verifier import DatabaseAuthenticator
 from server.storage.tables import CredentialRow
-from server.tokens import sha256_hex
 from tests.server.conftest import START, FakeClock
 
 NODE_A = "0123456789abcdef0123456789abcdef"

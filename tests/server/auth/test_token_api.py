@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 from httpx import Response
 
 from server.auth.principal import Role
-from server.tokens import sha256_hex
+from server.auth.secrets import sha256_hex
 from tests.factories import NODE_ID, identity, make_batch
 from tests.server.auth.conftest import bearer, services_of
 from tests.server.conftest import START, FakeClock, push

@@ -12,8 +12,8 @@ from fastapi.testclient import TestClient
 
 from agent.cli import main
 from server.app import create_app
+from server.auth.secrets import sha256_hex
 from server.settings import ServerSettings
-from server.tokens import sha256_hex
 from tests.server.auth.conftest import bearer
 
 NODE_ID = "0123456789abcdef0123456789abcdef"
@@ -34,8 +34,9 @@ def _fields(out: str) -> dict[str, str]:
 def test_create_list_revoke(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     where = ["--data-dir", str(tmp_path)]
     code, out, err = _run(
-        capsys, "create", "--role", "node", "--node-id", NODE_ID.upper(), "--name", "gpu01", *where
-    )
+        capsys, "create", "--init", "--role", "node", "--node-id", NODE_ID.upper(),
+        "--name", "gpu01", *where,
+    )  # fmt: skip
     assert code == 0, err
     created = _fields(out)
     assert created["token"].startswith("dcm_") and created["token_id"].startswith("tk_")
@@ -77,10 +78,51 @@ def test_create_list_revoke(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     assert not {"token", "sha256"} & set(document)
 
 
+def test_database_commands_refuse_a_database_that_does_not_exist(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A typo in --data-dir must not make a new, empty database that no server reads."""
+    typo = tmp_path / "dcmon-dta"
+    for argv in (["create", "--role", "read"], ["list"], ["revoke", "tk_x"]):
+        code, out, err = _run(capsys, *argv, "--data-dir", str(typo))
+        assert (code, out) == (2, ""), argv
+        assert f"no dcmon database at {typo / 'dcmon.db'}" in err, err
+        assert "--init" in err
+    assert not typo.exists()
+
+    empty = tmp_path / "empty.db"
+    empty.touch()  # a file that is no dcmon database (no schema) is refused too
+    code, _, err = _run(capsys, "list", "--database-url", f"sqlite:///{empty}")
+    assert code == 2 and "has no dcmon schema" in err, err
+
+    code, out, err = _run(capsys, "create", "--init", "--role", "read", "--data-dir", str(typo))
+    assert code == 0, err
+    assert (typo / "dcmon.db").is_file()
+    assert f"created the dcmon database at {typo / 'dcmon.db'}" in err
+    code, out, _ = _run(capsys, "list", "--data-dir", str(typo))
+    assert code == 0 and len(out.splitlines()) == 2
+
+
+def test_help_is_plain_text_and_every_action_says_what_it_does(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit):
+        main(["token", "--help"])
+    out = capsys.readouterr().out
+    assert "``" not in out and "dcmon token new" in out
+    for action in ("new", "hash", "create", "list", "revoke"):
+        with pytest.raises(SystemExit):
+            main(["token", action, "--help"])
+        _, _, rest = capsys.readouterr().out.partition("\n\n")
+        description = rest.split("\n\n")[0]
+        assert description and not description.startswith("options:"), (action, rest)
+
+
 def test_bad_input_exits_2_with_a_message(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     where = ["--data-dir", str(tmp_path)]
+    assert _run(capsys, "list", "--init", *where)[0] == 0
     code, out, err = _run(capsys, "revoke", "tk_unknown", *where)
     assert (code, out) == (2, "")
     assert err.strip() == "dcmon token revoke: no token with id 'tk_unknown'"
@@ -101,7 +143,7 @@ def test_a_token_from_the_cli_works_on_the_server_and_its_revocation_too(
 ) -> None:
     config = tmp_path / "server.toml"
     config.write_text(f'data_dir = "{tmp_path}"\ncredential_cache_seconds = 0\n')
-    code, out, _ = _run(capsys, "create", "--role", "admin", "--config", str(config))
+    code, out, _ = _run(capsys, "create", "--init", "--role", "admin", "--config", str(config))
     assert code == 0
     created = _fields(out)
     settings = ServerSettings(data_dir=tmp_path, credential_cache_seconds=0)

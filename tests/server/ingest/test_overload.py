@@ -16,12 +16,12 @@ from sqlalchemy import Connection, event
 from sqlalchemy import exc as sa_exc
 
 from server.app import create_app
+from server.auth.secrets import sha256_hex
 from server.errors import ApiError
 from server.ingest.admission import Admission
 from server.settings import ServerSettings
 from server.storage.db import make_engine
 from server.storage.store import Store
-from server.tokens import sha256_hex
 from tests.factories import identity, make_batch
 from tests.server.conftest import START, TOKEN, FakeClock, push, row_counts
 from tests.server.ingest.helpers import push_bulk

@@ -16,9 +16,9 @@ from agent.wire.codec import encode_batch
 from agent.wire.schema import MetricFamily
 from server.app import create_app
 from server.auth import Principal, Role
+from server.auth.secrets import sha256_hex
 from server.deps import Services
 from server.settings import ServerSettings
-from server.tokens import sha256_hex
 from tests.factories import make_batch
 from tests.server.conftest import TOKEN, FakeClock
 
