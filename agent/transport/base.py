@@ -4,33 +4,37 @@
 Exception tree (every foreign error is mapped to one of these at the transport that meets it)::
 
     TransportError
-    ├── RetryableError        network trouble, timeouts, 408/429/5xx, token or node name
-    │                         refused: the same batches are sent again later; ``retry_after``
-    │                         is the server's hint
-    ├── RejectedError         the server refused the request for good (400/413/415/422 ...):
-    │                         a single batch is set aside with the reason and never retried
-    └── BulkUnsupportedError  the server has no bulk route (404/405, an older server): send
-                              the batches one by one
+    ├── RetryableError        anything that may pass: network trouble, timeouts, any answer
+    │                         without a permanent error code (5xx, 429, a proxy's 404, a
+    │                         refused token, a timestamp ahead of the server's clock ...): the
+    │                         same batches are sent again later; ``retry_after`` is the
+    │                         server's hint, ``status`` the HTTP status when there was one
+    ├── RejectedError         single: the server refused the batch for good (an error code in
+    │                         ``agent.wire.protocol.PERMANENT_CODES``): it is set aside with
+    │                         the reason and never retried; bulk: the request was too large
+    │                         (413), send fewer batches per request
+    └── BulkUnsupportedError  the server has no usable bulk route (404/405, an older server;
+                              415 or broken framing, a proxy in the way): send the batches one
+                              by one
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Protocol
 
-from agent.wire.schema import Ack
-
-BulkStatus = Literal["accepted", "duplicate", "rejected", "retry"]
-BULK_STATUSES: frozenset[str] = frozenset({"accepted", "duplicate", "rejected", "retry"})
+from agent.wire.protocol import NOT_JUDGED_STATUSES, BulkStatus
+from agent.wire.schema import Ack, RefusedSeries
 
 
 @dataclass(frozen=True)
 class BulkResult:
     """The server's verdict on one batch of a bulk request.
 
-    accepted / duplicate: stored; rejected: refused for good (``code`` and ``message`` say
-    why); retry: not stored for a reason that may pass, so keep it and every batch after it.
+    accepted / duplicate: stored (``refused``: series of it the server did not store);
+    rejected: refused for good (``code`` and ``message`` say why); retry: not stored for a
+    reason that may pass, so keep it and every batch after it.
     """
 
     status: BulkStatus
@@ -39,6 +43,12 @@ class BulkResult:
     http_status: int | None = None
     code: str | None = None
     message: str | None = None
+    refused: tuple[RefusedSeries, ...] = ()
+
+    @property
+    def judged(self) -> bool:
+        """Whether the server looked at this batch and failed on it (see ``RetryableError``)."""
+        return self.http_status is not None and self.http_status not in NOT_JUDGED_STATUSES
 
 
 class TransportError(Exception):
@@ -46,11 +56,24 @@ class TransportError(Exception):
 
 
 class RetryableError(TransportError):
-    """Delivery failed for a reason that may pass; try the same batch again later."""
+    """Delivery failed for a reason that may pass; try the same batch again later.
 
-    def __init__(self, message: str, retry_after: float | None = None) -> None:
+    ``status`` is the server's HTTP status, None when no answer came (network, timeout).
+    """
+
+    def __init__(
+        self, message: str, retry_after: float | None = None, status: int | None = None
+    ) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+        self.status = status
+
+    @property
+    def judged(self) -> bool:
+        """Whether the server looked at the batch and failed on it: an answer other than the
+        ones that say nothing about the batch (``agent.wire.protocol.NOT_JUDGED_STATUSES``).
+        Only such failures count towards setting a batch aside as poison."""
+        return self.status is not None and self.status not in NOT_JUDGED_STATUSES
 
 
 class RejectedError(TransportError):
@@ -89,9 +112,9 @@ class Transport(Protocol):
 
         Raises:
             RetryableError: the request as a whole failed for a reason that may pass.
-            RejectedError: the request as a whole was refused (413: too large; others: the
-                bulk framing itself), none of the batches was judged.
-            BulkUnsupportedError: the server does not offer bulk ingest.
+            RejectedError: the request as a whole was too large (413); none of the batches
+                was judged.
+            BulkUnsupportedError: the server does not offer a usable bulk route.
         """
         ...
 

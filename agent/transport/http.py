@@ -6,20 +6,21 @@ agent carries no HTTP client package (importing one cost more resident memory th
 transport path). One keep-alive connection is reused from batch to batch; it is reopened when the
 server has closed it or when a send fails.
 
-Network failures and the server's status codes are mapped to ``RetryableError`` /
-``RejectedError`` here, once:
+Network failures and the server's answers are mapped to the transport's exceptions here, once,
+by the wire contract's rule (``agent.wire.protocol``):
 
 - 2xx with a valid ack: delivered;
-- 408, 425, 429, 5xx gateway/availability codes: retryable, honouring ``Retry-After``;
-- 401, 403, 409 (this node's token or name refused): retryable, so the backlog flows once an
-  operator fixes them;
-- any other status: the batch itself is refused, for good;
-- connection refused or reset, TLS failure, timeout: retryable;
-- bulk only: 404/405 mean an older server without the bulk route (``BulkUnsupportedError``).
+- an error whose JSON code is permanent (the batch is malformed or too large): ``RejectedError``,
+  the batch is set aside for good;
+- any other answer (5xx, 429 and 503 honouring ``Retry-After``, a proxy's 404, 501, a refused
+  token or node name, a timestamp ahead of the server's clock, an unknown code, no JSON at all)
+  and every network failure (refused, reset, TLS, timeout): ``RetryableError``, the batch is
+  kept and sent again with backoff;
+- bulk only: 404/405 (no bulk route), 415 or ``bad_framing`` (the route does not take the
+  request) mean ``BulkUnsupportedError``; 413 means ``RejectedError``, send fewer at once.
 
-A bulk body is the batches back to back, each a 4-byte big-endian length then the gzip JSON
-batch exactly as the single route takes it. Every request carries ``X-Dcmon-Sent-At``, this
-node's wall clock when it is sent, so the server can tell how far the node's clock is off.
+Bulk framing, the media type and the ``X-Dcmon-Sent-At`` header (this node's wall clock when a
+request is sent, so the server can tell how far the node's clock is off) are the wire contract's.
 
 The token travels as a bearer token and is never logged. It is a string, or a function asked
 before each request (an enrolled token that may change); that function raises
@@ -33,12 +34,10 @@ import json
 import select
 import socket
 import ssl
-import struct
 import time
 from collections.abc import Callable, Sequence
-from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import ValidationError
 
 from agent import __version__
 from agent.transport.base import (
@@ -49,23 +48,30 @@ from agent.transport.base import (
 )
 from agent.transport.endpoint import Endpoint, retry_after_seconds
 from agent.wire.codec import CONTENT_ENCODING, CONTENT_TYPE
+from agent.wire.protocol import (
+    BULK_MEDIA_TYPE,
+    BULK_PATH,
+    INGEST_PATH,
+    NO_BULK_ROUTE_STATUSES,
+    SENT_AT_HEADER,
+    BulkAnswer,
+    frame_records,
+    is_permanent,
+)
 from agent.wire.schema import Ack
 
-INGEST_PATH = "/api/v1/ingest"
-BULK_PATH = "/api/v1/ingest/bulk"
-BULK_CONTENT_TYPE = "application/vnd.dcmon.bulk"
-SENT_AT_HEADER = "X-Dcmon-Sent-At"
 CONNECT_TIMEOUT_MAX_SECONDS = 5.0
 # An ack is a few dozen bytes and an error a few hundred; anything past this is not read.
 MAX_RESPONSE_BYTES = 64 * 1024
 # A bulk answer holds one short result per batch (at most 1,000 batches).
 MAX_BULK_RESPONSE_BYTES = 1024 * 1024
-_FRAME = struct.Struct(">I")
-_NO_BULK_STATUS = frozenset({404, 405})
-_RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
-# Refusals of this agent's identity (token, node name), not of the batch: keep the data and
-# retry, so the backlog flows once an operator fixes the token or the name.
+# Refusals of this agent's identity (token, node name), not of the batch: the data is kept and
+# the backlog flows once an operator fixes the token or the name.
 _IDENTITY_STATUS = frozenset({401, 403, 409})
+# Bulk answers that say the route does not take this request (a proxy in the way, a server
+# that reads another framing): single requests still work.
+_BULK_NOT_TAKEN_STATUS = frozenset({415})
+_BULK_NOT_TAKEN_CODES = frozenset({"bad_framing"})
 # Failures that mean "the server had already closed the idle connection we reused".
 _STALE_CONNECTION_ERRORS = (
     http.client.RemoteDisconnected,
@@ -86,25 +92,6 @@ class _Response:
     @property
     def text(self) -> str:
         return self.body.decode("utf-8", errors="replace")
-
-
-class _BulkRecord(BaseModel):
-    """One entry of the bulk answer's ``results``."""
-
-    model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
-
-    status: Literal["accepted", "duplicate", "rejected", "retry"]
-    seq: int | None = None
-    samples: int = 0
-    http_status: int | None = None
-    code: str | None = None
-    message: str | None = None
-
-
-class _BulkAnswer(BaseModel):
-    model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
-
-    results: list[_BulkRecord]
 
 
 class HttpTransport:
@@ -142,7 +129,7 @@ class HttpTransport:
             "User-Agent": f"dcmon-agent/{__version__}",
         }
         self._single_headers = {"Content-Type": CONTENT_TYPE, "Content-Encoding": CONTENT_ENCODING}
-        self._bulk_headers = {"Content-Type": BULK_CONTENT_TYPE}
+        self._bulk_headers = {"Content-Type": BULK_MEDIA_TYPE}
         self._connection: http.client.HTTPConnection | None = None
 
     def send(self, payload: bytes) -> Ack:
@@ -156,12 +143,12 @@ class HttpTransport:
         raise _failure(response, "the batch")
 
     def send_many(self, payloads: Sequence[bytes]) -> list[BulkResult]:
-        body = b"".join(_FRAME.pack(len(payload)) + payload for payload in payloads)
+        body = frame_records(tuple(payloads))
         response = self._post(BULK_PATH, body, self._bulk_headers, MAX_BULK_RESPONSE_BYTES)
         status = response.status
         if 200 <= status < 300:
             try:
-                answer = _BulkAnswer.model_validate_json(response.body)
+                answer = BulkAnswer.model_validate_json(response.body)
             except ValidationError as exc:
                 raise RetryableError(
                     f"server answered {status} without valid bulk results"
@@ -171,9 +158,32 @@ class HttpTransport:
                     f"server answered {len(answer.results)} bulk results "
                     f"for {len(payloads)} batches"
                 )
-            return [BulkResult(**record.model_dump()) for record in answer.results]
-        if status in _NO_BULK_STATUS:
+            return [
+                BulkResult(
+                    record.status,
+                    record.seq,
+                    record.samples,
+                    record.http_status,
+                    record.code,
+                    record.message,
+                    tuple(record.refused),
+                )
+                for record in answer.results
+            ]
+        code, message = _error_of(response)
+        if status in NO_BULK_ROUTE_STATUSES:
             raise BulkUnsupportedError(f"server has no bulk ingest ({status})")
+        if status in _BULK_NOT_TAKEN_STATUS or code in _BULK_NOT_TAKEN_CODES:
+            raise BulkUnsupportedError(
+                f"server does not take this bulk request ({status} {code}): {message}"
+            )
+        if status == 413:
+            raise RejectedError(
+                f"server found a bulk request of {len(payloads)} batches too large "
+                f"({status} {code}): {message}",
+                status,
+                code,
+            )
         raise _failure(response, f"a bulk request of {len(payloads)} batches")
 
     def close(self) -> None:
@@ -263,14 +273,15 @@ def _failure(response: _Response, what: str) -> RetryableError | RejectedError:
     """Returns: the exception for a non-2xx answer (see the module docstring)."""
     status = response.status
     code, message = _error_of(response)
-    if status in _RETRYABLE_STATUS:
-        return RetryableError(
-            f"server answered {status}: {message}",
-            retry_after=retry_after_seconds(response.headers.get("Retry-After")),
-        )
+    if is_permanent(code):
+        return RejectedError(f"server refused {what} ({status} {code}): {message}", status, code)
+    retry_after = retry_after_seconds(response.headers.get("Retry-After"))
     if status in _IDENTITY_STATUS:
-        return RetryableError(f"server refused this node ({status} {code}): {message}")
-    return RejectedError(f"server refused {what} ({status} {code}): {message}", status, code)
+        return RetryableError(
+            f"server refused this node ({status} {code}): {message}", retry_after, status
+        )
+    described = f"{status} {code}" if code else str(status)
+    return RetryableError(f"server answered {described}: {message}", retry_after, status)
 
 
 def _error_of(response: _Response) -> tuple[str, str]:

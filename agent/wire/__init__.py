@@ -1,4 +1,5 @@
-"""The contract between agent and server: batch schema, its encoding, and the metric catalog.
+"""The contract between agent and server: batch schema, its encoding, the HTTP protocol (routes,
+headers, bulk framing, which refusals are final) and the metric catalog.
 
 This package is the only part of ``agent`` the server imports.
 """
@@ -11,6 +12,20 @@ from agent.wire.codec import (
     WireError,
     decode_batch,
     encode_batch,
+)
+from agent.wire.protocol import (
+    BULK_MEDIA_TYPE,
+    BULK_PATH,
+    INGEST_PATH,
+    PERMANENT_CODES,
+    SENT_AT_HEADER,
+    BulkAnswer,
+    BulkRecord,
+    FramingError,
+    frame_records,
+    is_permanent,
+    refusal_status,
+    split_records,
 )
 from agent.wire.schema import (
     SCHEMA_VERSION,
@@ -26,14 +41,22 @@ from agent.wire.schema import (
 )
 
 __all__ = [
+    "BULK_MEDIA_TYPE",
+    "BULK_PATH",
     "CONTENT_ENCODING",
     "CONTENT_TYPE",
+    "INGEST_PATH",
+    "PERMANENT_CODES",
     "SCHEMA_VERSION",
+    "SENT_AT_HEADER",
     "Ack",
     "Batch",
+    "BulkAnswer",
+    "BulkRecord",
     "Catalog",
     "CatalogError",
     "CollectorStatus",
+    "FramingError",
     "GpuFacts",
     "HostFacts",
     "Inventory",
@@ -46,4 +69,8 @@ __all__ = [
     "decode_batch",
     "default_catalog",
     "encode_batch",
+    "frame_records",
+    "is_permanent",
+    "refusal_status",
+    "split_records",
 ]

@@ -15,11 +15,12 @@ from fastapi.routing import APIRoute
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
+from agent.wire.protocol import BULK_MEDIA_TYPE, BULK_PATH, INGEST_PATH, SENT_AT_HEADER, BulkAnswer
 from agent.wire.schema import Ack
 from server.auth import INGEST, Principal
 from server.deps import ServicesDep
 from server.errors import ApiError
-from server.ingest.bulk import MEDIA_TYPE, BulkResponse, record_result, split_records
+from server.ingest.bulk import record_result, split_records
 
 
 class _CountedRoute(APIRoute):
@@ -46,8 +47,6 @@ class _CountedRoute(APIRoute):
 
 
 router = APIRouter(tags=["ingest"], route_class=_CountedRoute)
-
-SENT_AT_HEADER = "X-Dcmon-Sent-At"
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"description": "Malformed body (not gzip, not JSON), or the client left mid-body"},
@@ -89,7 +88,7 @@ _BULK_BODY = {
         "description": "Records back to back, no outer Content-Encoding: each a 4-byte "
         "big-endian unsigned length N, then N bytes that are one gzip JSON batch exactly as "
         "POST /api/v1/ingest takes it with Content-Encoding: gzip.",
-        "content": {MEDIA_TYPE: _BINARY},
+        "content": {BULK_MEDIA_TYPE: _BINARY},
     }
 }
 
@@ -106,7 +105,7 @@ BODY_TIMEOUT_SECONDS = 60.0
 
 
 @router.post(
-    "/api/v1/ingest",
+    INGEST_PATH,
     response_model=Ack,
     responses=_ERRORS,
     openapi_extra=_SINGLE_BODY,
@@ -128,22 +127,24 @@ async def ingest(
 
 
 @router.post(
-    "/api/v1/ingest/bulk",
-    response_model=BulkResponse,
+    BULK_PATH,
+    response_model=BulkAnswer,
     responses=_BULK_ERRORS,
     openapi_extra=_BULK_BODY,
 )
 async def ingest_bulk(
     request: Request, services: ServicesDep, caller: CallerDep, sent_at: SentAtHeader = None
-) -> BulkResponse:
+) -> BulkAnswer:
     """Accept many batches of one agent's backlog; one result per record, in order.
 
-    A record's status is ``accepted`` or ``duplicate`` (stored), ``rejected`` (refused for
-    good, as single ingest's 400/413/415/422) or ``retry`` (not stored for a reason that may
-    pass: 401/403/409/429/503; keep it and every record after it).
+    A record's status is ``accepted`` or ``duplicate`` (stored; ``refused`` lists series of it
+    that were not), ``rejected`` (refused for good: the batch is malformed or too large, one of
+    the wire contract's permanent error codes) or ``retry`` (not stored for a reason that may
+    pass, such as a refused token, overload, storage away or a timestamp ahead of the server's
+    clock; keep it and every record after it).
     """
     settings = services.settings
-    _check_content_type(request.headers.get("content-type"), MEDIA_TYPE)
+    _check_content_type(request.headers.get("content-type"), BULK_MEDIA_TYPE)
     encoding = (request.headers.get("content-encoding") or "identity").strip().lower()
     if encoding != "identity":
         raise ApiError(
@@ -160,7 +161,7 @@ async def ingest_bulk(
     for outcome in outcomes:
         if outcome.error is not None:
             services.metrics.ingest_rejected.labels(outcome.error.code).inc()
-    return BulkResponse(results=[record_result(outcome) for outcome in outcomes])
+    return BulkAnswer(results=[record_result(outcome) for outcome in outcomes])
 
 
 def parse_sent_at(value: str | None) -> float | None:

@@ -23,6 +23,8 @@ import pytest
 import agent.transport.http as http_transport
 from agent.transport.base import BulkResult, BulkUnsupportedError, RejectedError, RetryableError
 from agent.transport.http import HttpTransport
+from agent.wire.protocol import PERMANENT_CODES
+from agent.wire.schema import RefusedSeries
 from tests.integration import free_port, require_binary
 
 TOKEN = "dcm_t0k3n"
@@ -175,29 +177,76 @@ def test_no_token_sends_no_authorization(server) -> None:
     assert "authorization" not in server.seen[0].headers
 
 
-@pytest.mark.parametrize("status", [408, 425, 429, 500, 502, 503, 504, 401, 403, 409])
+@pytest.mark.parametrize(
+    "status", [408, 425, 429, 500, 502, 503, 504, 401, 403, 409, 400, 404, 413, 415, 422]
+)
 def test_retryable_statuses(server, connect, status: int) -> None:
     server.answer = lambda seen: error_answer(status, "x", "try later")
-    with pytest.raises(RetryableError, match=rf"{status}.*try later"):
+    with pytest.raises(RetryableError, match=rf"{status}.*try later") as caught:
+        connect(server.url).send(b"")
+    assert caught.value.status == status
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "judged"),
+    [
+        pytest.param(404, "not_found", True, id="a proxy without the route"),
+        pytest.param(501, "", True, id="not implemented"),
+        pytest.param(505, "", True, id="HTTP version"),
+        pytest.param(507, "", True, id="insufficient storage"),
+        pytest.param(422, "timestamp_in_future", True, id="a fast clock"),
+        pytest.param(422, "cardinality_limit", True, id="an older server's series limit"),
+        pytest.param(503, "storage_unavailable", False, id="storage away"),
+        pytest.param(429, "overloaded", False, id="overloaded"),
+        pytest.param(403, "node_mismatch", False, id="token of another node"),
+        pytest.param(409, "name_conflict", False, id="node name in use"),
+    ],
+)
+def test_only_a_permanent_code_is_final(
+    server, connect, status: int, code: str, judged: bool
+) -> None:
+    """Statuses alone decide nothing: without a permanent code the batch is kept."""
+    server.answer = lambda seen: error_answer(status, code, "not now")
+    with pytest.raises(RetryableError) as caught:
+        connect(server.url).send(b"")
+    assert caught.value.status == status
+    assert caught.value.judged is judged
+
+
+@pytest.mark.parametrize("status", [404, 500, 502])
+def test_an_answer_without_json_is_retryable(server, connect, status: int) -> None:
+    server.answer = lambda seen: Answer(status, b"<html>Bad Gateway</html>")
+    with pytest.raises(RetryableError, match="Bad Gateway"):
         connect(server.url).send(b"")
 
 
-@pytest.mark.parametrize("status", [400, 404, 413, 415, 422])
-def test_permanent_refusals_carry_the_reason(server, connect, status: int) -> None:
-    server.answer = lambda seen: error_answer(status, "invalid_batch", "seq: not an integer")
+@pytest.mark.parametrize(("status", "code"), [(422, code) for code in sorted(PERMANENT_CODES)])
+def test_permanent_refusals_carry_the_reason(server, connect, status: int, code: str) -> None:
+    server.answer = lambda seen: error_answer(status, code, "seq: not an integer")
     with pytest.raises(RejectedError) as caught:
         connect(server.url).send(b"")
     assert caught.value.status == status
-    assert caught.value.code == "invalid_batch"
+    assert caught.value.code == code
     assert "seq: not an integer" in str(caught.value)
 
 
 def test_a_redirect_is_not_followed(server, connect) -> None:
     server.answer = lambda seen: Answer(301, b"moved", {"Location": "http://127.0.0.1:9/"})
-    with pytest.raises(RejectedError) as caught:
+    with pytest.raises(RetryableError) as caught:
         connect(server.url).send(b"")
     assert caught.value.status == 301
     assert len(server.seen) == 1
+
+
+def test_refused_series_of_an_ack_are_read(server, connect) -> None:
+    refused = [{"metric": "dcmon_job_gpu_info", "series": 4, "reason": "cardinality_limit"}]
+    server.answer = lambda seen: json_answer(
+        200, {"status": "accepted", "seq": 5, "samples": 3, "refused": refused}
+    )
+    ack = connect(server.url).send(b"x")
+    assert ack.refused == [
+        RefusedSeries(metric="dcmon_job_gpu_info", series=4, reason="cardinality_limit")
+    ]
 
 
 @pytest.mark.parametrize(
@@ -258,14 +307,14 @@ def test_a_2xx_with_a_wrong_ack_is_not_trusted(server, connect) -> None:
 
 def test_non_json_error_body_is_reported_raw(server, connect) -> None:
     server.answer = lambda seen: Answer(400, b"plain text reason", {"Content-Type": "text/plain"})
-    with pytest.raises(RejectedError, match="plain text reason"):
-        connect(server.url).send(b"")
+    with pytest.raises(RetryableError, match="plain text reason"):
+        connect(server.url).send(b"")  # no permanent code: not final
 
 
 def test_an_oversized_answer_is_not_read_to_the_end(server, connect) -> None:
     server.answer = lambda seen: Answer(400, b"x" * (http_transport.MAX_RESPONSE_BYTES * 4))
     transport = connect(server.url)
-    with pytest.raises(RejectedError):
+    with pytest.raises(RetryableError):
         transport.send(b"")
     # The unread rest cannot be skipped safely: the next batch goes on a new connection.
     server.answer = lambda seen: ACCEPTED
@@ -416,12 +465,40 @@ def test_bulk_identity_and_timeout_answers_are_retryable(server, connect, status
         connect(server.url).send_many([b"x"])
 
 
-@pytest.mark.parametrize("status", [400, 413, 415])
-def test_bulk_request_refusals_carry_the_status(server, connect, status: int) -> None:
-    server.answer = lambda seen: error_answer(status, "bad_bulk", "framing broken")
+@pytest.mark.parametrize("code", ["too_many_batches", "body_too_large", ""])
+def test_a_bulk_request_too_large_is_refused_as_such(server, connect, code: str) -> None:
+    server.answer = lambda seen: error_answer(413, code, "too large")
     with pytest.raises(RejectedError) as caught:
         connect(server.url).send_many([b"x"])
-    assert (caught.value.status, caught.value.code) == (status, "bad_bulk")
+    assert (caught.value.status, caught.value.code) == (413, code)
+
+
+@pytest.mark.parametrize(
+    ("status", "code"), [(415, "unsupported_media_type"), (415, ""), (400, "bad_framing")]
+)
+def test_a_bulk_route_that_does_not_take_the_request_is_left_alone(
+    server, connect, status: int, code: str
+) -> None:
+    server.answer = lambda seen: error_answer(status, code, "not this framing")
+    with pytest.raises(BulkUnsupportedError, match=str(status)):
+        connect(server.url).send_many([b"x"])
+
+
+@pytest.mark.parametrize(("status", "code"), [(400, "bad_bulk"), (500, ""), (501, ""), (507, "")])
+def test_other_bulk_request_failures_are_retryable(server, connect, status: int, code: str) -> None:
+    server.answer = lambda seen: error_answer(status, code, "something broke")
+    with pytest.raises(RetryableError) as caught:
+        connect(server.url).send_many([b"x"])
+    assert caught.value.status == status
+
+
+def test_a_bulk_record_carries_its_refused_series(server, connect) -> None:
+    refused = {"metric": "dcmon_job_gpu_info", "series": 2, "reason": "cardinality_limit"}
+    server.answer = lambda seen: json_answer(
+        200, {"results": [{"seq": 1, "status": "accepted", "samples": 5, "refused": [refused]}]}
+    )
+    (result,) = connect(server.url).send_many([b"x"])
+    assert result.refused == (RefusedSeries(**refused),)
 
 
 @pytest.mark.parametrize(

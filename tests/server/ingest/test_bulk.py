@@ -12,9 +12,11 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from agent.wire.codec import encode_batch
-from agent.wire.schema import MetricFamily
+from agent.wire.protocol import PERMANENT_CODES
+from agent.wire.schema import Ack, MetricFamily, RefusedSeries
 from server.errors import ApiError
-from server.ingest.bulk import MEDIA_TYPE, join_records, split_records
+from server.ingest.bulk import MEDIA_TYPE, join_records, record_result, split_records
+from server.ingest.service import RecordOutcome
 from tests.factories import NODE_ID, default_metrics, identity, make_batch
 from tests.server.conftest import START, push, row_counts
 from tests.server.ingest.helpers import NODE_TOKEN, push_bulk, with_node_token
@@ -76,14 +78,14 @@ def test_records_are_answered_one_by_one(client: TestClient, tmp_path: Path) -> 
     payloads = [
         encode_batch(stored),  # duplicate
         b"not gzip",  # rejected, seq unknown
-        encode_batch(future),  # rejected with its seq
+        encode_batch(future),  # kept for retry (the clock may be fixed), with its seq
         encode_batch(make_batch(seq=4, timestamp=START)),  # accepted
     ]
     results = push_bulk(client, payloads=payloads).json()["results"]
     assert [(r["seq"], r["status"], r["http_status"], r["code"]) for r in results] == [
         (1, "duplicate", 200, None),
         (None, "rejected", 400, "bad_compression"),
-        (3, "rejected", 422, "timestamp_in_future"),
+        (3, "retry", 422, "timestamp_in_future"),
         (4, "accepted", 200, None),
     ]
     assert "gzip" in results[1]["message"]
@@ -120,7 +122,8 @@ def test_cardinality_counts_series_of_earlier_records_of_the_same_request(
         ]
         second = make_batch(seq=2, timestamp=START, metrics=extra, with_inventory=False)
         results = push_bulk(client, [first, second]).json()["results"]
-        assert [r["status"] for r in results] == ["accepted", "rejected"]
+        # Not a permanent code: the agent keeps the batch (its series may expire).
+        assert [r["status"] for r in results] == ["accepted", "retry"]
         assert results[1]["code"] == "cardinality_limit"
         fits = make_batch(seq=3, timestamp=START, metrics=default_metrics(), with_inventory=False)
         assert push_bulk(client, [fits]).json()["results"][0]["status"] == "accepted"
@@ -182,3 +185,33 @@ def test_split_records_refuses_past_the_limit() -> None:
     with pytest.raises(ApiError) as caught:
         split_records(join_records([b"a", b"b"]), 1)
     assert caught.value.status == 413
+
+
+def test_a_stored_record_carries_the_series_its_ack_refused() -> None:
+    refused = RefusedSeries(metric="dcmon_job_gpu_info", series=3, reason="cardinality_limit")
+    ack = Ack(status="accepted", seq=4, samples=6, refused=[refused])
+    result = record_result(RecordOutcome(4, ack=ack))
+    assert (result.status, result.samples, result.refused) == ("accepted", 6, [refused])
+    assert result.model_dump(mode="json")["refused"] == [
+        {"metric": "dcmon_job_gpu_info", "series": 3, "reason": "cardinality_limit"}
+    ]
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "expected"),
+    [
+        *[(422, code, "rejected") for code in sorted(PERMANENT_CODES)],
+        (422, "timestamp_in_future", "retry"),
+        (422, "cardinality_limit", "retry"),
+        (503, "storage_unavailable", "retry"),
+        (403, "node_mismatch", "retry"),
+        (409, "name_conflict", "retry"),
+        (500, "internal_error", "retry"),
+    ],
+)
+def test_a_record_is_rejected_only_for_a_permanent_code(
+    status: int, code: str, expected: str
+) -> None:
+    """The agent's rule for single answers (agent.wire.protocol) judges bulk records too."""
+    result = record_result(RecordOutcome(4, error=ApiError(status, code, "why")))
+    assert (result.status, result.http_status, result.code) == (expected, status, code)
