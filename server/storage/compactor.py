@@ -8,6 +8,13 @@ encode, rollups) happens before, outside the transaction, so ingest waits only f
 write. A crash at any point leaves either the head rows or the blocks, never both or neither,
 so a restarted server simply compacts what is still in the head.
 
+Only the maintenance leader compacts (``server/storage/leader.py``), but leadership is not a
+fence: a leader whose lock session was lost may still be in the middle of a pass when another
+replica takes over. So each window's write first deletes exactly the head rows it read, and if
+any of them is gone or changed (another compactor got there first, or a batch was merged into
+it) the write is rolled back and the window is left for the next pass. A stale compactor
+therefore never replaces newer blocks with older ones.
+
 Retention removes, per tier, the blocks whose whole window is older than the tier's horizon
 (and head rows older than the raw horizon), a bounded number of rows per unit of work.
 """
@@ -43,6 +50,12 @@ class CompactionStats:
     head_rows: int = 0
     samples: int = 0
     blocks: int = 0
+    skipped: int = 0
+    """Windows whose head rows changed between read and write: left for the next pass."""
+
+
+class WindowChangedError(RuntimeError):
+    """A window's head rows changed after compaction read them; nothing of it was written."""
 
 
 @dataclass
@@ -77,8 +90,15 @@ class Compactor:
         """Compact every closed window still in the head (at most ``limit`` windows)."""
         stats = CompactionStats()
         closed = self._plan.closed_until(round(self._clock() * 1000))
-        for window in self._closed_windows(closed)[:limit]:
-            self._compact_window(window, stats)
+        windows = self._closed_windows(closed)[:limit]
+        if windows:
+            _log.info("compacting %d closed windows", len(windows))
+        for window in windows:
+            try:
+                self._compact_window(window, stats)
+            except WindowChangedError as exc:
+                _log.info("compaction of a window skipped until the next pass: %s", exc)
+                stats.skipped += 1
             if self._on_window is not None:
                 self._on_window()
         return stats
@@ -137,6 +157,23 @@ class Compactor:
         samples = sum(row.n for row in rows)
 
         def write(conn: Connection) -> None:
+            # The fence first: under PostgreSQL a concurrent compactor's delete of the same
+            # rows waits for this one's commit and then finds nothing.
+            for ts_ms, n in read_rows:
+                deleted = conn.execute(
+                    delete(_head).where(
+                        and_(
+                            _head.c.node_pk == window.node_pk,
+                            _head.c.ts_ms == ts_ms,
+                            _head.c.n == n,
+                        )
+                    )
+                ).rowcount
+                if deleted != 1:
+                    raise WindowChangedError(
+                        f"node {window.node_pk}, window ending {window.end_ms}: the head row at "
+                        f"{ts_ms} was compacted or merged since it was read"
+                    )
             for chunk in in_chunks(ids):
                 conn.execute(
                     delete(_blocks).where(
@@ -147,16 +184,6 @@ class Compactor:
                     )
                 )
             conn.execute(_blocks.insert(), new_rows)
-            for ts_ms, n in read_rows:
-                conn.execute(
-                    delete(_head).where(
-                        and_(
-                            _head.c.node_pk == window.node_pk,
-                            _head.c.ts_ms == ts_ms,
-                            _head.c.n == n,
-                        )
-                    )
-                )
 
         self._writer.submit(write)
         stats.windows += 1
