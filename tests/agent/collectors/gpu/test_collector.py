@@ -38,7 +38,7 @@ from tests.fakes.nvml import (
     utilization_glitch,
 )
 
-LOGGER = "agent.collectors.gpu.collector"
+LOGGER = "agent.collectors.gpu"  # the collector, its watch and its sampler
 NOW = 1_760_000_000.0
 
 

@@ -21,7 +21,7 @@ from agent.collectors.gpu.scripted import ScriptedBackend
 from tests.fakes.nvml import HOSTNAME, bus_id, healthy_h100_node
 
 NOW = 1_760_000_000.0
-LOGGER = "agent.collectors.gpu.collector"
+LOGGER = "agent.collectors.gpu"  # the collector, its watch and its sampler
 
 
 class FakeMonotonic:
