@@ -1,21 +1,21 @@
-"""This node's token: configured, enrolled once with a bootstrap token, rotated on request.
+"""Enrollment and rotation: how this node gets its own token from the server.
 
-Stage: start-up credentials -> transport. Input: the settings (``token``, ``token_file``,
-``bootstrap_token[_file]``, ``state_dir``) and the server. Output: what the transport sends as
-its bearer token, resolved in this order:
+Stage: start-up credentials -> (this) -> transport. Input: the settings (``token``,
+``token_file``, ``bootstrap_token[_file]``, ``state_dir``) and the server. Output: what the
+transport sends as its bearer token, resolved in this order:
 
 1. ``token`` or ``token_file``, as configured;
 2. ``<state_dir>/node-token``, written by an earlier enrollment;
 3. enrollment: POST /api/v1/enroll with the bootstrap token; the per-node token the server
    issues is kept in ``<state_dir>/node-token`` (mode 0600, written atomically).
 
-A file-backed token is a callable the transport asks before each send. It re-reads the file
-when the file changes, so ``dcmon agent --rotate-token`` (or an operator replacing the file)
-takes effect without a restart, and enrolling never blocks collection: while there is no token
-yet, each call tries to enroll (at most once per backoff step) and otherwise raises
-``RetryableError``, which keeps the batch spooled. The agent never deletes a token file itself:
-an operator who revoked a node's token deletes ``node-token`` to make the node enroll again.
-Tokens are never logged; token ids are.
+A file-backed token is a ``NodeToken`` (``node_token.py``), which re-reads its file when it
+changes and, while there is none, asks the ``Enroller`` here; enrolling never blocks
+collection. Attempts are paced: transient failures back off, and refusals only an operator can
+fix (node already enrolled, bootstrap token refused, server without enrollment) are logged once
+and retried slowly. ``rotate_token`` (``dcmon agent --rotate-token``) asks the server for a new
+token and writes it where the current one is. An operator who revoked a node's token deletes
+``node-token`` to make the node enroll again. Tokens are never logged; token ids are.
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ from __future__ import annotations
 import logging
 import os
 import re
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -35,14 +34,14 @@ from pydantic import BaseModel, ValidationError
 from agent.backoff import Backoff
 from agent.config import AgentSettings, ConfigError, read_secret_file
 from agent.identity import load_or_create_node_id, node_identity
-from agent.statefile import StateError, ensure_directory, read_text, write_atomically
+from agent.node_token import NODE_TOKEN_FILE, NodeToken, write_token
+from agent.statefile import StateError, ensure_directory, read_text
 from agent.transport.api import ApiClient, Reply, UnreachableError
 from agent.transport.base import RetryableError
 from agent.wire.schema import NodeIdentity
 
 _log = logging.getLogger(__name__)
 
-NODE_TOKEN_FILE = "node-token"  # noqa: S105 (a file name, not a secret)
 ENROLL_PATH = "/api/v1/enroll"
 ROTATE_PATH = "/api/v1/token/rotate"
 # Pace of enrollment attempts that wait on an operator (node already enrolled, bootstrap token
@@ -167,86 +166,6 @@ class Enroller:
         else:
             _log.debug("%s (next attempt in %.0fs)", message, delay)
         raise RetryableError(message, retry_after=delay)
-
-
-class NodeToken:
-    """The token in ``path``, re-read whenever the file changes; enrolls while there is none.
-
-    Call it to get the token (the transport does, before each send).
-    """
-
-    def __init__(self, path: Path, enroller: Enroller | None = None) -> None:
-        self.path = path
-        self._enroller = enroller
-        self._lock = threading.Lock()
-        self._stat_key: tuple[int, int, int] | None = None
-        self._token: str | None = None
-        self._unsaved: str | None = None  # issued by the server but not yet stored
-
-    def __call__(self) -> str:
-        """Returns: the token to send.
-
-        Raises:
-            RetryableError: there is no usable token yet (the batch stays spooled).
-        """
-        with self._lock:
-            if self._unsaved is not None:
-                return self._store(self._unsaved)
-            token = self._read()
-            if token is not None:
-                return token
-            if self._enroller is None:
-                raise RetryableError(f"no token: {self.path} is missing or empty")
-            issued = self._enroller.enroll()
-            _log.info("enrolled: token id %s, kept in %s", issued.token_id, self.path)
-            return self._store(issued.token)
-
-    def _read(self) -> str | None:
-        try:
-            stat = os.stat(self.path)
-        except FileNotFoundError:
-            self._stat_key, self._token = None, None
-            return None
-        except OSError as exc:
-            raise RetryableError(f"cannot read {self.path}: {exc.strerror or exc}") from None
-        key = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
-        if key == self._stat_key:
-            return self._token
-        try:
-            token = self.path.read_text(encoding="utf-8").strip() or None
-        except OSError as exc:
-            raise RetryableError(f"cannot read {self.path}: {exc.strerror or exc}") from None
-        if self._token is not None and token is not None and token != self._token:
-            _log.info("%s changed: using the token it holds now", self.path)
-        self._stat_key, self._token = key, token
-        return token
-
-    def _store(self, token: str) -> str:
-        """Keep ``token`` in the file; if that fails, use it from memory and try again later."""
-        try:
-            write_token(self.path, token)
-        except StateError as exc:
-            if self._unsaved is None:
-                _log.error(
-                    "%s; using the new token from memory and trying again at each send "
-                    "(if the agent stops first, an operator must revoke the token before "
-                    "this node can enroll again)",
-                    exc,
-                )
-            self._unsaved = token
-            return token
-        self._unsaved = None
-        self._read()
-        return token
-
-
-def write_token(path: Path, token: str) -> None:
-    """Store a token: mode 0600, atomically.
-
-    Raises:
-        StateError: it cannot be written.
-    """
-    write_atomically(path, token + "\n", mode=0o600)
 
 
 def resolve_token(

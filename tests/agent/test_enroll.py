@@ -25,15 +25,9 @@ import pytest
 import uvicorn
 
 from agent.config import AgentSettings, ConfigError
-from agent.enroll import (
-    NODE_TOKEN_FILE,
-    EnrollmentError,
-    NodeToken,
-    resolve_token,
-    rotate_token,
-    write_token,
-)
+from agent.enroll import EnrollmentError, resolve_token, rotate_token
 from agent.identity import NODE_ID_FILE
+from agent.node_token import NODE_TOKEN_FILE, NodeToken, write_token
 from agent.transport.api import ApiClient
 from agent.transport.base import RetryableError
 from server.app import create_app
