@@ -106,6 +106,12 @@ class ServerSettings(BaseSettings):
     ingest_retry_after_seconds: Annotated[float, Field(gt=0, le=600)] = Field(
         default=5.0, description="The Retry-After (base, jittered) sent with 429 and 503."
     )
+    ingest_write_timeout_seconds: Annotated[float, Field(gt=0, le=600)] = Field(
+        default=8.0,
+        description="How long an ingest request waits for its write to commit before it answers "
+        "503 with Retry-After (the database is slow or stuck); below the agent's HTTP timeout "
+        "(10 s by default), so the agent hears the answer.",
+    )
     max_batches_per_bulk: Annotated[int, Field(ge=1, le=1000)] = Field(
         default=64, description="Batches in one bulk ingest request (agents replaying a backlog)."
     )

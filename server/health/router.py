@@ -1,4 +1,4 @@
-"""/healthz (the process answers) and /readyz (the database answers and is migrated)."""
+"""/healthz (the process answers) and /readyz (the database answers and its writer runs)."""
 
 from __future__ import annotations
 
@@ -21,8 +21,15 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", responses={503: {"description": "Database unreachable"}})
+@router.get(
+    "/readyz", responses={503: {"description": "Database unreachable, or its writer stopped"}}
+)
 async def readyz(services: ServicesDep) -> JSONResponse:
+    if not services.store.writer.healthy:
+        _log.warning("not ready: the database writer stopped")
+        return JSONResponse(
+            {"status": "unavailable", "reason": "database writer stopped"}, status_code=503
+        )
     try:
         await run_in_threadpool(services.store.ping)
     except SQLAlchemyError as exc:

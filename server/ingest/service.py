@@ -77,6 +77,7 @@ class IngestLimits:
     max_series_per_node: int = 20_000
     max_inflight: int = 32
     retry_after_seconds: float = 5.0
+    write_timeout_seconds: float = 8.0
 
     @classmethod
     def from_settings(cls, settings: ServerSettings) -> IngestLimits:
@@ -87,6 +88,7 @@ class IngestLimits:
             max_series_per_node=settings.max_series_per_node,
             max_inflight=settings.max_inflight_ingest,
             retry_after_seconds=settings.ingest_retry_after_seconds,
+            write_timeout_seconds=settings.ingest_write_timeout_seconds,
         )
 
 
@@ -237,6 +239,7 @@ class IngestService:
                     lambda conn, node_pk: write_usages(conn, node_pk, batch.timestamp, batch.jobs),
                 ],
                 max_series_per_node=self._limits.max_series_per_node,
+                timeout_seconds=self._limits.write_timeout_seconds,
             )
         except StorageUnavailableError as exc:
             raise self._unavailable(exc) from None

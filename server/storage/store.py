@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import Future
+from concurrent.futures import Future, wait
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,7 +30,7 @@ from agent.wire.schema import Batch, GpuFacts
 from server.storage import head
 from server.storage.series_index import IndexedSeries, Labels, SeriesIndex, family_ids
 from server.storage.tables import GpuRow, HeadChunkRow, IngestedBatchRow, NodeRow, SeriesRow
-from server.storage.writer import Writer, WriterClosedError, on_commit
+from server.storage.writer import Writer, WriterClosedError, WriterDiedError, on_commit
 
 _log = logging.getLogger(__name__)
 
@@ -44,9 +44,11 @@ _head: Table = HeadChunkRow.__table__  # type: ignore[assignment]
 _batches: Table = IngestedBatchRow.__table__  # type: ignore[assignment]
 
 # Failures that say "not now" rather than "never": a locked SQLite file, PostgreSQL refusing or
-# dropping connections, a pool with no connection to spare, a writer shut down for a restart.
+# dropping connections, a pool with no connection to spare, a writer shut down for a restart
+# (or stopped, or whose thread died running the write).
 _TRANSIENT: tuple[type[Exception], ...] = (
     WriterClosedError,
+    WriterDiedError,
     sa_exc.OperationalError,
     sa_exc.InterfaceError,
     sa_exc.DisconnectionError,
@@ -73,18 +75,27 @@ class SeriesLimitError(ValueError):
 
 
 class PendingWrite:
-    """A batch write queued on the writer; ``result`` waits for its commit."""
+    """A batch write queued on the writer; ``result`` waits for its commit, within a limit."""
 
-    def __init__(self, future: Future[WriteResult]) -> None:
+    def __init__(self, future: Future[WriteResult], timeout_seconds: float | None = None) -> None:
         self._future = future
+        self._timeout = timeout_seconds
 
     def result(self) -> WriteResult:
         """Returns: the write's outcome once committed.
 
         Raises:
-            StorageUnavailableError: the database could not take it now (nothing kept).
+            StorageUnavailableError: the database could not take it now (nothing kept), or the
+                write did not finish within the time limit (it is withdrawn if it has not
+                started; if it has, it may still commit, and the retry is recognised).
             RepeatedSeriesError, SeriesLimitError: the batch is refused (nothing kept).
         """
+        if not wait([self._future], self._timeout).done:
+            self._future.cancel()
+            raise StorageUnavailableError(
+                f"the write did not finish within {self._timeout:g}s (the database is slow or "
+                "stuck)"
+            )
         try:
             return self._future.result()
         except Exception as exc:
@@ -219,9 +230,10 @@ class Store:
         received_at: float,
         writers: Sequence[BatchWriter] = (),
         max_series_per_node: int | None = None,
+        timeout_seconds: float | None = None,
     ) -> PendingWrite:
         """Queue ``write_batch``'s work without waiting: batches queued together (a bulk
-        request) share one group commit.
+        request) share one group commit. ``timeout_seconds`` bounds ``PendingWrite.result``.
 
         Raises:
             StorageUnavailableError: the writer is closed.
@@ -234,7 +246,7 @@ class Store:
             )
         except WriterClosedError as exc:
             raise StorageUnavailableError(str(exc)) from exc
-        return PendingWrite(future)
+        return PendingWrite(future, timeout_seconds)
 
     def _write_batch(
         self,
