@@ -1,6 +1,10 @@
 """Delivery under faults, with real processes on 127.0.0.1: a server killed while agents push,
 a server away for 15 minutes (compressed with a fake clock), agents killed mid-run with a spool
-file corrupted, and a spool directory on a full disk."""
+file corrupted, and a spool directory on a full disk.
+
+"Nothing lost, nothing stored twice" is checked by ``tests/e2e/ledger.py`` against what the
+agents generated: agent processes send through ``tests/e2e/tap.py``, which keeps a copy of every
+batch on the way; the in-process agent's batches are read from its spool before delivery."""
 
 from __future__ import annotations
 
@@ -9,7 +13,9 @@ import signal
 import sqlite3
 import subprocess
 import time
+from collections.abc import Collection
 from contextlib import ExitStack
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -17,7 +23,9 @@ import pytest
 from agent.config import AgentSettings
 from agent.main import build
 from agent.transport.http import HttpTransport
-from server.storage import head
+from agent.wire.codec import decode_batch
+from agent.wire.schema import Batch
+from tests.e2e.ledger import Stored, problems, read_stored
 from tests.e2e.processes import (
     ServerSpec,
     agent_argv,
@@ -26,42 +34,48 @@ from tests.e2e.processes import (
     server_spec,
     wait_for,
 )
+from tests.e2e.tap import Tap, tapping
 from tests.integration import require_binary
 
 SPOOL_SUFFIX = ".batch"
 
 
-class _Stored:
-    """What the server's SQLite database holds for one node (read-only, beside the server)."""
-
-    def __init__(self, seqs: set[int], samples: int, distinct: int, rows: int) -> None:
-        self.seqs = seqs
-        self.samples = samples  # samples stored in the head
-        self.distinct = distinct  # distinct (series, timestamp) pairs among them
-        self.rows = rows  # head rows: one per batch timestamp
+def _database(tmp_path: Path) -> Path:
+    return tmp_path / "server" / "dcmon.db"
 
 
-def _stored(spec: ServerSpec, tmp_path: Path, name: str) -> _Stored:
-    database = tmp_path / "server" / "dcmon.db"
+def _stored(spec: ServerSpec, tmp_path: Path, name: str) -> Stored:
+    """Returns: every ingest record and sample copy the server's database holds for ``name``."""
+    database = _database(tmp_path)
     db = sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=30)
     try:
-        row = db.execute("SELECT id FROM nodes WHERE name = ?", (name,)).fetchone()
-        assert row is not None, f"node {name} is not in the database"
-        pk = row[0]
-        seqs = {s for (s,) in db.execute("SELECT seq FROM ingested_batches WHERE node_pk=?", (pk,))}
-        samples = 0
-        pairs: set[tuple[int, int]] = set()
-        rows = 0
-        for ts_ms, n, payload in db.execute(
-            "SELECT ts_ms, n, payload FROM head_chunks WHERE node_pk=?", (pk,)
-        ):
-            rows += 1
-            samples += n
-            ids, _values = head.unpack(n, payload)
-            pairs.update((int(i), ts_ms) for i in ids)
-        return _Stored(seqs, samples, len(pairs), rows)
+        row = db.execute("SELECT node_id FROM nodes WHERE name = ?", (name,)).fetchone()
     finally:
         db.close()
+    assert row is not None, f"node {name} is not in the database"
+    return read_stored(database, row[0])
+
+
+def _sent(tap: Tap, name: str) -> dict[int, Batch]:
+    """Returns: the batches the agent called ``name`` sent through ``tap``, by seq."""
+    nodes = {node_id for node_id, seen in tap.batches.items() if _name_of(seen) == name}
+    assert len(nodes) == 1, f"{name}: {len(nodes)} node ids went through the tap"
+    return tap.of(nodes.pop())
+
+
+def _name_of(batches: dict[int, Batch]) -> str:
+    return next(iter(batches.values())).node.name
+
+
+def _assert_ledger(
+    tmp_path: Path, generated: dict[int, Batch], unsettled: Collection[int] = ()
+) -> Stored:
+    """Fail unless the database holds each generated batch once, with exactly its samples."""
+    assert generated, "no batch was generated"
+    stored = read_stored(_database(tmp_path), next(iter(generated.values())).node.node_id)
+    found = problems(generated, stored, unsettled)
+    assert not found, f"{_name_of(generated)}: " + "\n".join(found)
+    return stored
 
 
 def _spooled(state_dir: Path) -> list[Path]:
@@ -96,10 +110,12 @@ def test_server_killed_while_agents_push_loses_nothing_and_stores_nothing_twice(
     names = [f"push{i}" for i in range(3)]
     env = _server_env()
     with ExitStack() as stack:
+        tap = stack.enter_context(tapping(spec.port))
+        via_tap = replace(spec, url=tap.url)
         server = stack.enter_context(running(spec.argv, tmp_path / "server-1.log", env))
         wait_for(lambda: get(spec.url + "/readyz").status_code == 200, 30, "server ready")
         agents = [
-            stack.enter_context(running(_agent(tmp_path, spec, name), tmp_path / f"{name}.log"))
+            stack.enter_context(running(_agent(tmp_path, via_tap, name), tmp_path / f"{name}.log"))
             for name in names
         ]
         wait_for(lambda: all(_spooled(tmp_path / n) == [] for n in names), 20, "first sends")
@@ -119,13 +135,14 @@ def test_server_killed_while_agents_push_loses_nothing_and_stores_nothing_twice(
         for name in names:
             assert _spooled(tmp_path / name) == [], f"{name} exited with batches unsent"
         assert server.stop(signal.SIGTERM, timeout=20) == 0
+    assert tap.conflicts == []
     for name in names:
-        stored = _stored(spec, tmp_path, name)
-        # A fresh agent numbers its batches 0, 1, 2 ... : a gap would be a lost batch.
-        assert stored.seqs == set(range(max(stored.seqs) + 1)), f"{name}: batches missing"
-        assert stored.rows == len(stored.seqs), f"{name}: one head row per batch"
-        assert stored.samples == stored.distinct, f"{name}: a sample stored twice"
-        assert len(stored.seqs) >= 10
+        sent = _sent(tap, name)
+        # One agent process numbers its batches one after another: a gap is a batch it made
+        # and never sent, which the tap cannot see and the ledger therefore cannot either.
+        assert sorted(sent) == list(range(min(sent), max(sent) + 1)), f"{name}: batches missing"
+        assert len(sent) >= 10
+        _assert_ledger(tmp_path, sent)
 
 
 def test_server_away_for_15_minutes_then_back(tmp_path: Path) -> None:
@@ -164,7 +181,10 @@ def test_server_away_for_15_minutes_then_back(tmp_path: Path) -> None:
             clock.mono += 10.0
         files = _spooled(tmp_path / "away")
         assert len(files) == 90
-        first = wiring.spool.peek_many(5, 1 << 30)
+        spooled = wiring.spool.peek_many(90, 1 << 30)
+        generated = {b.seq: decode_batch(b.payload, "gzip", 64 << 20) for b in spooled}
+        assert len(generated) == 90
+        first = spooled[:5]
         with running(spec.argv, tmp_path / "server.log", _server_env()) as server:
             wait_for(lambda: get(spec.url + "/readyz").status_code == 200, 30, "server ready")
             for _ in range(200):
@@ -172,13 +192,11 @@ def test_server_away_for_15_minutes_then_back(tmp_path: Path) -> None:
                     break
                 wiring.shipper.deliver_once()
             assert wiring.spool.stats(clock.monotonic()).batches == 0
-            stored = _stored(spec, tmp_path, "away")
-            assert stored.seqs == set(range(90))
-            assert stored.rows == 90 and stored.samples == stored.distinct
+            stored = _assert_ledger(tmp_path, generated)
+            assert sorted(stored.seqs) == sorted(generated)
             # The same batches once more (as after a lost acknowledgement): no effect.
             assert [transport.send(batch.payload).status for batch in first] == ["duplicate"] * 5
-            again = _stored(spec, tmp_path, "away")
-            assert again.samples == stored.samples and again.seqs == stored.seqs
+            _assert_ledger(tmp_path, generated)
             assert server.stop(signal.SIGTERM, timeout=20) == 0
 
 
@@ -200,12 +218,14 @@ def test_agent_killed_repeatedly_then_a_corrupt_spool_file_is_skipped(tmp_path: 
     victim.write_bytes(bytes(data))
     truncated = state / "spool" / f"{10**9:020d}{SPOOL_SUFFIX}"
     truncated.write_bytes(files[0].read_bytes()[:40])  # a write cut short
-    expected = {int(path.name.removesuffix(SPOOL_SUFFIX)) for path in files} - {
-        int(victim.name.removesuffix(SPOOL_SUFFIX))
-    }
+    victim_seq = int(victim.name.removesuffix(SPOOL_SUFFIX))
+    expected = {int(path.name.removesuffix(SPOOL_SUFFIX)) for path in files} - {victim_seq}
     with (
+        tapping(spec.port) as tap,
         running(spec.argv, tmp_path / "server.log", _server_env()) as server,
-        running(_agent(tmp_path, spec, name), tmp_path / "agent-last.log") as agent,
+        running(
+            _agent(tmp_path, replace(spec, url=tap.url), name), tmp_path / "agent-last.log"
+        ) as agent,
     ):
         wait_for(lambda: get(spec.url + "/readyz").status_code == 200, 30, "server ready")
         wait_for(lambda: len(_spooled(state)) <= 1, 60, "spool drained")
@@ -214,12 +234,15 @@ def test_agent_killed_repeatedly_then_a_corrupt_spool_file_is_skipped(tmp_path: 
             30,
             "the agent to report two corrupt spool records",
         )
-        stored = _stored(spec, tmp_path, name)
-        assert expected <= stored.seqs, sorted(expected - stored.seqs)
-        assert stored.samples == stored.distinct
         assert agent.stop(signal.SIGTERM, timeout=20) == 0
         assert "Traceback" not in agent.output()
         assert server.stop(signal.SIGTERM, timeout=20) == 0
+    assert tap.conflicts == []
+    sent = _sent(tap, name)
+    assert expected <= set(sent), sorted(expected - set(sent))
+    assert victim_seq not in sent  # the corrupt record was skipped, never sent
+    unsettled = {int(path.name.removesuffix(SPOOL_SUFFIX)) for path in _spooled(state)}
+    _assert_ledger(tmp_path, sent, unsettled)
 
 
 def test_spool_on_a_full_disk_degrades_to_memory_and_says_so(tmp_path: Path) -> None:
