@@ -1,37 +1,57 @@
 """``dcmon demo``: a server (SQLite in a local folder) and an agent for this machine, one command.
 
 Both run as real child processes, exactly as they would under systemd, talking over loopback
-with a token made on first run. The server listens on 127.0.0.1 only and serves reads without a
-token (``--open-reads``), so the dashboard opens in a browser as it is. Ctrl-C stops the agent
-first (so its last batch is delivered), then the server. Without an NVIDIA driver the agent
-shows simulated GPUs, and says so.
+with a token made on first run. Their settings are written to ``server.toml`` and ``agent.toml``
+in the data directory and the children are started from those files, so the commands the
+banner prints start the same server and agent by hand. The server listens on 127.0.0.1 only
+and serves reads without a token (``open_reads``), so the dashboard opens in a browser as it is.
+
+The demo supervises (``server.demo_supervisor``): a server that dies is restarted with backoff
+while the agent keeps collecting into its spool, which is what a newcomer should see ride out an
+outage. Ctrl-C, SIGTERM and SIGHUP (the terminal closed) stop the agent first, so its last batch
+is delivered, then the server. A lock in the data directory keeps a second demo off the same
+database. Without an NVIDIA driver the agent shows simulated GPUs, and says so.
 """
 
 from __future__ import annotations
 
 import argparse
-import signal
+import fcntl
+import json
+import os
 import socket
-import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
-from collections.abc import Callable
+from collections.abc import Mapping
 from pathlib import Path
 
-from server.auth.secrets import new_token, sha256_hex
+from server.auth.secrets import (
+    TokenFileError,
+    new_token,
+    read_token_file,
+    sha256_hex,
+    write_token_file,
+)
+from server.demo_supervisor import Supervisor, say
+from server.settings import DEFAULT_PORT
 
-DEFAULT_PORT = 8470
-READY_TIMEOUT_SECONDS = 60.0
-STOP_TIMEOUT_SECONDS = 15.0
+LOCK_FILE = "demo.lock"
+TomlValue = str | int | float | bool | list[str]
+
+
+class DemoBusyError(Exception):
+    """Another demo holds the data directory; the message names its PID."""
 
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="dcmon demo", description="Run a dcmon server and a local agent on this machine."
     )
-    p.add_argument("--port", type=int, default=DEFAULT_PORT, help="server port (default 8470)")
+    p.add_argument(
+        "--port",
+        type=int,
+        help=f"server port; an error if it is busy (default {DEFAULT_PORT}, or a free port "
+        "when that one is busy)",
+    )
     p.add_argument(
         "--data-dir", type=Path, default=Path(".dcmon/demo"), help="default ./.dcmon/demo"
     )
@@ -50,56 +70,135 @@ def main(argv: list[str]) -> int:
     args = parser().parse_args(argv)
     data_dir: Path = args.data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
-    token_file = data_dir / "agent.token"
-    if not token_file.exists():
-        token_file.write_text(new_token() + "\n", encoding="utf-8")
-        token_file.chmod(0o600)
-    token_hash = sha256_hex(token_file.read_text(encoding="utf-8").strip())
-    port = args.port if _port_free(args.port) else _any_free_port()
-    if port != args.port:
-        print(f"port {args.port} is busy; using {port}")
+    try:
+        lock = hold_lock(data_dir)
+    except DemoBusyError as exc:
+        print(f"dcmon demo: {exc}", file=sys.stderr)
+        return 1
+    try:
+        return _run(args, data_dir)
+    finally:
+        os.close(lock)
+
+
+def _run(args: argparse.Namespace, data_dir: Path) -> int:
+    port = _choose_port(args.port)
+    if port is None:
+        print(
+            f"dcmon demo: port {args.port} on 127.0.0.1 is in use; choose another --port, or "
+            "leave out --port to let the demo pick a free one",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        token_hash = sha256_hex(_agent_token(data_dir / "agent.token"))
+    except TokenFileError as exc:
+        print(f"dcmon demo: {exc}; delete it to make a new one", file=sys.stderr)
+        return 2
     backend = _gpu_backend(args.gpus)
     base_url = f"http://127.0.0.1:{port}"
+    server_config, agent_config = data_dir / "server.toml", data_dir / "agent.toml"
+    write_toml(
+        server_config,
+        {
+            "listen_host": "127.0.0.1",
+            "listen_port": port,
+            "data_dir": str(data_dir),
+            "ingest_token_sha256": [token_hash],
+            "open_reads": True,
+        },
+        "dcmon demo's server: dcmon server --config this-file",
+    )
+    write_toml(
+        agent_config,
+        {
+            "server_url": base_url,
+            "token_file": str(data_dir / "agent.token"),
+            "state_dir": str(data_dir / "agent"),
+            "interval_seconds": args.interval,
+            "gpu": {"backend": backend, "simulated_count": args.simulated_gpus},
+        },
+        "dcmon demo's agent: dcmon agent --config this-file",
+    )
     python = [sys.executable, "-m", "agent"]
-    server_cmd = [
-        *python, "server", "--host", "127.0.0.1", "--port", str(port),
-        "--data-dir", str(data_dir), "--ingest-token-sha256", token_hash, "--open-reads",
-    ]  # fmt: skip
-    agent_cmd = [
-        *python, "agent", "--server-url", base_url, "--token-file", str(token_file),
-        "--state-dir", str(data_dir / "agent"), "--interval", str(args.interval),
-        "--gpu-backend", backend, "--simulated-gpus", str(args.simulated_gpus),
-    ]  # fmt: skip
-    children: list[subprocess.Popen[bytes]] = []
-    stopping = False
+    supervisor = Supervisor(
+        server_argv=[*python, "server", "--config", str(server_config)],
+        agent_argv=[*python, "agent", "--config", str(agent_config)],
+        ready_url=f"{base_url}/readyz",
+    )
+    return supervisor.run(
+        lambda: _banner(base_url, data_dir, backend, args.simulated_gpus, server_config)
+    )
 
-    def request_stop(_signum: int, _frame: object) -> None:
-        nonlocal stopping
-        stopping = True
 
-    signal.signal(signal.SIGINT, request_stop)
-    signal.signal(signal.SIGTERM, request_stop)
+def hold_lock(data_dir: Path) -> int:
+    """Take the data directory's demo lock (held until the returned descriptor is closed, or
+    the process ends) and write this process's PID into it.
+
+    Raises:
+        DemoBusyError: another process holds it.
+    """
+    path = data_dir / LOCK_FILE
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
-        server = subprocess.Popen(server_cmd, start_new_session=True)  # noqa: S603 (our own argv)
-        children.append(server)
-        if not _wait_ready(base_url, server, lambda: stopping):
-            if not stopping:
-                print("dcmon demo: the server did not become ready", file=sys.stderr)
-            return 0 if stopping else 1
-        agent = subprocess.Popen(agent_cmd, start_new_session=True)  # noqa: S603 (our own argv)
-        children.append(agent)
-        _banner(base_url, data_dir, backend, args.simulated_gpus)
-        while not stopping:
-            for child, name in ((server, "server"), (agent, "agent")):
-                if child.poll() is not None:
-                    print(f"dcmon demo: the {name} exited ({child.returncode}); stopping")
-                    return 1
-            time.sleep(0.2)
-        print("\nstopping the agent and the server ...")
-        return 0
-    finally:
-        for child in reversed(children):
-            _stop(child)
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
+        os.close(fd)
+        raise DemoBusyError(
+            f"another dcmon demo (PID {holder}) is running on {data_dir}; stop it first, or "
+            "give this one another --data-dir"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
+
+
+def write_toml(
+    path: Path, values: Mapping[str, TomlValue | Mapping[str, TomlValue]], what: str
+) -> None:
+    """Write a flat TOML file (one optional level of tables), replacing it whole."""
+    lines = [f"# {what}", "# Written by dcmon demo at each start; edits are overwritten.", ""]
+    tables = []
+    for key, value in values.items():
+        if isinstance(value, Mapping):
+            tables.append((key, value))
+        else:
+            lines.append(f"{key} = {_toml(value)}")
+    for name, table in tables:
+        lines += ["", f"[{name}]", *(f"{key} = {_toml(value)}" for key, value in table.items())]
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    partial.replace(path)
+
+
+def _toml(value: TomlValue) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(json.dumps(item) for item in value) + "]"
+    return json.dumps(value)  # a JSON string is a TOML basic string
+
+
+def _agent_token(path: Path) -> str:
+    """Returns: the demo agent's token, made on first run."""
+    if not path.exists():
+        write_token_file(path, new_token())
+    return read_token_file(path)
+
+
+def _choose_port(asked: int | None) -> int | None:
+    """Returns: the port asked for if it is free (None if busy); without one, the default
+    port, or any free port when that is busy."""
+    if asked is not None:
+        return asked if _port_free(asked) else None
+    if _port_free(DEFAULT_PORT):
+        return DEFAULT_PORT
+    port = _any_free_port()
+    print(f"port {DEFAULT_PORT} is busy; using {port}")
+    return port
 
 
 def _gpu_backend(choice: str) -> str:
@@ -111,13 +210,13 @@ def _gpu_backend(choice: str) -> str:
     return "nvml" if driver_loaded else "simulated"
 
 
-def _banner(base_url: str, data_dir: Path, backend: str, simulated: int) -> None:
+def _banner(base_url: str, data_dir: Path, backend: str, simulated: int, config: Path) -> None:
     gpus = {
         "nvml": "this machine's NVIDIA GPUs",
         "simulated": f"{simulated} simulated GPUs (no NVIDIA driver here; --gpus none hides them)",
         "none": "no GPUs",
     }[backend]
-    print(
+    say(
         "\ndcmon demo is running: a server and an agent for this machine\n"
         f"  dashboard  {base_url}/\n"
         f"  metrics    {base_url}/metrics\n"
@@ -125,39 +224,12 @@ def _banner(base_url: str, data_dir: Path, backend: str, simulated: int) -> None
         f"  nodes API  {base_url}/api/v1/nodes\n"
         f"  GPUs       {gpus}\n"
         f"  data       {data_dir} (SQLite)\n"
-        "Press Ctrl-C to stop.\n",
-        flush=True,
+        "The same server and agent by hand (after stopping the demo):\n"
+        f"  dcmon server --config {config}\n"
+        f"  dcmon agent --config {data_dir / 'agent.toml'}\n"
+        "A server that dies is restarted; the agent keeps its batches meanwhile. "
+        "Press Ctrl-C to stop.\n"
     )
-
-
-def _wait_ready(
-    base_url: str, server: subprocess.Popen[bytes], stopping: Callable[[], bool]
-) -> bool:
-    deadline = time.monotonic() + READY_TIMEOUT_SECONDS
-    while time.monotonic() < deadline:
-        if stopping():
-            return False
-        if server.poll() is not None:
-            return False
-        try:
-            with urllib.request.urlopen(f"{base_url}/readyz", timeout=2) as response:  # noqa: S310
-                if response.status == 200:
-                    return True
-        except (urllib.error.URLError, OSError):
-            pass
-        time.sleep(0.2)
-    return False
-
-
-def _stop(child: subprocess.Popen[bytes]) -> None:
-    if child.poll() is not None:
-        return
-    child.send_signal(signal.SIGTERM)
-    try:
-        child.wait(timeout=STOP_TIMEOUT_SECONDS)
-    except subprocess.TimeoutExpired:
-        child.kill()
-        child.wait()
 
 
 def _port_free(port: int) -> bool:
