@@ -7,6 +7,7 @@ from collections.abc import Iterable
 
 import pytest
 
+import agent.sequence
 from agent.backoff import Backoff
 from agent.batch import BatchBuilder
 from agent.collectors.base import Sample
@@ -15,6 +16,7 @@ from agent.inventory import InventoryTracker
 from agent.sequence import Sequence
 from agent.shipper import Shipper
 from agent.spool import MemorySpool
+from agent.statefile import StateError
 from agent.transport.memory import MemoryTransport
 from agent.wire.codec import decode_batch
 from agent.wire.schema import Ack, HostFacts
@@ -159,3 +161,19 @@ def test_slow_ticks_skip_missed_slots(tmp_path, caplog: pytest.LogCaptureFixture
     agent.run(stop)
     assert "skipping 2 slot(s)" in caplog.text
     assert clock.mono - started == 25.0
+
+
+def test_a_state_directory_that_cannot_be_written_loses_no_tick(
+    tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def full(path, text, mode=None) -> None:
+        raise StateError(f"cannot write {path}: No space left on device")
+
+    monkeypatch.setattr(agent.sequence, "write_atomically", full)
+    clock = FakeClock()
+    daemon, spool = _agent(tmp_path, [Steady()], clock)
+    batches = [daemon.tick() for _ in range(3)]
+    assert spool.stats(clock.mono).batches == 3
+    seqs = [batch.seq for batch in batches]
+    assert seqs == sorted(set(seqs))
+    assert all(seq >= agent.sequence.FALLBACK_BASE for seq in seqs)  # none a restart reuses
