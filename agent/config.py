@@ -188,6 +188,12 @@ class TransportSettings(_Section):
     replay_requests_per_second: Annotated[float, Field(gt=0)] = Field(
         default=2.0, description="Pace of backlog requests, so a recovering server is not flooded."
     )
+    poison_attempts: Annotated[int, Field(ge=1, le=10_000)] = Field(
+        default=10,
+        description="Failed attempts the server answered about the oldest batch before the next "
+        "one is tried alone; if that one goes through, the oldest is set aside in "
+        "spool/rejected/ (a batch the server fails on every time must not hold the queue).",
+    )
     ca_file: Path | None = Field(
         default=None, description="PEM CA bundle to verify the server (default: system store)."
     )

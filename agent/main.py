@@ -166,6 +166,7 @@ def build(
         monotonic=clock.monotonic,
         replay_batches_per_request=settings.transport.replay_batches_per_request,
         replay_requests_per_second=settings.transport.replay_requests_per_second,
+        poison_attempts=settings.transport.poison_attempts,
     )
     gpu = built.gpu
     inventory = InventoryTracker(
@@ -182,6 +183,7 @@ def build(
                 shipper.stats,
                 lambda: agent.last_tick_seconds,
                 settings.host.proc_root / "self",
+                state_write_errors=lambda: sequence.write_errors,
             )
         )
     agent = Agent(

@@ -2,7 +2,18 @@
 
 Stage: spool -> transport. Collection never waits for the network: the ticking thread appends
 to the spool and wakes the shipper. A retryable failure keeps the batch and backs off; a
-permanent refusal sets the batch aside with the server's reason (logged, counted).
+permanent refusal sets the batch aside (``spool/rejected/``) with the server's reason (logged,
+counted). Series the server refused from a stored batch are logged once per family.
+
+A poison batch (one the server fails on every time, say with a 500) must not hold the queue
+forever, yet a server that fails on every batch (a proxy's 404, an outage) must not cost any.
+So after ``poison_attempts`` failed attempts that the server answered about the oldest batch,
+the next batch is sent alone: if it goes through, the oldest is the problem and is set aside
+(logged, counted); if it fails too, nothing is set aside and both wait. Answers that say nothing
+about the batch (no answer, busy, storage away, token or name refused) never count.
+
+The thread is supervised like the tick loop: an unexpected error is logged with its traceback,
+counted (``restarts_total``), backed off, and delivery goes on.
 
 A fresh batch with nothing before it goes out at once, alone. A backlog (after an outage or a
 restart) is replayed up to ``replay_batches_per_request`` batches per bulk request, at most
@@ -28,6 +39,7 @@ from agent.transport.base import (
     RetryableError,
     Transport,
 )
+from agent.wire.schema import RefusedSeries
 
 _log = logging.getLogger(__name__)
 _REPEAT_WARNING_SECONDS = 300.0
@@ -35,6 +47,9 @@ REPLAY_MAX_BYTES = 4 << 20
 """Payload bytes in one bulk request (half the server's default body limit)."""
 BULK_RETRY_SECONDS = 3600.0
 """After the server turned the bulk route down, how long batches go one per request."""
+POISON_ATTEMPTS = 10
+"""Failed attempts the server answered about the oldest batch before a later one is tried."""
+_REFUSED_FAMILIES_KEPT = 10_000
 
 
 @dataclass(frozen=True)
@@ -43,6 +58,8 @@ class ShipperStats:
     send_failures_total: int
     rejected_batches_total: int
     consecutive_failures: int
+    poison_batches_total: int = 0
+    restarts_total: int = 0
 
 
 class Shipper:
@@ -56,11 +73,14 @@ class Shipper:
         monotonic: Callable[[], float] = time.monotonic,
         replay_batches_per_request: int = 1,
         replay_requests_per_second: float | None = None,
+        poison_attempts: int = POISON_ATTEMPTS,
     ) -> None:
         """Args:
         replay_batches_per_request: batches per bulk request while a backlog waits
             (1: no bulk requests).
         replay_requests_per_second: pace of requests while a backlog waits (None: unpaced).
+        poison_attempts: failed attempts the server answered about the oldest batch before
+            the next batch is tried alone, to tell a poison batch from a failing server.
         """
         self._spool = spool
         self._transport = transport
@@ -77,6 +97,13 @@ class Shipper:
         self._failures = 0
         self._rejected = 0
         self._last_warning = -_REPEAT_WARNING_SECONDS
+        self._poison_attempts = max(1, poison_attempts)
+        self._suspect_seq: int | None = None  # the oldest batch, while the server fails on it
+        self._suspect_failures = 0
+        self._suspect_reason = ""
+        self._poisoned = 0
+        self._restarts = 0
+        self._refused_logged: set[tuple[str, str]] = set()
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="dcmon-shipper", daemon=True)
@@ -113,6 +140,8 @@ class Shipper:
             send_failures_total=self._failures,
             rejected_batches_total=self._rejected,
             consecutive_failures=self._backoff.failures,
+            poison_batches_total=self._poisoned,
+            restarts_total=self._restarts,
         )
 
     @property
@@ -136,7 +165,12 @@ class Shipper:
             batches = [] if head is None else [head]
         if not batches:
             return False
-        done = self._send_one(batches[0]) if len(batches) == 1 else self._send_bulk(batches)
+        if self._suspected(batches[0]):
+            done = self._send_past(batches[0])
+        elif len(batches) == 1:
+            done = self._send_one(batches[0])
+        else:
+            done = self._send_bulk(batches)
         if done:
             self._pace()
         return done
@@ -146,6 +180,8 @@ class Shipper:
             ack = self._transport.send(batch.payload)
         except RetryableError as exc:
             self._failed(f"cannot deliver batch {batch.seq}", exc.retry_after, exc)
+            if exc.judged:
+                self._suspect(batch, str(exc))
             return False
         except RejectedError as exc:
             self._refused(batch, str(exc))
@@ -153,6 +189,50 @@ class Shipper:
         self._delivered(batch)
         if ack.status == "duplicate":
             _log.debug("server already had batch %d", batch.seq)
+        self._note_refused(ack.refused)
+        self._succeeded()
+        return True
+
+    def _suspected(self, head: SpooledBatch) -> bool:
+        """Whether the server has failed on the oldest batch often enough to try past it."""
+        return head.seq == self._suspect_seq and self._suspect_failures >= self._poison_attempts
+
+    def _suspect(self, batch: SpooledBatch, reason: str) -> None:
+        """Count a failure the server answered about ``batch``, the oldest one."""
+        if self._suspect_seq != batch.seq:
+            self._suspect_seq, self._suspect_failures = batch.seq, 0
+        self._suspect_failures += 1
+        self._suspect_reason = reason
+
+    def _send_past(self, head: SpooledBatch) -> bool:
+        """Send the batch after ``head`` alone: if it goes through, ``head`` is poison."""
+        later = self._spool.peek_many(2, 1 << 62)[1:]
+        if not later:
+            return self._send_one(head)  # nothing to compare with yet: keep trying it
+        probe = later[0]
+        try:
+            ack = self._transport.send(probe.payload)
+        except RetryableError as exc:
+            # The server fails on the next batch too: its trouble, not the oldest batch's.
+            self._failed(f"cannot deliver batches {head.seq} and {probe.seq}", exc.retry_after, exc)
+            return False
+        except RejectedError as exc:
+            self._refused(probe, str(exc))
+            return True
+        self._poisoned += 1
+        reason = (
+            f"failed {self._suspect_failures} times while batch {probe.seq} after it was "
+            f"stored; last: {self._suspect_reason}"
+        )
+        _log.error(
+            "server fails on batch %d every time; it is set aside (spool/rejected/): %s",
+            head.seq,
+            reason,
+        )
+        self._spool.reject(head, reason)
+        self._suspect_seq, self._suspect_failures = None, 0
+        self._delivered(probe)
+        self._note_refused(ack.refused)
         self._succeeded()
         return True
 
@@ -162,23 +242,22 @@ class Shipper:
             results = self._transport.send_many([batch.payload for batch in batches])
         except RetryableError as exc:
             self._failed(f"cannot deliver batches {first}..{last}", exc.retry_after, exc)
+            if exc.judged:
+                self._suspect(batches[0], str(exc))
             return False
         except BulkUnsupportedError as exc:
             self._bulk_off_until = self._monotonic() + BULK_RETRY_SECONDS
             _log.info("%s: sending the backlog one batch per request", exc)
             return self._send_one(batches[0])
-        except RejectedError as exc:
-            if exc.status == 413:
-                self._replay_limit = max(1, len(batches) // 2)
-                _log.info(
-                    "server found %d batches in one request too large; sending at most %d",
-                    len(batches),
-                    self._replay_limit,
-                )
-                return False  # the smaller request goes at once
-            self._bulk_off_until = self._monotonic() + BULK_RETRY_SECONDS
-            _log.error("server refused a bulk request; sending one batch per request: %s", exc)
-            return self._send_one(batches[0])
+        except RejectedError:
+            # 413: the request was too large; fewer batches per request.
+            self._replay_limit = max(1, len(batches) // 2)
+            _log.info(
+                "server found %d batches in one request too large; sending at most %d",
+                len(batches),
+                self._replay_limit,
+            )
+            return False  # the smaller request goes at once
         return self._judge(batches, results)
 
     def _judge(self, batches: Sequence[SpooledBatch], results: Sequence[BulkResult]) -> bool:
@@ -187,11 +266,14 @@ class Shipper:
             if result.status == "retry":
                 reason = f"{result.http_status or ''} {result.code or ''} {result.message or ''}"
                 self._failed(f"server could not store batch {batch.seq}", None, reason.strip())
+                if result.judged:
+                    self._suspect(batch, reason.strip())
                 return False
             if result.status == "rejected":
                 self._refused(batch, f"{result.http_status} {result.code}: {result.message}")
             else:
                 self._delivered(batch)
+                self._note_refused(result.refused)
         self._succeeded()
         return True
 
@@ -200,9 +282,30 @@ class Shipper:
         self._sent += 1
 
     def _refused(self, batch: SpooledBatch, reason: str) -> None:
-        self._spool.ack(batch)
+        self._spool.reject(batch, reason)
         self._rejected += 1
-        _log.error("server refused batch %d for good; it is dropped: %s", batch.seq, reason)
+        _log.error(
+            "server refused batch %d for good; it is set aside (spool/rejected/): %s",
+            batch.seq,
+            reason,
+        )
+
+    def _note_refused(self, refused: Sequence[RefusedSeries]) -> None:
+        """Log series the server refused from a stored batch: once per family and reason, not
+        every tick (the same new series are refused from every batch)."""
+        for item in refused:
+            key = (item.metric, item.reason)
+            if key in self._refused_logged:
+                continue
+            if len(self._refused_logged) < _REFUSED_FAMILIES_KEPT:
+                self._refused_logged.add(key)
+            _log.warning(
+                "server stored the batch but refused %d new series of %s (%s); the family's "
+                "known series and the rest of the batch are stored. Logged once per family.",
+                item.series,
+                item.metric,
+                item.reason,
+            )
 
     def _succeeded(self) -> None:
         if self._backoff.failures:
@@ -227,15 +330,33 @@ class Shipper:
 
     def _run(self) -> None:
         while True:
-            with self._wake:
-                while not self._stopping:
-                    wait = self._retry_at - self._monotonic()
-                    if wait <= 0 and self._spool.pending():
-                        break
-                    self._wake.wait(timeout=wait if wait > 0 else None)
-                if self._stopping:
+            try:
+                if not self._wait_for_work():
                     return
-            self.deliver_once()
+                self.deliver_once()
+            except Exception:  # noqa: BLE001 (the shipper thread's supervisor)
+                self._restarted()
+
+    def _wait_for_work(self) -> bool:
+        """Returns: True when a batch is due, False when the shipper stops."""
+        with self._wake:
+            while not self._stopping:
+                wait = self._retry_at - self._monotonic()
+                if wait <= 0 and self._spool.pending():
+                    return True
+                self._wake.wait(timeout=wait if wait > 0 else None)
+        return False
+
+    def _restarted(self) -> None:
+        """An unexpected error escaped a delivery: log it, count it, back off, go on."""
+        self._restarts += 1
+        delay = self._backoff.next_delay()
+        self._retry_at = self._monotonic() + delay
+        _log.exception(
+            "shipper failed unexpectedly (%d time(s) so far); delivering again in %.1fs",
+            self._restarts,
+            delay,
+        )
 
     def _warn(self, message: str) -> None:
         """Log the first failure and then at most every few minutes while failures last."""

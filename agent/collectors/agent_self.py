@@ -1,4 +1,4 @@
-"""The agent's own health: delivery backlog, drops, send failures, CPU and memory use.
+"""The agent's own health: delivery backlog, drops, send failures, state writes, CPU and memory.
 
 Operators need to see a struggling agent (server away, spool filling up) from the server side,
 and the agent's footprint on every node, without logging in to the node.
@@ -30,11 +30,17 @@ class AgentSelfCollector:
         shipper_stats: Callable[[], ShipperStats],
         last_tick_seconds: Callable[[], float | None],
         proc_self: Path = Path("/proc/self"),
+        state_write_errors: Callable[[], int] | None = None,
     ) -> None:
+        """Args:
+        state_write_errors: failed writes of the state directory's files (the batch seq);
+            None: not reported.
+        """
         self._spool_stats = spool_stats
         self._shipper_stats = shipper_stats
         self._last_tick_seconds = last_tick_seconds
         self._proc_self = proc_self
+        self._state_write_errors = state_write_errors
 
     def collect(self, now: float) -> list[Sample]:
         spool = self._spool_stats()
@@ -57,11 +63,16 @@ class AgentSelfCollector:
             Sample("dcmon_agent_sent_batches_total", {}, float(shipper.sent_batches_total)),
             Sample("dcmon_agent_send_failures_total", {}, float(shipper.send_failures_total)),
             Sample("dcmon_agent_rejected_batches_total", {}, float(shipper.rejected_batches_total)),
+            Sample("dcmon_agent_poison_batches_total", {}, float(shipper.poison_batches_total)),
+            Sample("dcmon_agent_shipper_restarts_total", {}, float(shipper.restarts_total)),
             Sample("dcmon_agent_process_cpu_seconds_total", {}, times.user + times.system),
         ]
         rss = self._resident_bytes()
         if rss is not None:
             samples.append(Sample("dcmon_agent_process_resident_memory_bytes", {}, rss))
+        if self._state_write_errors is not None:
+            errors = float(self._state_write_errors())
+            samples.append(Sample("dcmon_agent_state_write_errors_total", {}, errors))
         last_tick = self._last_tick_seconds()
         if last_tick is not None:
             samples.append(Sample("dcmon_agent_tick_duration_seconds", {}, last_tick))

@@ -53,7 +53,12 @@ class Spool(Protocol):
         ...
 
     def ack(self, batch: SpooledBatch) -> None:
-        """Forget a batch that was delivered (or permanently refused)."""
+        """Forget a batch that was delivered."""
+        ...
+
+    def reject(self, batch: SpooledBatch, reason: str) -> None:
+        """Set aside a batch the server will not take (refused for good, or poison): it is no
+        longer delivered; a disk spool keeps the newest few, with the reason, for a person."""
         ...
 
     def pending(self) -> int:

@@ -7,6 +7,8 @@ and counted. Layout of the spool directory::
     00000000000000000042.batch          one batch, named by its zero-padded seq
     .00000000000000000043.batch.tmp     being written; left over by a crash, removed at open
     corrupt/                            files that failed their checks (the newest few)
+    rejected/                           batches the server will not take, each beside a
+                                        ``.reason`` file saying why (the newest few)
     .lock                               held (flock) while an agent uses the directory
 
 Each file is a checksummed header and the payload (``agent.spool.record``). Headers are checked
@@ -53,6 +55,9 @@ TEMP_SUFFIX = ".tmp"
 LOCK_FILE = ".lock"
 CORRUPT_DIR = "corrupt"
 CORRUPT_KEPT = 5
+REJECTED_DIR = "rejected"
+REJECTED_KEPT = 20
+REASON_SUFFIX = ".reason"
 SEQ_DIGITS = 20
 DISK_RETRY_SECONDS = 30.0
 _LOG_EVERY_SECONDS = 60.0
@@ -179,6 +184,16 @@ class DiskSpool:
             if head is not None and head.seq == batch.seq:
                 self._memory.ack(head)
             # Otherwise it was dropped (budget) while being sent: nothing to forget.
+
+    def reject(self, batch: SpooledBatch, reason: str) -> None:
+        with self._lock:
+            entry = self._remove(batch.seq)
+            if entry is not None:
+                self._keep_rejected(entry, reason)
+                return
+            head = self._memory.peek()
+            if head is not None and head.seq == batch.seq:
+                self._memory.ack(head)  # the disk is failing: nothing is kept
 
     def pending(self) -> int:
         with self._lock:
@@ -352,6 +367,24 @@ class DiskSpool:
             for old in kept[CORRUPT_KEPT:]:
                 _remove_quietly(old)
         except OSError:
+            _remove_quietly(path)
+
+    def _keep_rejected(self, entry: _Entry, reason: str) -> None:
+        """Move a batch file to ``rejected/`` beside its reason, keeping the newest few."""
+        path = self._path(entry.seq)
+        rejected = self._dir / REJECTED_DIR
+        try:
+            rejected.mkdir(mode=0o700, exist_ok=True)
+            kept = rejected / path.name
+            os.replace(path, kept)
+            os.utime(kept)  # when it was set aside, for keeping the newest
+            self._write_file(kept.with_suffix(REASON_SUFFIX), reason.encode() + b"\n", False)
+            batches = sorted(rejected.glob(f"*{SUFFIX}"), key=_mtime_or_zero, reverse=True)
+            for old in batches[REJECTED_KEPT:]:
+                _remove_quietly(old)
+                _remove_quietly(old.with_suffix(REASON_SUFFIX))
+        except OSError as exc:
+            _log.debug("cannot keep rejected batch %d aside: %s", entry.seq, exc)
             _remove_quietly(path)
 
     def _count_corrupt(self, path: Path, why: str) -> None:

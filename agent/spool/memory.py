@@ -69,6 +69,10 @@ class MemorySpool:
                 self._bytes -= len(batch.payload)
             # Otherwise it was dropped for space while being sent: nothing to forget.
 
+    def reject(self, batch: SpooledBatch, reason: str) -> None:
+        """Forget it (the shipper has logged the reason); memory keeps nothing for later."""
+        self.ack(batch)
+
     def stats(self, now_monotonic: float) -> SpoolStats:
         with self._lock:
             oldest = now_monotonic - self._queue[0].created_monotonic if self._queue else 0.0

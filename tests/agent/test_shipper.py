@@ -15,7 +15,7 @@ from agent.shipper import BULK_RETRY_SECONDS, Shipper
 from agent.spool import MemorySpool, SpooledBatch
 from agent.transport.base import BulkResult, BulkUnsupportedError, RejectedError, RetryableError
 from agent.transport.memory import MemoryTransport
-from agent.wire.schema import Ack
+from agent.wire.schema import Ack, RefusedSeries
 
 
 class ScriptedServer:
@@ -269,16 +269,17 @@ def test_a_bulk_request_too_large_is_split() -> None:
     assert [len(request) for request in bulk.requests] == [2, 2]
 
 
-def test_a_refused_bulk_request_falls_back_to_single_batches(
-    caplog: pytest.LogCaptureFixture,
-) -> None:
+def test_a_bulk_request_the_server_fails_on_keeps_every_batch() -> None:
     spool, bulk, single, _, shipper, _ = _replay_setup(
-        [RejectedError("framing", 400, "invalid_bulk")]
+        [RetryableError("server answered 501: not implemented", None, 501)]
     )
-    assert shipper.deliver_once() is True
-    assert single.received == [b"batch-0"] and bulk.requests == []
-    assert "refused a bulk request" in caplog.text
-    assert spool.pending() == 4
+    pending = spool.pending()
+    assert shipper.deliver_once() is False
+    assert single.received == [] and bulk.requests == []
+    assert spool.pending() == pending
+    assert shipper.stats().rejected_batches_total == 0
+    assert shipper.deliver_once() is True  # the next request goes through
+    assert spool.pending() < pending
 
 
 def test_the_thread_replays_a_backlog_in_bulk() -> None:
@@ -298,3 +299,200 @@ def test_the_thread_replays_a_backlog_in_bulk() -> None:
     assert left == 0
     delivered = [payload for request in bulk.requests for payload in request]
     assert delivered == [f"batch-{seq}".encode() for seq in range(40)]
+
+
+# --- a thread that never dies, poison batches, refused series -----------------------------------
+
+
+class CrashingSpool(MemorySpool):
+    """A spool whose ``peek`` raises an unexpected error the first ``crashes`` times."""
+
+    def __init__(self, crashes: int) -> None:
+        super().__init__(1 << 20)
+        self.crashes = crashes
+
+    def peek(self) -> SpooledBatch | None:
+        if self.crashes:
+            self.crashes -= 1
+            raise RuntimeError("injected crash in the shipper")
+        return super().peek()
+
+
+def test_the_thread_survives_a_crash_logs_and_counts_it(caplog: pytest.LogCaptureFixture) -> None:
+    spool = CrashingSpool(crashes=2)
+    delivered = threading.Event()
+
+    def handler(payload: bytes) -> Ack:
+        delivered.set()
+        return Ack(status="accepted", seq=0)
+
+    shipper = Shipper(spool, MemoryTransport(handler), Backoff(0.01, 0.05))
+    shipper.start()
+    try:
+        spool.append(SpooledBatch(0, b"p0", time.monotonic()))
+        shipper.notify()
+        assert delivered.wait(5.0), "delivery stopped after the crash"
+    finally:
+        left = shipper.stop(flush_timeout=1.0)
+    assert left == 0
+    assert shipper.stats().restarts_total == 2
+    crashes = [r for r in caplog.records if "injected crash" in str(r.exc_info)]
+    assert crashes and crashes[0].levelname == "ERROR"
+
+
+def _failing_head(status: int, head: bytes = b"batch-0"):
+    """A server that fails on ``head`` every time and accepts every other batch."""
+    received: list[bytes] = []
+
+    def handler(payload: bytes) -> Ack:
+        if payload == head:
+            raise RetryableError(f"server answered {status}: boom", None, status)
+        received.append(payload)
+        return Ack(status="accepted", seq=0)
+
+    return received, handler
+
+
+def _poison_setup(handler, batches: int = 3, attempts: int = 3):
+    spool = MemorySpool(1 << 20)
+    for seq in range(batches):
+        spool.append(SpooledBatch(seq, f"batch-{seq}".encode(), 0.0))
+    clock = FakeMonotonic()
+    shipper = Shipper(
+        spool,
+        MemoryTransport(handler),
+        Backoff(1.0, 60.0, random.Random(4)),
+        monotonic=clock,
+        poison_attempts=attempts,
+    )
+    return spool, shipper
+
+
+def test_a_poison_batch_is_set_aside_once_a_later_batch_goes_through(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    received, handler = _failing_head(500)
+    spool, shipper = _poison_setup(handler, attempts=3)
+    for _ in range(3):
+        assert shipper.deliver_once() is False
+    assert received == []  # three attempts: the batch waits
+    assert shipper.deliver_once() is True  # the next one goes past it, and through
+    assert shipper.deliver_once() is True
+    assert received == [b"batch-1", b"batch-2"]
+    assert spool.pending() == 0
+    stats = shipper.stats()
+    assert (stats.poison_batches_total, stats.rejected_batches_total) == (1, 0)
+    assert "batch 0" in caplog.text and "500" in caplog.text
+
+
+def test_the_default_attempts_still_unblock_the_queue() -> None:
+    received, handler = _failing_head(500)
+    spool = MemorySpool(1 << 20)
+    for seq in range(2):
+        spool.append(SpooledBatch(seq, f"batch-{seq}".encode(), 0.0))
+    shipper = Shipper(spool, MemoryTransport(handler), Backoff(1.0, 60.0, random.Random(4)))
+    for _ in range(100):
+        shipper.deliver_once()
+    assert received == [b"batch-1"]
+
+
+def test_a_server_that_fails_on_every_batch_sets_nothing_aside() -> None:
+    def handler(payload: bytes) -> Ack:
+        raise RetryableError("server answered 404: not found", None, 404)
+
+    spool, shipper = _poison_setup(handler, attempts=3)
+    for _ in range(20):
+        assert shipper.deliver_once() is False
+    assert spool.pending() == 3
+    assert shipper.stats().poison_batches_total == 0
+
+
+@pytest.mark.parametrize("status", [None, 429, 503, 401, 409])
+def test_answers_that_say_nothing_about_the_batch_never_set_it_aside(status: int | None) -> None:
+    received, handler = _failing_head(0)
+
+    def busy(payload: bytes) -> Ack:
+        if payload == b"batch-0":
+            raise RetryableError("later", None, status)
+        return handler(payload)
+
+    spool, shipper = _poison_setup(busy, attempts=2)
+    for _ in range(20):
+        assert shipper.deliver_once() is False
+    assert received == [] and spool.pending() == 3
+
+
+def test_a_lone_poison_batch_waits_for_a_later_one_to_compare() -> None:
+    received, handler = _failing_head(500)
+    spool, shipper = _poison_setup(handler, batches=1, attempts=2)
+    for _ in range(5):
+        assert shipper.deliver_once() is False
+    assert spool.pending() == 1  # nothing to tell the server's fault from the batch's yet
+    spool.append(SpooledBatch(1, b"batch-1", 0.0))
+    assert shipper.deliver_once() is True
+    assert received == [b"batch-1"] and spool.pending() == 0
+
+
+def test_a_poison_batch_in_a_bulk_replay_is_set_aside_too() -> None:
+    """The whole bulk request fails on it (a 500): single requests find it out."""
+    _received, handler = _failing_head(500)
+
+    def bulk(payloads: Sequence[bytes]) -> list[BulkResult]:
+        if b"batch-0" in payloads:
+            raise RetryableError("server answered 500: boom", None, 500)
+        return [BulkResult("accepted", 0, 1) for _ in payloads]
+
+    spool = MemorySpool(1 << 20)
+    for seq in range(4):
+        spool.append(SpooledBatch(seq, f"batch-{seq}".encode(), 0.0))
+    shipper = Shipper(
+        spool,
+        MemoryTransport(handler, bulk),
+        Backoff(1.0, 60.0, random.Random(4)),
+        monotonic=FakeMonotonic(),
+        replay_batches_per_request=8,
+        poison_attempts=2,
+    )
+    for _ in range(10):
+        shipper.deliver_once()
+    assert spool.pending() == 0
+    assert shipper.stats().poison_batches_total == 1
+
+
+REFUSED = [RefusedSeries(metric="dcmon_job_gpu_info", series=2, reason="cardinality_limit")]
+
+
+def test_refused_series_are_logged_once_per_family(caplog: pytest.LogCaptureFixture) -> None:
+    answers = [REFUSED, REFUSED, [*REFUSED, RefusedSeries(metric="x_total", series=1, reason="r")]]
+
+    def handler(payload: bytes) -> Ack:
+        return Ack(status="accepted", seq=0, samples=3, refused=answers.pop(0))
+
+    spool, shipper = _poison_setup(handler)
+    while shipper.deliver_once():
+        pass
+    assert spool.pending() == 0
+    assert shipper.stats().sent_batches_total == 3  # the batches themselves are delivered
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len([w for w in warnings if "dcmon_job_gpu_info" in w]) == 1
+    assert len([w for w in warnings if "x_total" in w]) == 1
+    assert "cardinality_limit" in warnings[0]
+
+
+def test_refused_series_of_a_bulk_record_are_logged(caplog: pytest.LogCaptureFixture) -> None:
+    def bulk(payloads: Sequence[bytes]) -> list[BulkResult]:
+        return [BulkResult("accepted", 0, 1, 200, None, None, tuple(REFUSED)) for _ in payloads]
+
+    spool = MemorySpool(1 << 20)
+    for seq in range(3):
+        spool.append(SpooledBatch(seq, f"batch-{seq}".encode(), 0.0))
+    shipper = Shipper(
+        spool,
+        MemoryTransport(lambda payload: Ack(status="accepted", seq=0), bulk),
+        Backoff(1.0, 60.0),
+        replay_batches_per_request=8,
+    )
+    assert shipper.deliver_once() is True
+    assert spool.pending() == 0
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len([w for w in warnings if "dcmon_job_gpu_info" in w]) == 1

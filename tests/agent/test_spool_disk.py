@@ -18,7 +18,7 @@ from agent.collectors.agent_self import AgentSelfCollector
 from agent.config import load_settings
 from agent.shipper import ShipperStats
 from agent.spool import DiskSpool, SpooledBatch, open_spool, record
-from agent.spool.disk import CORRUPT_DIR, CORRUPT_KEPT
+from agent.spool.disk import CORRUPT_DIR, CORRUPT_KEPT, REJECTED_DIR, REJECTED_KEPT
 from agent.spool.record import HEADER_BYTES, MAGIC, encode_record
 from tests.catalog_check import catalog_problems
 
@@ -234,6 +234,49 @@ def test_the_corrupt_folder_keeps_only_a_few(tmp_path: Path, open_at) -> None:
     spool = open_at(tmp_path)
     assert spool.stats(0.0).corrupt_records_total == CORRUPT_KEPT + 4
     assert len(list((tmp_path / CORRUPT_DIR).iterdir())) == CORRUPT_KEPT
+
+
+def test_a_rejected_batch_is_kept_aside_with_its_reason(tmp_path: Path, open_at) -> None:
+    spool = open_at(tmp_path)
+    for seq in range(3):
+        spool.append(batch(seq))
+    head = spool.peek()
+    assert head is not None
+    spool.reject(head, "422 invalid_batch: metrics.0: bad name")
+    assert spool.pending() == 2
+    assert batch_files(tmp_path) == [f"{seq:020d}.batch" for seq in (1, 2)]
+    kept = tmp_path / REJECTED_DIR / f"{0:020d}.batch"
+    assert record.decode_record(kept.read_bytes(), 0) == batch(0).payload  # as it was sent
+    reason = kept.with_suffix(".reason").read_text()
+    assert "422 invalid_batch: metrics.0: bad name" in reason
+    spool.close()
+    assert drain(open_at(tmp_path)) == [1, 2]  # a restart does not send it again
+
+
+def test_the_rejected_folder_keeps_only_a_few(tmp_path: Path, open_at) -> None:
+    spool = open_at(tmp_path)
+    for seq in range(REJECTED_KEPT + 5):
+        spool.append(batch(seq))
+        head = spool.peek()
+        assert head is not None
+        spool.reject(head, f"reason {seq}")
+    kept = sorted(path.name for path in (tmp_path / REJECTED_DIR).iterdir())
+    assert len(kept) == 2 * REJECTED_KEPT  # each batch with its reason
+    newest = REJECTED_KEPT + 4
+    assert f"{newest:020d}.batch" in kept and f"{newest:020d}.reason" in kept
+    assert f"{0:020d}.batch" not in kept and f"{0:020d}.reason" not in kept
+
+
+def test_a_rejected_batch_held_in_memory_is_forgotten(tmp_path: Path, open_at) -> None:
+    disk = FlakyDisk()
+    spool = open_at(tmp_path, write=disk)
+    disk.error = errno.ENOSPC
+    spool.append(batch(0))
+    spool.append(batch(1))
+    head = spool.peek()
+    assert head is not None and head.seq == 0
+    spool.reject(head, "refused")
+    assert drain(spool) == [1]
 
 
 def test_a_file_removed_behind_the_spools_back_is_skipped(tmp_path: Path, open_at) -> None:
@@ -468,9 +511,10 @@ def test_the_agents_own_metrics_report_the_spool(tmp_path: Path, open_at) -> Non
     spool.append(batch(3))
     collector = AgentSelfCollector(
         lambda: spool.stats(0.0),
-        lambda: ShipperStats(0, 0, 0, 0),
+        lambda: ShipperStats(0, 0, 0, 0, poison_batches_total=1, restarts_total=3),
         lambda: None,
         tmp_path / "no-proc",
+        state_write_errors=lambda: 2,
     )
     spool.peek()  # finds the damaged file
     values = {sample.name: sample.value for sample in collector.collect(T0)}
@@ -483,3 +527,6 @@ def test_the_agents_own_metrics_report_the_spool(tmp_path: Path, open_at) -> Non
     assert values["dcmon_agent_spool_degraded"] == 1.0
     assert values["dcmon_agent_spool_budget_bytes"] == 2 * (HEADER_BYTES + 100)
     assert values["dcmon_agent_spool_oldest_age_seconds"] == 0.0
+    assert values["dcmon_agent_poison_batches_total"] == 1.0
+    assert values["dcmon_agent_shipper_restarts_total"] == 3.0
+    assert values["dcmon_agent_state_write_errors_total"] == 2.0
