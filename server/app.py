@@ -3,9 +3,10 @@
 Wires storage (engine, migrations, the single writer, the series index, store, reader and
 compactor), credentials and the authenticators (config-file tokens, then the database's), the
 latest-value cache (warmed from the database so a restarted server serves /metrics at once),
-ingest, exposition and the routers, and runs maintenance (compaction, then retention) in the
-background for the application's lifetime. Every route carries one access rule
-(``server/auth/access.py``).
+ingest, exposition and the routers, and runs maintenance in the background for the
+application's lifetime: database-wide work (compaction, then retention) only while this process
+is the maintenance leader (``server/storage/leader.py``), so several replicas can share one
+PostgreSQL. Every route carries one access rule (``server/auth/access.py``).
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ from server.settings import ServerSettings
 from server.status import router as status_router
 from server.storage.compactor import Compactor
 from server.storage.db import make_engine
+from server.storage.leader import Leadership, leadership_for
 from server.storage.migrate import upgrade
 from server.storage.reader import Reader
 from server.storage.series_index import SeriesIndex
@@ -65,8 +67,14 @@ def create_app(
     *,
     clock: Callable[[], float] = time.time,
     engine: Engine | None = None,
+    leader: Leadership | None = None,
 ) -> FastAPI:
-    """Build the dcmon server application."""
+    """Build the dcmon server application.
+
+    Args:
+        leader: who runs the singleton maintenance; default: the advisory lock on PostgreSQL,
+            this process on SQLite (``leadership_for``).
+    """
     engine = engine or make_engine(settings.effective_database_url())
     if settings.auto_migrate:
         before, after = upgrade(engine)
@@ -96,6 +104,8 @@ def create_app(
     warm_latest(store, reader, latest, policy, clock())
     catalog = default_catalog()
     metrics = ServerMetrics(catalog, lambda: _node_counts(latest, policy, clock()))
+    leader = leader or leadership_for(engine)
+    metrics.watch_leadership(lambda: leader.is_leader)
     credentials = CredentialStore(engine, writer, clock)
     authenticator = ChainAuthenticator(
         StaticAuthenticator(
@@ -119,6 +129,7 @@ def create_app(
         store=store,
         reader=reader,
         compactor=compactor,
+        leader=leader,
         plan=plan,
         events=events,
         jobs=jobs,
@@ -148,6 +159,7 @@ def create_app(
             task.cancel()
             with suppress(asyncio.CancelledError):
                 await task
+            leader.close()
             writer.close()
             engine.dispose()
 
@@ -224,17 +236,27 @@ async def _maintenance_loop(services: Services) -> None:
 
 
 def run_maintenance(services: Services) -> None:
-    """Compaction first (late or backfilled samples still reach the rollups even when they are
-    older than the raw retention), then retention, old batch records and silent nodes."""
+    """On every replica, what this process holds in memory: series other replicas created, and
+    silent nodes forgotten. Then, on the maintenance leader only: compaction first (late or
+    backfilled samples still reach the rollups even when they are older than the raw
+    retention), then retention and old batch records."""
     now = services.clock()
+    services.store.load_index()
+    for node in services.latest.nodes():
+        if services.policy.is_forgotten(node, now):
+            services.latest.forget(node.node_id)
+    if not services.leader.check():
+        return
     compaction = services.compactor.compact()
-    if compaction.windows:
+    if compaction.windows or compaction.skipped:
         _log.info(
-            "compacted %d windows: %d samples from %d head rows into %d blocks",
+            "compacted %d windows: %d samples from %d head rows into %d blocks"
+            " (%d changed meanwhile, left for the next pass)",
             compaction.windows,
             compaction.samples,
             compaction.head_rows,
             compaction.blocks,
+            compaction.skipped,
         )
     retention = services.compactor.apply_retention()
     if any(retention.deleted.values()):
@@ -243,6 +265,3 @@ def run_maintenance(services: Services) -> None:
             ", ".join(f"{count} {tier} rows" for tier, count in retention.deleted.items() if count),
         )
     services.store.delete_batch_records_before(now - BATCH_RECORD_RETENTION_SECONDS)
-    for node in services.latest.nodes():
-        if services.policy.is_forgotten(node, now):
-            services.latest.forget(node.node_id)

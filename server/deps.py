@@ -23,6 +23,7 @@ from server.jobs.store import JobStore
 from server.latest.cache import LatestCache, StalePolicy
 from server.settings import ServerSettings
 from server.storage.compactor import Compactor
+from server.storage.leader import Leadership
 from server.storage.reader import Reader
 from server.storage.store import Store
 from server.storage.tiers import TierPlan
@@ -35,6 +36,7 @@ class Services:
     store: Store
     reader: Reader
     compactor: Compactor
+    leader: Leadership
     plan: TierPlan
     events: EventStore
     jobs: JobStore

@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator
 from prometheus_client import (
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     ProcessCollector,
     disable_created_metrics,
@@ -41,6 +42,8 @@ class ServerMetrics:
         def help_of(name: str) -> str:
             return catalog[name].help
 
+        self._help_of = help_of
+
         # `_created` series would be families outside the catalog; they add nothing here.
         disable_created_metrics()  # type: ignore[no-untyped-call]
         self.registry = CollectorRegistry(auto_describe=True)
@@ -69,6 +72,13 @@ class ServerMetrics:
         )
         ProcessCollector(registry=self.registry)
         self.registry.register(_NodeCounts(node_counts, help_of("dcmon_server_nodes")))
+
+    def watch_leadership(self, is_leader: Callable[[], bool]) -> None:
+        """Expose ``dcmon_server_leader``: 1 while this replica runs the singleton maintenance."""
+        gauge = Gauge(
+            "dcmon_server_leader", self._help_of("dcmon_server_leader"), registry=self.registry
+        )
+        gauge.set_function(lambda: 1.0 if is_leader() else 0.0)
 
     def render(self) -> str:
         return generate_latest(self.registry).decode()

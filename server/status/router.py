@@ -1,4 +1,5 @@
-"""GET /api/v1/storage: what the tiers hold, how compact they are, and their retention."""
+"""GET /api/v1/storage: what the tiers hold, how compact they are, their retention, and whether
+this replica is the maintenance leader."""
 
 from __future__ import annotations
 
@@ -35,6 +36,7 @@ class StorageOut(BaseModel):
     tiers: dict[str, TierOut]
     database_bytes: int | None
     series: int
+    leader: bool
 
 
 @router.get("/api/v1/storage", response_model=StorageOut)
@@ -61,4 +63,5 @@ async def storage(services: ServicesDep) -> StorageOut:
         },
         database_bytes=figures.database_bytes,
         series=len(services.store.index),
+        leader=services.leader.is_leader,
     )
