@@ -16,6 +16,8 @@ from sqlalchemy.engine import make_url
 
 from agent import __version__
 from server.app import create_app
+from server.auth.credentials import Credential
+from server.auth.principal import Role
 from server.settings import ServerSettings, SettingsError, load_settings
 from server.storage.db import make_engine
 from server.storage.migrate import current_revision, upgrade
@@ -114,6 +116,8 @@ def serve(settings: ServerSettings) -> int:
         _log.error("%s", problem)
         return 2
     app = create_app(settings)
+    for warning in credential_warnings(settings, app.state.services.credentials.list()):
+        _log.warning("%s", warning)
     scheme = "https" if settings.tls_cert_file is not None else "http"
     clients = settings.tls_client_auth
     _log.info(
@@ -142,6 +146,40 @@ def serve(settings: ServerSettings) -> int:
     uvicorn.Server(config).run()
     _log.info("stopped")
     return 0
+
+
+def credential_warnings(settings: ServerSettings, issued: list[Credential]) -> list[str]:
+    """Returns: what no configured or issued credential can do (push, read), one line each.
+
+    A server that starts without them answers every push or read with 401, which looks like a
+    broken agent or dashboard rather than a missing token.
+    """
+    roles = {credential.role for credential in issued}
+    warnings = []
+    can_push = (
+        settings.ingest_token_sha256
+        or settings.bootstrap_token_sha256
+        or roles & {Role.NODE, Role.BOOTSTRAP}
+    )
+    if not can_push:
+        warnings.append(
+            "no credential can push: every agent will get 401. Configure ingest_token_sha256 "
+            "or bootstrap_token_sha256 (dcmon token new), or issue one: dcmon token create "
+            "--role bootstrap"
+        )
+    can_read = (
+        settings.open_reads
+        or settings.read_token_sha256
+        or settings.admin_key_sha256
+        or roles & {Role.READ, Role.ADMIN}
+    )
+    if not can_read:
+        warnings.append(
+            "reads are closed and no credential can read: the API, /metrics and the web page "
+            "answer 401 to everyone. Configure read_token_sha256 (dcmon token new), or issue "
+            "one: dcmon token create --role read"
+        )
+    return warnings
 
 
 _CERT_REQS = {
