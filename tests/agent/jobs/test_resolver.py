@@ -5,6 +5,9 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -18,6 +21,9 @@ from agent.jobs.procfs import (
 )
 from agent.jobs.resolver import JobResolver
 from tests.agent.jobs.conftest import proc_root, user_name
+from tests.integration import require_binary
+
+REPO = Path(__file__).resolve().parents[3]
 
 
 @pytest.mark.parametrize(
@@ -156,13 +162,45 @@ def test_environ_permission_denied_falls_through_and_logs_once(
     assert len([r for r in caplog.records if "environ" in r.getMessage()]) == 1
 
 
-def test_environ_permission_denied_on_a_real_file(tmp_path: Path) -> None:
-    if os.geteuid() == 0:
-        pytest.skip("root reads files regardless of their mode")
-    shutil.copytree(proc_root("slurm-env"), tmp_path / "proc")
-    (tmp_path / "proc" / "30311" / "environ").chmod(0)
-    resolver = JobResolver(ProcFiles(tmp_path / "proc"), user_name)
-    assert resolver.resolve(30311) == JobRef("systemd:slurmd.service", "systemd", user="simulator")
+# Resolve PID 30311 of a copied tree whose environ is closed, and print the job: run as an
+# unprivileged user when the tests run as root (as CI does), since root reads any file.
+_RESOLVE_30311 = """
+import sys
+from pathlib import Path
+from agent.jobs.procfs import ProcFiles
+from agent.jobs.resolver import JobResolver
+from tests.agent.jobs.conftest import user_name
+print(repr(JobResolver(ProcFiles(Path(sys.argv[1])), user_name).resolve(30311)))
+"""
+_NOBODY = 65534
+
+
+def test_environ_permission_denied_on_a_real_file() -> None:
+    """A real EACCES from the kernel (not a scripted one): the job still resolves from the
+    cgroup. As root, the read runs as ``nobody`` (setpriv), so the test never skips in CI."""
+    scratch = Path(tempfile.mkdtemp(prefix="dcmon-resolver-"))
+    try:
+        scratch.chmod(0o755)  # the unprivileged user must reach the tree, not the environ
+        shutil.copytree(proc_root("slurm-env"), scratch / "proc")
+        environ = scratch / "proc" / "30311" / "environ"
+        environ.chmod(0)
+        argv = [sys.executable, "-c", _RESOLVE_30311, str(scratch / "proc")]
+        if os.geteuid() == 0:
+            setpriv = require_binary("setpriv")
+            unprivileged = [f"--reuid={_NOBODY}", f"--regid={_NOBODY}", "--clear-groups"]
+            argv = [setpriv, *unprivileged, *argv]
+            probe = [setpriv, *unprivileged, sys.executable, "-c", "import sys; open(sys.argv[1])"]
+            denied = subprocess.run([*probe, str(environ)], capture_output=True, check=False)
+            assert b"PermissionError" in denied.stderr, denied  # the file really is closed
+        env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1", "PYTHONPATH": str(REPO)}
+        done = subprocess.run(
+            argv, capture_output=True, text=True, env=env, cwd=REPO, timeout=60, check=False
+        )
+        assert done.returncode == 0, done.stderr
+        job = JobRef("systemd:slurmd.service", "systemd", user="simulator")
+        assert done.stdout.strip() == repr(job), done.stderr
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def test_proc_files_maps_errors(tmp_path: Path) -> None:
