@@ -21,7 +21,9 @@ from pathlib import Path
 import pytest
 
 from agent.config import AgentSettings
+from agent.identity import NODE_ID_FILE, load_or_create_node_id
 from agent.main import build
+from agent.sequence import FALLBACK_BASE
 from agent.transport.http import HttpTransport
 from agent.wire.codec import decode_batch
 from agent.wire.schema import Batch
@@ -245,7 +247,16 @@ def test_agent_killed_repeatedly_then_a_corrupt_spool_file_is_skipped(tmp_path: 
     _assert_ledger(tmp_path, sent, unsettled)
 
 
-def test_spool_on_a_full_disk_degrades_to_memory_and_says_so(tmp_path: Path) -> None:
+def test_a_state_directory_on_a_full_disk_degrades_and_numbers_stay_unique(
+    tmp_path: Path,
+) -> None:
+    """The whole state directory (batch seq, spool) on a full tmpfs, through two agent runs.
+
+    The seq cannot be persisted and the spool cannot be written: the agent must keep
+    collecting, deliver from memory, say so (log and metrics), and never hand out a seq that
+    another run hands out again (the tap records a different batch under a seq it saw as a
+    conflict, and the ledger checks each batch is stored once with its samples).
+    """
     unshare = require_binary("unshare")
     probe = subprocess.run(
         [unshare, "-rm", "sh", "-c", f"mount -t tmpfs -o size=64k tmpfs {tmp_path}"],
@@ -259,31 +270,51 @@ def test_spool_on_a_full_disk_degrades_to_memory_and_says_so(tmp_path: Path) -> 
         pytest.skip(f"cannot mount a small tmpfs in a user namespace: {probe.stderr.strip()}")
     spec = server_spec(tmp_path)
     name = "full"
-    spool_dir = tmp_path / "full-spool"
-    spool_dir.mkdir()
+    state = tmp_path / name
+    state.mkdir()
+    seed = tmp_path / "seed"
+    seed.mkdir()
+    node_id = load_or_create_node_id(seed)  # the node exists already; its disk filled up since
+    # Each run gets the state directory as a fresh, full tmpfs holding only the node id (no
+    # seq file survives: a restart must not reuse the numbers of the run before either).
     script = (
-        f"mount -t tmpfs -o size=64k tmpfs {spool_dir} && "
-        f'(cat /dev/zero > {spool_dir}/filler 2>/dev/null; true) && exec "$@"'
+        f"mount -t tmpfs -o size=64k tmpfs {state} && cp {seed}/{NODE_ID_FILE} {state}/ && "
+        f'(cat /dev/zero > {state}/filler 2>/dev/null; true) && exec "$@"'
     )
-    argv = [unshare, "-rm", "sh", "-c", script, "sh", *_agent(tmp_path, spec, name)]
-    env = {"DCMON_AGENT_SPOOL__DIR": str(spool_dir)}
+    seqs_by_run: list[set[int]] = []
     with (
+        tapping(spec.port) as tap,
         running(spec.argv, tmp_path / "server.log", _server_env()) as server,
-        running(argv, tmp_path / "agent.log", env) as agent,
     ):
         wait_for(lambda: get(spec.url + "/readyz").status_code == 200, 30, "server ready")
-        wait_for(
-            lambda: _latest(spec, "dcmon_agent_spool_degraded", name) == 1.0,
-            30,
-            "the agent to report its spool degraded",
-        )
-        first = _stored(spec, tmp_path, name)
-        wait_for(
-            lambda: len(_stored(spec, tmp_path, name).seqs) >= len(first.seqs) + 3,
-            20,
-            "batches still delivered from memory",
-        )
-        assert agent.popen.poll() is None, agent.output()
-        assert "spool" in agent.output().lower()
-        assert agent.stop(signal.SIGTERM, timeout=20) == 0
+        for run in range(2):
+            agent_argv_ = _agent(tmp_path, replace(spec, url=tap.url), name)
+            argv = [unshare, "-rm", "sh", "-c", script, "sh", *agent_argv_]
+            before = set(tap.of(node_id))
+            with running(argv, tmp_path / f"agent-{run}.log") as agent:
+                wait_for(
+                    lambda: (
+                        _latest(spec, "dcmon_agent_spool_degraded", name) == 1.0
+                        and (_latest(spec, "dcmon_agent_state_write_errors_total", name) or 0) >= 1
+                    ),
+                    30,
+                    "the agent to report its spool degraded and its state unwritable",
+                )
+                wait_for(
+                    lambda: len(set(tap.of(node_id)) - before) >= 4,  # noqa: B023
+                    20,
+                    "batches still collected and delivered from memory",
+                )
+                assert agent.popen.poll() is None, agent.output()
+                assert agent.stop(signal.SIGTERM, timeout=20) == 0
+                output = agent.output()
+                assert "Traceback" not in output, output[-3000:]
+                assert "cannot persist the batch seq" in output
+                assert "spool" in output.lower()
+            seqs_by_run.append(set(tap.of(node_id)) - before)
         assert server.stop(signal.SIGTERM, timeout=20) == 0
+    assert tap.conflicts == []
+    first, second = seqs_by_run
+    assert min(first | second) >= FALLBACK_BASE  # no reservation could be persisted
+    assert min(second) > max(first)  # the restart did not go back to numbers already used
+    _assert_ledger(tmp_path, _sent(tap, name))
