@@ -18,7 +18,7 @@ from agent.collectors.agent_self import AgentSelfCollector
 from agent.config import load_settings
 from agent.shipper import ShipperStats
 from agent.spool import DiskSpool, SpooledBatch, open_spool, record
-from agent.spool.disk import CORRUPT_DIR, CORRUPT_KEPT, REJECTED_DIR, REJECTED_KEPT
+from agent.spool.files import CORRUPT_DIR, CORRUPT_KEPT, REJECTED_DIR, REJECTED_KEPT
 from agent.spool.record import HEADER_BYTES, MAGIC, encode_record
 from tests.catalog_check import catalog_problems
 
