@@ -58,18 +58,3 @@ def test_units_pass_systemd_analyze(unit: str, tmp_path: Path) -> None:
         if unit in line and "network-online.target" not in line
     ]
     assert result.returncode == 0 and not problems, result.stdout + result.stderr
-
-
-@pytest.mark.integration
-def test_prometheus_scrape_config_is_valid() -> None:
-    promtool = require_binary("promtool")
-    config = DEPLOY / "prometheus" / "prometheus.yml"
-    result = subprocess.run(
-        [promtool, "check", "config", str(config)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "honor_labels: true" in config.read_text()
