@@ -11,6 +11,7 @@ import re
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -38,6 +39,11 @@ except ImportError:  # FastAPI before 0.165 lists every APIRoute in app.routes
 WRITE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 OTHER_NODE = "fedcba9876543210fedcba9876543210"
 PUBLIC_PATHS = {"/healthz", "/readyz"}
+# The OpenAPI schema and its two viewers are open on purpose: they describe the API (paths,
+# parameters, models), which is public in the source anyway, and hold no data; Grafana users
+# and API clients read them before they have a token.
+SCHEMA_PATHS = {"/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
+README = Path(__file__).resolve().parents[3] / "README.md"
 NODE_SCOPED = {"/api/v1/ingest", "/api/v1/ingest/bulk"}
 BULK_MEDIA_TYPE = "application/vnd.dcmon.bulk"
 
@@ -110,6 +116,35 @@ def test_every_route_has_exactly_one_rule(routes: list[tuple[Route, Access]]) ->
     assert by_path[("/api/v1/ingest", "POST")] is INGEST
     assert by_path[("/metrics", "GET")] is READ
     assert by_path[("/", "GET")] is READ
+
+
+def test_what_answers_without_a_token_is_exactly_health_and_the_schema(
+    closed: TestClient,
+) -> None:
+    """Every route the application serves, API or not, is asked without a token."""
+    routes = closed.app.routes  # type: ignore[attr-defined]
+    contexts = routes if iter_route_contexts is None else iter_route_contexts(routes)
+    served = sorted(
+        (method, context.path)
+        for context in contexts
+        if context.path is not None  # a mount has no methods of its own
+        for method in (context.methods or {"GET"}) & {"GET", "POST", "PUT", "PATCH", "DELETE"}
+    )
+    assert ("GET", "/openapi.json") in served and ("GET", "/api/v1/nodes") in served
+    open_paths = {
+        path for method, path in served if _call(closed, method, path, None).status_code != 401
+    }
+    assert open_paths == PUBLIC_PATHS | SCHEMA_PATHS
+    schema = closed.get("/openapi.json").json()
+    assert set(schema) <= {"openapi", "info", "paths", "components", "tags"}, "schema only"
+
+
+def test_the_readme_names_every_route_open_without_a_token() -> None:
+    text = " ".join(README.read_text().split())
+    start = text.index("**Security.**")
+    security = text[start : text.index("| role |", start)]
+    for path in sorted(PUBLIC_PATHS | SCHEMA_PATHS - {"/docs/oauth2-redirect"}):
+        assert f"`{path}`" in security, f"the README's security paragraph omits {path}"
 
 
 def _cases(routes: list[tuple[Route, Access]]) -> list[tuple[str, str, Access]]:
