@@ -191,7 +191,7 @@ class TransportSettings(_Section):
     poison_attempts: Annotated[int, Field(ge=1, le=10_000)] = Field(
         default=10,
         description="Failed attempts the server answered about the oldest batch before the next "
-        "one is tried alone; if that one goes through, the oldest is set aside in "
+        "one is tried right after it; if that one goes through, the oldest is set aside in "
         "spool/rejected/ (a batch the server fails on every time must not hold the queue).",
     )
     ca_file: Path | None = Field(

@@ -8,9 +8,10 @@ counted). Series the server refused from a stored batch are logged once per fami
 A poison batch (one the server fails on every time, say with a 500) must not hold the queue
 forever, yet a server that fails on every batch (a proxy's 404, an outage) must not cost any.
 So after ``poison_attempts`` failed attempts that the server answered about the oldest batch,
-the next batch is sent alone: if it goes through, the oldest is the problem and is set aside
-(logged, counted); if it fails too, nothing is set aside and both wait. Answers that say nothing
-about the batch (no answer, busy, storage away, token or name refused) never count.
+each attempt sends the oldest alone and, when the server fails on it again, the next batch right
+after: if the server takes that one, the oldest is the problem and is set aside (logged,
+counted); if it fails too, nothing is set aside and both wait. Answers that say nothing about
+the batch (no answer, busy, storage away, token or name refused) never count.
 
 The thread is supervised like the tick loop: an unexpected error is logged with its traceback,
 counted (``restarts_total``), backed off, and delivery goes on.
@@ -205,11 +206,30 @@ class Shipper:
         self._suspect_reason = reason
 
     def _send_past(self, head: SpooledBatch) -> bool:
-        """Send the batch after ``head`` alone: if it goes through, ``head`` is poison."""
+        """Send ``head`` alone and, if the server fails on it again, the batch after it: if
+        that one goes through at the same moment, ``head`` is poison and is set aside."""
         later = self._spool.peek_many(2, 1 << 62)[1:]
         if not later:
             return self._send_one(head)  # nothing to compare with yet: keep trying it
-        probe = later[0]
+        try:
+            self._send_or_raise(head)
+        except RetryableError as exc:
+            if not exc.judged:
+                self._failed(f"cannot deliver batch {head.seq}", exc.retry_after, exc)
+                return False
+            self._suspect(head, str(exc))
+        except RejectedError as exc:
+            self._refused(head, str(exc))
+            return True
+        else:
+            self._suspect_seq, self._suspect_failures = None, 0  # it went through after all
+            return True
+        return self._probe_after(head, later[0])
+
+    def _probe_after(self, head: SpooledBatch, probe: SpooledBatch) -> bool:
+        """The server just failed on ``head`` again: send ``probe``, the batch after it. If
+        the server judges it (stores it, or refuses it for good), it works, and ``head`` is
+        poison."""
         try:
             ack = self._transport.send(probe.payload)
         except RetryableError as exc:
@@ -217,12 +237,20 @@ class Shipper:
             self._failed(f"cannot deliver batches {head.seq} and {probe.seq}", exc.retry_after, exc)
             return False
         except RejectedError as exc:
+            self._set_aside_poison(head, probe)
             self._refused(probe, str(exc))
             return True
+        self._set_aside_poison(head, probe)
+        self._delivered(probe)
+        self._note_refused(ack.refused)
+        self._succeeded()
+        return True
+
+    def _set_aside_poison(self, head: SpooledBatch, probe: SpooledBatch) -> None:
         self._poisoned += 1
         reason = (
-            f"failed {self._suspect_failures} times while batch {probe.seq} after it was "
-            f"stored; last: {self._suspect_reason}"
+            f"failed {self._suspect_failures} times while the server judged batch {probe.seq} "
+            f"after it; last: {self._suspect_reason}"
         )
         _log.error(
             "server fails on batch %d every time; it is set aside (spool/rejected/): %s",
@@ -231,10 +259,13 @@ class Shipper:
         )
         self._spool.reject(head, reason)
         self._suspect_seq, self._suspect_failures = None, 0
-        self._delivered(probe)
+
+    def _send_or_raise(self, batch: SpooledBatch) -> None:
+        """Deliver one batch; a failure is raised for the caller to judge, not handled."""
+        ack = self._transport.send(batch.payload)
+        self._delivered(batch)
         self._note_refused(ack.refused)
         self._succeeded()
-        return True
 
     def _send_bulk(self, batches: Sequence[SpooledBatch]) -> bool:
         first, last = batches[0].seq, batches[-1].seq

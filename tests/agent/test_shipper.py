@@ -407,6 +407,29 @@ def test_a_server_that_fails_on_every_batch_sets_nothing_aside() -> None:
     assert shipper.stats().poison_batches_total == 0
 
 
+def test_a_server_that_recovers_sets_nothing_aside() -> None:
+    """Failing on every batch for a while (a 500 outage), then fine: the oldest batch is
+    tried again beside the later one, and both go through."""
+    received: list[bytes] = []
+    down = [True]
+
+    def handler(payload: bytes) -> Ack:
+        if down[0]:
+            raise RetryableError("server answered 500: database away", None, 500)
+        received.append(payload)
+        return Ack(status="accepted", seq=0)
+
+    spool, shipper = _poison_setup(handler, attempts=3)
+    for _ in range(6):
+        assert shipper.deliver_once() is False
+    down[0] = False
+    while shipper.deliver_once():
+        pass
+    assert received == [b"batch-0", b"batch-1", b"batch-2"]
+    assert shipper.stats().poison_batches_total == 0
+    assert spool.pending() == 0
+
+
 @pytest.mark.parametrize("status", [None, 429, 503, 401, 409])
 def test_answers_that_say_nothing_about_the_batch_never_set_it_aside(status: int | None) -> None:
     received, handler = _failing_head(0)
