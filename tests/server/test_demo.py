@@ -130,6 +130,17 @@ def test_sighup_stops_server_and_agent(tmp_path: Path) -> None:
         assert left == [], f"orphaned after SIGHUP: {left}\n{demo.output()}"
 
 
+def test_a_killed_demo_takes_its_children_with_it(tmp_path: Path) -> None:
+    """SIGKILL runs no handler: the kernel's parent-death signal stops the children."""
+    port = free_port()
+    with _demo(tmp_path, port) as demo:
+        _started(demo, f"http://127.0.0.1:{port}")
+        children = set(_children(demo.popen.pid))
+        demo.popen.kill()
+        demo.popen.wait(timeout=10)
+        wait_for(lambda: not any(_alive(pid) for pid in children), 30, "the children to stop")
+
+
 def test_a_second_demo_on_the_same_data_dir_refuses_with_the_pid(tmp_path: Path) -> None:
     port = free_port()
     with _demo(tmp_path, port) as first:
