@@ -99,3 +99,20 @@ def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> float:
 
 def get(url: str) -> httpx.Response:
     return httpx.get(url, timeout=5.0)
+
+
+def replica_specs(tmp_path: Path, database_url: str, count: int) -> list[ServerSpec]:
+    """``count`` servers on one database (replicas), each on its own port and data directory,
+    all accepting one ingest token (the first spec's token file)."""
+    first = server_spec(tmp_path)
+    token_hash = sha256_hex(first.token_file.read_text().strip())
+    specs = []
+    for number in range(count):
+        port = first.port if number == 0 else free_port()
+        argv = [
+            *DCMON, "server", "--host", "127.0.0.1", "--port", str(port),
+            "--data-dir", str(tmp_path / f"server-{number}"), "--database-url", database_url,
+            "--ingest-token-sha256", token_hash, "--open-reads",
+        ]  # fmt: skip
+        specs.append(ServerSpec(f"http://127.0.0.1:{port}", port, first.token_file, argv))
+    return specs
