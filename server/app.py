@@ -49,6 +49,7 @@ from server.status import router as status_router
 from server.storage.compactor import Compactor
 from server.storage.db import make_engine
 from server.storage.leader import Leadership, leadership_for
+from server.storage.lifecycle import SeriesLifecycle
 from server.storage.migrate import upgrade
 from server.storage.reader import Reader
 from server.storage.series_index import SeriesIndex
@@ -88,7 +89,9 @@ def create_app(
         settings.rollup_1h_retention_seconds,
     )
     writer = Writer(engine)
-    store = Store(engine, writer, SeriesIndex())
+    store = Store(
+        engine, writer, SeriesIndex(), active_window_seconds=settings.active_series_window_seconds
+    )
     series_count = store.load_index()
     _log.info("series index loaded: %d series", series_count)
     reader = Reader(engine, plan, clock)
@@ -264,4 +267,15 @@ def run_maintenance(services: Services) -> None:
             "retention deleted %s",
             ", ".join(f"{count} {tier} rows" for tier, count in retention.deleted.items() if count),
         )
+    store = services.store
+    lifecycle = SeriesLifecycle(
+        store.engine,
+        store.writer,
+        store.index,
+        services.clock,
+        raw_retention_ms=services.plan.raw.retention_ms,
+        slack_ms=store.touch_ms + round(services.settings.max_future_seconds * 1000),
+    ).collect()
+    if lifecycle.deleted:
+        _log.info("deleted %d series not written within the raw retention", lifecycle.deleted)
     services.store.delete_batch_records_before(now - BATCH_RECORD_RETENTION_SECONDS)

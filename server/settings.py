@@ -96,7 +96,14 @@ class ServerSettings(BaseSettings):
     )
     max_series_per_node: Annotated[int, Field(ge=1)] = Field(
         default=20_000,
-        description="Distinct series one node may create; a batch that would pass it is refused.",
+        description="Active series one node may have (written within "
+        "active_series_window_seconds); past it a batch is stored without the new series that "
+        "do not fit, which its acknowledgement lists.",
+    )
+    active_series_window_seconds: Annotated[float, Field(ge=60)] = Field(
+        default=3600.0,
+        description="A series is active while written within this long; the series limit "
+        "counts active series. At most raw_retention_seconds.",
     )
     max_inflight_ingest: Annotated[int, Field(ge=1)] = Field(
         default=32,
@@ -161,6 +168,15 @@ class ServerSettings(BaseSettings):
         if isinstance(value, list):
             return [item.lower() if isinstance(item, str) else item for item in value]
         return value
+
+    @model_validator(mode="after")
+    def _window_within_retention(self) -> ServerSettings:
+        if self.active_series_window_seconds > self.raw_retention_seconds:
+            raise ValueError(
+                "active_series_window_seconds must not exceed raw_retention_seconds (a series "
+                "must be known active for as long as its last writes are kept)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _tls_consistent(self) -> ServerSettings:

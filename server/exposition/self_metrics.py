@@ -1,4 +1,5 @@
-"""The server's own metrics (ingest traffic, rejections, latency, nodes), via prometheus_client.
+"""The server's own metrics (ingest traffic, rejections, refused series, latency, nodes), via
+prometheus_client.
 
 The registry is built per application, never at import time, so tests get a fresh one.
 """
@@ -62,6 +63,18 @@ class ServerMetrics:
             "dcmon_server_ingest_rejected_batches",
             help_of("dcmon_server_ingest_rejected_batches_total"),
             ["reason"],
+            registry=self.registry,
+        )
+        self.ingest_refused_series = Counter(
+            "dcmon_server_ingest_refused_series",
+            help_of("dcmon_server_ingest_refused_series_total"),
+            ["reason"],
+            registry=self.registry,
+        )
+        self.node_refused_series = Counter(
+            "dcmon_node_refused_series",
+            help_of("dcmon_node_refused_series_total"),
+            ["instance", "reason"],
             registry=self.registry,
         )
         self.ingest_duration = Histogram(

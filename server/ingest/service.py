@@ -2,28 +2,35 @@
 
 Stage: transport -> ingest -> storage, events, jobs and latest. Order matters: decode and
 validate the whole batch first (wire schema, the caller's right to write the node, future
-timestamps, input limits, repeated series, repeated job-GPU pairings), then store it, then
-update the latest-value cache. A batch refused at any step leaves nothing behind. Every refusal
-is an ``ApiError`` with a status, a code and the reason: 4xx for a batch refused for good, 503
-``storage_unavailable`` (with ``Retry-After``) when the database cannot take it now.
+timestamps, the node's name, input limits, repeated families and job-GPU pairings), then store
+it, then update the latest-value cache. A batch refused at any step leaves nothing behind.
+Every refusal is an ``ApiError`` with a status, a code and the reason: 4xx for a batch refused
+for good, 503 ``storage_unavailable`` (with ``Retry-After``) when the database cannot take it
+now, including a write that does not commit within ``write_timeout_seconds``.
 
 Input limits, each a 4xx refusal counted by its code:
 
 - body size (413 ``body_too_large``, in the router) and inflated size (413, while inflating);
 - the wire schema's limits on names, labels and list lengths (422 ``invalid_batch`` naming the
-  location);
-- ``max_series_per_batch`` samples over all families (422 ``too_many_series``);
-- ``max_series_per_node`` distinct series of one node (422 ``cardinality_limit``), checked by the
-  store only when a batch brings series the index does not know yet.
+  location); a family that repeats a label set is refused by the store (422 ``invalid_batch``);
+- ``max_series_per_batch`` samples over all families (422 ``too_many_series``).
+
+One limit refuses series, not batches: ``max_series_per_node`` bounds a node's *active* series
+(written within ``active_series_window_seconds``). The store checks it only when a batch brings
+series the index does not know; past it, the batch is still stored with the series the node
+already has, and only the new series beyond the limit are left out. The acknowledgement lists
+them per family (``Ack.refused``, reason ``cardinality_limit``), and they are counted in
+``dcmon_server_ingest_refused_series_total{reason}`` and, per node,
+``dcmon_node_refused_series_total{instance,reason}``.
 
 Non-finite values (NaN, +-Inf): the agent drops such readings before encoding and logs them
-once; the server refuses a batch that still carries one (422 ``invalid_batch``), so a stored
-value is always a number.
+once; the wire schema refuses a batch that still carries one (422 ``invalid_batch``), so a
+stored value is always a number.
 
-The batch's GPU events and job usage are written after its samples, in their own transactions.
-Both writes are idempotent (events by content, job counters by their cumulative values), so
-they run for duplicates too: a batch whose samples were committed but whose events or jobs
-were not (a crash in between) is completed when the agent re-sends it.
+The batch's GPU events and job usage are written by the store in the same transaction as its
+samples, and only for a batch not seen before: a batch is stored whole or not at all, so a
+re-sent one (same node, seq and timestamp) is acknowledged as ``duplicate`` with nothing left
+to complete.
 
 A bulk request (many batches of one agent's backlog) is decoded and validated record by record,
 then every valid record's write is queued before any is waited on, so they share the writer's
@@ -33,13 +40,14 @@ group commits; each record gets its own outcome.
 from __future__ import annotations
 
 import logging
+import math
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from agent.wire.codec import WireError, decode_batch
-from agent.wire.schema import Ack, Batch
+from agent.wire.schema import Ack, Batch, RefusedSeries
 from server.auth import Principal
 from server.errors import ApiError, ProblemDetail
 from server.events.store import write_events
@@ -48,16 +56,19 @@ from server.ingest.admission import Admission
 from server.jobs.fold import write_usages
 from server.latest.cache import LatestCache, NodeLatest, StalePolicy
 from server.settings import ServerSettings
-from server.storage.series_index import RepeatedSeriesError
+from server.storage.series_index import RepeatedSeriesError, canonical_labels
 from server.storage.store import (
     Family,
     PendingWrite,
-    SeriesLimitError,
     StorageUnavailableError,
     Store,
 )
 
 _log = logging.getLogger(__name__)
+
+CARDINALITY_LIMIT = "cardinality_limit"
+"""Reason code of series refused for the node's active-series limit."""
+REFUSAL_LOG_SECONDS = 3600.0
 
 _STATUS_OF_WIRE_ERROR = {
     "unsupported_encoding": 415,
@@ -128,6 +139,7 @@ class IngestService:
         self._metrics = metrics
         self._limits = limits
         self._clock = clock
+        self._refusal_logged: dict[str, float] = {}
         self.admission = Admission(limits.max_inflight, limits.retry_after_seconds, rng)
 
     def ingest(
@@ -253,8 +265,6 @@ class IngestService:
             result = pending.result()
         except RepeatedSeriesError as exc:
             raise ApiError(422, "invalid_batch", str(exc)) from None
-        except SeriesLimitError as exc:
-            raise ApiError(422, "cardinality_limit", str(exc)) from None
         except StorageUnavailableError as exc:
             raise self._unavailable(exc) from None
         if result.duplicate and self._latest.touch(batch.node.node_id, now, skew):
@@ -268,14 +278,37 @@ class IngestService:
                 last_push=now,
                 batch_ts=batch.timestamp,
                 seq=batch.seq,
-                families=dict(prepared.families),
+                families=_stored_families(prepared.families, result.refused_keys),
                 clock_skew_seconds=skew,
             )
         )
         if result.duplicate:
             return Ack(status="duplicate", seq=batch.seq, samples=0)
         self._metrics.ingest_samples.inc(result.samples)
-        return Ack(status="accepted", seq=batch.seq, samples=result.samples)
+        refused = [
+            RefusedSeries(metric=metric, series=count, reason=CARDINALITY_LIMIT)
+            for metric, count in result.refused.items()
+        ]
+        if refused:
+            self._count_refused(batch.node.name, refused, now)
+        return Ack(status="accepted", seq=batch.seq, samples=result.samples, refused=refused)
+
+    def _count_refused(self, node: str, refused: list[RefusedSeries], now: float) -> None:
+        """Count refused series; log it for a node at most once per ``REFUSAL_LOG_SECONDS``."""
+        total = sum(item.series for item in refused)
+        self._metrics.ingest_refused_series.labels(CARDINALITY_LIMIT).inc(total)
+        self._metrics.node_refused_series.labels(node, CARDINALITY_LIMIT).inc(total)
+        if now - self._refusal_logged.get(node, -math.inf) < REFUSAL_LOG_SECONDS:
+            return
+        self._refusal_logged[node] = now
+        _log.warning(
+            "node %s is at its limit of %d active series (max_series_per_node): %d new series "
+            "not stored (%s); its other series are stored",
+            node,
+            self._limits.max_series_per_node,
+            total,
+            ", ".join(f"{item.metric}: {item.series}" for item in refused),
+        )
 
     def _unavailable(self, exc: StorageUnavailableError) -> ApiError:
         _log.warning("ingest refused for now, storage unavailable: %s", exc)
@@ -374,3 +407,21 @@ def _check_unique_pairings(batch: Batch) -> None:
                 [ProblemDetail(f"jobs.{position}", "repeats a job-GPU pairing")],
             )
         seen.add(key)
+
+
+def _stored_families(
+    families: Sequence[Family], refused: frozenset[tuple[str, str]]
+) -> dict[str, Sequence[tuple[Mapping[str, str], float]]]:
+    """Returns: the families as stored, without the series the store refused (so that the
+    latest values, and /metrics, hold no series that history does not)."""
+    if not refused:
+        return dict(families)
+    metrics = {metric for metric, _ in refused}
+    return {
+        metric: (
+            [item for item in samples if (metric, canonical_labels(item[0])) not in refused]
+            if metric in metrics
+            else samples
+        )
+        for metric, samples in families
+    }

@@ -1,4 +1,5 @@
-"""The series index: every stored series in memory, by key, by metric and node, and by label.
+"""The series index: every stored series in memory, by key, by metric and node, by label, and by
+when it was last written.
 
 Stage: storage. Ingest resolves each sample's series id here; queries select series here
 instead of scanning the ``series`` table. Label sets are kept as their canonical JSON (one string
@@ -8,7 +9,10 @@ The ingest fast path: agents send the same series in the same order every tick, 
 the index remembers the last batch's label list and ids per family; when a family's label list
 equals the remembered one (one list comparison in C), its ids are reused without building keys.
 
-Thread safety: the writer thread adds series (after their commit); query threads read. Readers
+Series leave the index when the lifecycle (``lifecycle.py``) deletes them, and when a write
+finds that another server process deleted them.
+
+Thread safety: the writer thread adds, touches and forgets series; query threads read. Readers
 take a snapshot of one metric's entries under the lock.
 """
 
@@ -18,8 +22,10 @@ import json
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 Labels = Mapping[str, str]
+MINUTE_MS = 60_000
 
 
 def canonical_labels(labels: Labels) -> str:
@@ -40,41 +46,123 @@ class IndexedSeries:
 
 
 class SeriesIndex:
-    """In-memory index of the ``series`` table."""
+    """In-memory index of the ``series`` table, with each series' last write (``last_seen_ms``).
+
+    Each node's series are also counted per minute of their last write, so the number of a
+    node's series written since a moment (its *active* series, what the per-node limit counts)
+    is a sum over the minutes since then, not a scan of the node's series.
+    """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
+        self._by_id: dict[int, IndexedSeries] = {}
         self._ids: dict[tuple[int, str, str], int] = {}
-        self._by_metric: dict[str, dict[int, list[IndexedSeries]]] = {}
-        self._by_node: dict[int, list[IndexedSeries]] = {}
-        self._label_names: dict[str, set[str]] = {}
-        self._label_values: dict[str, set[str]] = {}
+        self._by_metric: dict[str, dict[int, dict[int, IndexedSeries]]] = {}
+        self._by_node: dict[int, dict[int, IndexedSeries]] = {}
+        # Label names per metric and values per name, each with the number of series that
+        # have it, so that forgetting the last series of a value forgets the value.
+        self._label_names: dict[str, dict[str, int]] = {}
+        self._label_values: dict[str, dict[str, int]] = {}
         self._layouts: dict[int, dict[str, tuple[list[Labels], list[int]]]] = {}
+        self._seen: dict[int, int] = {}
+        self._seen_minutes: dict[int, dict[int, int]] = {}
+        """node pk -> minute (Unix ms // 60,000) of a last write -> series written last then."""
 
-    def add(self, series: Iterable[IndexedSeries]) -> None:
+    def add(self, series: Iterable[IndexedSeries], seen_ms: int | Mapping[int, int]) -> None:
+        """Add series (ignoring ones already known) last written at ``seen_ms`` (one time for
+        all, or one per series id)."""
         with self._lock:
             for item in series:
                 key = (item.node_pk, item.metric, item.labels_json)
                 if key in self._ids:
                     continue
                 self._ids[key] = item.id
-                self._by_metric.setdefault(item.metric, {}).setdefault(item.node_pk, []).append(
-                    item
-                )
-                self._by_node.setdefault(item.node_pk, []).append(item)
-                names = self._label_names.setdefault(item.metric, set())
+                self._by_id[item.id] = item
+                self._by_metric.setdefault(item.metric, {}).setdefault(item.node_pk, {})[
+                    item.id
+                ] = item
+                self._by_node.setdefault(item.node_pk, {})[item.id] = item
+                names = self._label_names.setdefault(item.metric, {})
                 for name, value in item.labels().items():
-                    names.add(name)
-                    self._label_values.setdefault(name, set()).add(value)
+                    names[name] = names.get(name, 0) + 1
+                    values = self._label_values.setdefault(name, {})
+                    values[value] = values.get(value, 0) + 1
+                seen = seen_ms if isinstance(seen_ms, int) else seen_ms[item.id]
+                self._seen[item.id] = seen
+                _count(self._seen_minutes.setdefault(item.node_pk, {}), seen // MINUTE_MS, 1)
 
-    def forget_node(self, node_pk: int) -> None:
+    def forget(self, ids: Iterable[int]) -> list[IndexedSeries]:
+        """Remove series by id (unknown ids are skipped); returns the ones removed.
+
+        The remembered layouts of their nodes are dropped too, so that no fast-path lookup can
+        hand out a forgotten id.
+        """
+        removed: list[IndexedSeries] = []
         with self._lock:
-            self._layouts.pop(node_pk, None)
-            self._by_node.pop(node_pk, None)
-            for key in [key for key in self._ids if key[0] == node_pk]:
-                del self._ids[key]
-            for nodes in self._by_metric.values():
-                nodes.pop(node_pk, None)
+            for series_id in ids:
+                item = self._by_id.pop(series_id, None)
+                if item is None:
+                    continue
+                removed.append(item)
+                del self._ids[(item.node_pk, item.metric, item.labels_json)]
+                _pop_nested(self._by_metric, item.metric, item.node_pk, item.id)
+                _pop_nested(self._by_node, item.node_pk, item.id)
+                names = self._label_names[item.metric]
+                for name, value in item.labels().items():
+                    _count(names, name, -1)
+                    _count(self._label_values[name], value, -1)
+                    if not self._label_values[name]:
+                        del self._label_values[name]
+                if not names:
+                    del self._label_names[item.metric]
+                seen = self._seen.pop(item.id)
+                minutes = self._seen_minutes[item.node_pk]
+                _count(minutes, seen // MINUTE_MS, -1)
+                if not minutes:
+                    del self._seen_minutes[item.node_pk]
+                self._layouts.pop(item.node_pk, None)
+        return removed
+
+    def ids(self) -> list[int]:
+        """Returns: a snapshot of every series id."""
+        with self._lock:
+            return list(self._by_id)
+
+    def get(self, series_id: int) -> IndexedSeries | None:
+        return self._by_id.get(series_id)
+
+    def seen_ms(self, series_id: int) -> int | None:
+        """Returns: when the series was last written as far as this index knows (Unix ms)."""
+        return self._seen.get(series_id)
+
+    def stale(self, ids: Iterable[int], before_ms: int) -> list[int]:
+        """Returns: those of ``ids`` (known ones) last written before ``before_ms``."""
+        seen = self._seen
+        return [series_id for series_id in ids if seen.get(series_id, before_ms) < before_ms]
+
+    def touch(self, ids: Iterable[int], seen_ms: int) -> None:
+        """Record that the series were written at ``seen_ms`` (an older time is ignored)."""
+        with self._lock:
+            for series_id in ids:
+                old = self._seen.get(series_id)
+                if old is None or old >= seen_ms:
+                    continue
+                self._seen[series_id] = seen_ms
+                minutes = self._seen_minutes[self._by_id[series_id].node_pk]
+                _count(minutes, old // MINUTE_MS, -1)
+                _count(minutes, seen_ms // MINUTE_MS, 1)
+
+    def active_count(self, node_pk: int, since_ms: int, until_ms: int) -> int:
+        """Returns: how many of the node's series were last written in [since_ms, until_ms],
+        to the minute (a sum over the minutes between, at most a few hundred lookups)."""
+        minutes = self._seen_minutes.get(node_pk)
+        if not minutes:
+            return 0
+        with self._lock:
+            first, last = since_ms // MINUTE_MS, until_ms // MINUTE_MS
+            if last - first + 1 > len(minutes):
+                return sum(n for minute, n in minutes.items() if first <= minute <= last)
+            return sum(minutes.get(minute, 0) for minute in range(first, last + 1))
 
     def lookup(self, node_pk: int, metric: str, labels_json: str) -> int | None:
         return self._ids.get((node_pk, metric, labels_json))
@@ -94,15 +182,18 @@ class SeriesIndex:
     def metric(self, metric: str) -> dict[int, list[IndexedSeries]]:
         """Returns: a snapshot of node pk -> that node's series of ``metric``."""
         with self._lock:
-            return {node: list(series) for node, series in self._by_metric.get(metric, {}).items()}
+            return {
+                node: list(series.values())
+                for node, series in self._by_metric.get(metric, {}).items()
+            }
 
     def node(self, node_pk: int) -> list[IndexedSeries]:
         """Returns: a snapshot of every series of one node."""
         with self._lock:
-            return list(self._by_node.get(node_pk, ()))
+            return list(self._by_node.get(node_pk, {}).values())
 
     def node_count(self, node_pk: int) -> int:
-        """Returns: how many series the node has (its cardinality), without a snapshot."""
+        """Returns: how many series the node has (active or not), without a snapshot."""
         return len(self._by_node.get(node_pk, ()))
 
     def metrics(self) -> list[str]:
@@ -121,6 +212,28 @@ class SeriesIndex:
 
     def __len__(self) -> int:
         return len(self._ids)
+
+
+def _count(counts: dict[Any, int], key: Any, delta: int) -> None:
+    """Add ``delta`` to ``counts[key]``, removing the key when it reaches zero."""
+    value = counts.get(key, 0) + delta
+    if value:
+        counts[key] = value
+    else:
+        counts.pop(key, None)
+
+
+def _pop_nested(mapping: dict[Any, Any], *keys: Any) -> None:
+    """Delete ``mapping[k1]...[kn]``, and every level it leaves empty."""
+    *outer, last = keys
+    levels = [mapping]
+    for key in outer:
+        levels.append(levels[-1][key])
+    del levels[-1][last]
+    for level, key in zip(reversed(levels[:-1]), reversed(outer), strict=True):
+        if level[key]:
+            break
+        del level[key]
 
 
 class RepeatedSeriesError(ValueError):

@@ -2,15 +2,23 @@
 
 Stage: ingest -> storage. One batch is one unit of work on the single writer (``writer.py``):
 the node row, the batch's idempotency record, the GPU inventory, events and job usage, new
-series and the batch's head row commit together or not at all, and the caller acknowledges only
-after the commit. A re-sent batch (same node, seq and timestamp) is recognised and not stored
-twice; head rows are also unique per (node, timestamp), and a second batch at a timestamp
-already stored only adds the series the first did not have, so even an unrecognised repeat
-cannot duplicate a sample. History reads are in ``reader.py``, compaction in ``compactor.py``.
+series, the ``last_seen_ms`` of series not written for a while, and the batch's head row commit
+together or not at all, and the caller acknowledges only after the commit. A re-sent batch
+(same node, seq and timestamp) is recognised and not stored twice; head rows are also unique
+per (node, timestamp), and a second batch at a timestamp already stored only adds the series
+the first did not have, so even an unrecognised repeat cannot duplicate a sample. History reads
+are in ``reader.py``, compaction in ``compactor.py``, the deletion of series nobody writes in
+``lifecycle.py``.
 
-Errors of the write path: ``RepeatedSeriesError`` and ``SeriesLimitError`` refuse a batch for
-good; ``StorageUnavailableError`` wraps what may pass (the database locked or unreachable, the
-writer closed), so callers can ask the agent to retry instead of failing.
+A node may have at most ``max_series_per_node`` active series (written within the active
+window): past it, a batch is stored without the new series that do not fit, which the result
+lists (``WriteResult.refused``). Series are created with INSERT ... ON CONFLICT DO NOTHING and
+then read back, so server processes sharing one PostgreSQL may create the same series at once.
+
+Errors of the write path: ``RepeatedSeriesError`` refuses a batch for good;
+``StorageUnavailableError`` wraps what may pass (the database locked or unreachable, the
+writer closed, stopped or dead, a write past its time limit), so callers can ask the agent to
+retry instead of failing.
 """
 
 from __future__ import annotations
@@ -18,8 +26,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future, wait
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, cast
 
 from sqlalchemy import Connection, Engine, Table, case, delete, func, select, update
 from sqlalchemy import exc as sa_exc
@@ -28,6 +36,7 @@ from sqlalchemy.sql.dml import Insert
 
 from agent.wire.schema import Batch, GpuFacts
 from server.storage import head
+from server.storage.runs import IN_CHUNK, in_chunks
 from server.storage.series_index import IndexedSeries, Labels, SeriesIndex, family_ids
 from server.storage.tables import GpuRow, HeadChunkRow, IngestedBatchRow, NodeRow, SeriesRow
 from server.storage.writer import Writer, WriterClosedError, WriterDiedError, on_commit
@@ -60,20 +69,6 @@ class StorageUnavailableError(RuntimeError):
     """The database cannot take the write now; nothing of it was kept, a retry may succeed."""
 
 
-class SeriesLimitError(ValueError):
-    """The batch would give its node more distinct series than allowed (a label exploding)."""
-
-    def __init__(self, current: int, new: int, limit: int) -> None:
-        super().__init__(
-            f"the batch adds {new} new series to the node's {current}, past the limit of "
-            f"{limit} series per node (max_series_per_node); look for a label whose values "
-            "change every tick"
-        )
-        self.current = current
-        self.new = new
-        self.limit = limit
-
-
 class PendingWrite:
     """A batch write queued on the writer; ``result`` waits for its commit, within a limit."""
 
@@ -88,7 +83,7 @@ class PendingWrite:
             StorageUnavailableError: the database could not take it now (nothing kept), or the
                 write did not finish within the time limit (it is withdrawn if it has not
                 started; if it has, it may still commit, and the retry is recognised).
-            RepeatedSeriesError, SeriesLimitError: the batch is refused (nothing kept).
+            RepeatedSeriesError: the batch is refused (nothing kept).
         """
         if not wait([self._future], self._timeout).done:
             self._future.cancel()
@@ -119,6 +114,10 @@ class WriteResult:
     duplicate: bool
     samples: int
     node_pk: int
+    refused: dict[str, int] = field(default_factory=dict)
+    """Metric -> how many of its new series were refused (the node's series limit)."""
+    refused_keys: frozenset[tuple[str, str]] = frozenset()
+    """(metric, canonical labels) of each refused series."""
 
 
 @dataclass(frozen=True)
@@ -171,10 +170,23 @@ class SeriesRecord:
 class Store:
     """Node, GPU and series records, and the batch write path."""
 
-    def __init__(self, engine: Engine, writer: Writer, index: SeriesIndex) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        writer: Writer,
+        index: SeriesIndex,
+        active_window_seconds: float = 3600.0,
+    ) -> None:
+        """Args:
+        active_window_seconds: a series is *active* while written within this long; the
+            per-node series limit counts active series, and a series' ``last_seen_ms`` is
+            written again once it is a quarter of this old (``touch_ms``).
+        """
         self._engine = engine
         self._writer = writer
         self.index = index
+        self.active_window_ms = round(active_window_seconds * 1000)
+        self.touch_ms = self.active_window_ms // 4
         # Series created by earlier jobs of the writer's current transaction, per node: not yet
         # in the index (it follows commits), but they count towards the node's limit. Touched
         # only on the writer thread; reset when a job runs on another transaction's connection.
@@ -190,14 +202,28 @@ class Store:
         return self._writer
 
     def load_index(self) -> int:
-        """Fill the series index from the database; returns the number of series."""
+        """Bring the series index up to the database: add the series it lacks (created by
+        other server processes), forget the ones whose rows are gone (deleted by another
+        process's lifecycle); returns the number of series."""
         with self._engine.connect() as conn:
             rows = conn.execute(
-                select(_series.c.id, _series.c.node_pk, _series.c.metric, _series.c.labels)
-            )
-            self.index.add(
-                IndexedSeries(row.id, row.node_pk, row.metric, row.labels) for row in rows
-            )
+                select(
+                    _series.c.id,
+                    _series.c.node_pk,
+                    _series.c.metric,
+                    _series.c.labels,
+                    _series.c.last_seen_ms,
+                )
+            ).all()
+        self.index.add(
+            (IndexedSeries(row.id, row.node_pk, row.metric, row.labels) for row in rows),
+            {row.id: row.last_seen_ms for row in rows},
+        )
+        if rows:
+            # Series created after the read have higher ids (ids only grow): keep those.
+            stored = {row.id for row in rows}
+            newest = max(stored)
+            self.index.forget([i for i in self.index.ids() if i < newest and i not in stored])
         return len(self.index)
 
     # -- writes ----------------------------------------------------------------------------
@@ -215,11 +241,12 @@ class Store:
         Args:
             writers: more stores' parts of the batch (events, job usage), run inside the same
                 transaction for a batch not seen before, so a batch is stored whole or not at all.
-            max_series_per_node: refuse the batch (``SeriesLimitError``) if its new series would
-                take the node past this many.
+            max_series_per_node: store no more new series than keep the node's active series
+                within this many; the others are refused (``WriteResult.refused``), the rest of
+                the batch is stored.
 
         Raises:
-            StorageUnavailableError, RepeatedSeriesError, SeriesLimitError: see ``PendingWrite``.
+            StorageUnavailableError, RepeatedSeriesError: see ``PendingWrite``.
         """
         return self.start_write(batch, families, received_at, writers, max_series_per_node).result()
 
@@ -260,36 +287,78 @@ class Store:
         node_pk = self._upsert_node(conn, batch, received_at)
         if self._seen_before(conn, node_pk, batch, received_at):
             return WriteResult(True, 0, node_pk)
-        # Refusals first (repeated series, too many series): they roll back only what is above.
+        now_ms = round(received_at * 1000)
+        # A repeated series refuses the batch: it rolls back only what is above.
         plan = self._plan(node_pk, families)
+        touched = self._touch(conn, plan, now_ms)
         if plan.missing and max_series_per_node is not None:
-            self._check_cardinality(conn, node_pk, plan.missing, max_series_per_node)
+            self._limit(conn, node_pk, plan, max_series_per_node, now_ms)
         if batch.inventory is not None:
             self._upsert_gpus(conn, node_pk, batch.inventory.gpus, received_at)
         for writer in writers:
             writer(conn, node_pk)
-        ids = self._resolve(conn, node_pk, plan)
+        ids, values = self._resolve(conn, node_pk, plan, now_ms, touched)
         if ids:
-            self._write_head(conn, node_pk, round(batch.timestamp * 1000), ids, plan.values)
-        return WriteResult(False, len(ids), node_pk)
+            self._write_head(conn, node_pk, round(batch.timestamp * 1000), ids, values)
+        return WriteResult(
+            False, len(ids), node_pk, dict(plan.refused), frozenset(plan.refused_keys)
+        )
 
-    def _check_cardinality(
-        self, conn: Connection, node_pk: int, missing: Iterable[tuple[str, str]], limit: int
+    def _touch(self, conn: Connection, plan: _SeriesPlan, now_ms: int) -> list[int]:
+        """Write ``last_seen_ms`` of the batch's known series that were last written more than
+        ``touch_ms`` ago (one UPDATE per chunk, for a node once per ``touch_ms``); returns them.
+
+        A series that another server process deleted meanwhile (its row is gone) is forgotten
+        and moved to the plan's missing series, to be created again.
+        """
+        stale = self.index.stale(
+            [series_id for series_id in plan.ids if series_id is not None], now_ms - self.touch_ms
+        )
+        if not stale:
+            return []
+        found: set[int] = set()
+        for chunk in in_chunks(sorted(set(stale))):
+            rows = conn.execute(
+                update(_series)
+                .where(_series.c.id.in_(chunk))
+                .values(last_seen_ms=now_ms)
+                .returning(_series.c.id)
+            )
+            found.update(row.id for row in rows)
+        gone = {series_id for series_id in stale if series_id not in found}
+        if gone:
+            _log.info("%d series were deleted by another server process; recreating", len(gone))
+            for item in self.index.forget(gone):
+                key = (item.metric, item.labels_json)
+                positions = [i for i, series_id in enumerate(plan.ids) if series_id == item.id]
+                for position in positions:
+                    plan.ids[position] = None
+                plan.missing.setdefault(key, []).extend(positions)
+        return sorted(found)
+
+    def _limit(
+        self, conn: Connection, node_pk: int, plan: _SeriesPlan, limit: int, now_ms: int
     ) -> None:
-        """Raises: SeriesLimitError if the node's series plus ``missing`` exceed ``limit``.
+        """Refuse the plan's new series that would take the node past ``limit`` active series
+        (written within the active window); they move from ``missing`` to ``refused``.
 
         Runs only when the batch has series the index does not know (never on the steady-state
         path); counts series created earlier in the same transaction, not yet in the index.
+        New series are taken in the batch's order, so the same ones are refused every time.
         """
         if conn is not self._pending_conn:
             self._pending_conn = conn
             self._pending_series = {}
         pending = self._pending_series.setdefault(node_pk, set())
-        new = [key for key in missing if key not in pending]
-        current = self.index.node_count(node_pk) + len(pending)
-        if current + len(new) > limit:
-            raise SeriesLimitError(current, len(new), limit)
-        pending.update(new)
+        new = [key for key in plan.missing if key not in pending]
+        active = self.index.active_count(node_pk, now_ms - self.active_window_ms, now_ms)
+        room = max(0, limit - active - len(pending))
+        pending.update(new[:room])
+        for key in new[room:]:
+            for position in plan.missing.pop(key):
+                plan.ids[position] = REFUSED
+            plan.refused[key[0]] = plan.refused.get(key[0], 0) + 1
+            plan.refused_keys.append(key)
 
     def _plan(self, node_pk: int, families: Sequence[Family]) -> _SeriesPlan:
         """Looks every sample's series up in the index (no database access).
@@ -313,47 +382,74 @@ class Store:
             spans.append((metric, labels, offset, len(ids)))
         return _SeriesPlan(ids, values, missing, spans)
 
-    def _resolve(self, conn: Connection, node_pk: int, plan: _SeriesPlan) -> list[int]:
-        """Returns: the series id of every sample, creating the series the plan lacks."""
+    def _resolve(
+        self, conn: Connection, node_pk: int, plan: _SeriesPlan, now_ms: int, touched: list[int]
+    ) -> tuple[list[int], list[float]]:
+        """Returns: the series id and value of every sample not refused, creating the series
+        the plan lacks; after the commit, the index learns the new series and the touches."""
         ids = plan.ids
         created: list[IndexedSeries] = []
         if plan.missing:
-            created = self._create_series(conn, node_pk, list(plan.missing))
+            created = self._create_series(conn, node_pk, sorted(plan.missing), now_ms)
             for item in created:
                 for position in plan.missing[(item.metric, item.labels_json)]:
                     ids[position] = item.id
-        resolved = [series_id for series_id in ids if series_id is not None]
-        assert len(resolved) == len(ids), "every sample has a series after creation"
+        assert None not in ids, "every sample has a series after creation"
+        known = cast(list[int], ids)
+        resolved, values = known, plan.values
+        if plan.refused:
+            kept = [i for i, series_id in enumerate(known) if series_id != REFUSED]
+            resolved = [known[i] for i in kept]
+            values = [plan.values[i] for i in kept]
         layout = {
-            metric: (labels, resolved[start:end]) for metric, labels, start, end in plan.spans
+            metric: (labels, known[start:end])
+            for metric, labels, start, end in plan.spans
+            if metric not in plan.refused  # a family with refusals takes the slow path again
         }
 
         def publish() -> None:
-            self.index.add(created)
+            self.index.add(created, now_ms)
+            self.index.touch(touched, now_ms)
             self.index.remember_layout(node_pk, layout)
 
         on_commit(conn, publish)
-        return resolved
+        return resolved, values
 
     def _create_series(
-        self, conn: Connection, node_pk: int, keys: list[tuple[str, str]]
+        self, conn: Connection, node_pk: int, keys: list[tuple[str, str]], now_ms: int
     ) -> list[IndexedSeries]:
+        """Insert the series unless they exist (another server process may be creating the same
+        ones at this moment), then read their ids.
+
+        Raises:
+            StorageUnavailableError: a series is not visible after its insert (another
+                process deleted it, or this transaction reads an older snapshot); retry.
+        """
         conn.execute(
             _insert_ignore(conn, _series),
-            [{"node_pk": node_pk, "metric": metric, "labels": labels} for metric, labels in keys],
+            [
+                {"node_pk": node_pk, "metric": metric, "labels": labels, "last_seen_ms": now_ms}
+                for metric, labels in keys
+            ],
         )
-        wanted = set(keys)
         created: list[IndexedSeries] = []
-        for metric in {metric for metric, _ in keys}:
-            rows = conn.execute(
-                select(_series.c.id, _series.c.labels).where(
-                    _series.c.node_pk == node_pk, _series.c.metric == metric
+        by_metric: dict[str, list[str]] = {}
+        for metric, labels in keys:
+            by_metric.setdefault(metric, []).append(labels)
+        for metric, label_sets in by_metric.items():
+            for start in range(0, len(label_sets), IN_CHUNK):
+                rows = conn.execute(
+                    select(_series.c.id, _series.c.labels).where(
+                        _series.c.node_pk == node_pk,
+                        _series.c.metric == metric,
+                        _series.c.labels.in_(label_sets[start : start + IN_CHUNK]),
+                    )
                 )
-            )
-            created.extend(
-                IndexedSeries(row.id, node_pk, metric, row.labels)
-                for row in rows
-                if (metric, row.labels) in wanted
+                created.extend(IndexedSeries(row.id, node_pk, metric, row.labels) for row in rows)
+        if len(created) != len(keys):
+            raise StorageUnavailableError(
+                f"{len(keys) - len(created)} new series were not visible after their insert "
+                "(deleted by another server process meanwhile?); retry"
             )
         return created
 
@@ -550,9 +646,14 @@ class Store:
         return self._writer.submit(job)
 
 
-@dataclass(frozen=True)
+REFUSED = -1
+"""The series id of a sample whose new series was refused (never a real id)."""
+
+
+@dataclass
 class _SeriesPlan:
-    """A batch's samples looked up in the index: ids (None: series to create) and values."""
+    """A batch's samples looked up in the index: ids (None: series to create, ``REFUSED``:
+    not stored) and values."""
 
     ids: list[int | None]
     values: list[float]
@@ -560,6 +661,9 @@ class _SeriesPlan:
     """(metric, canonical labels) of each series to create -> positions of its samples."""
     spans: list[tuple[str, list[Labels], int, int]]
     """Per family: metric, label list, and its samples' positions [start, end)."""
+    refused: dict[str, int] = field(default_factory=dict)
+    """Metric -> how many of its new series are refused."""
+    refused_keys: list[tuple[str, str]] = field(default_factory=list)
 
 
 def _describe(exc: Exception) -> str:

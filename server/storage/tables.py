@@ -78,16 +78,22 @@ class GpuRow(Base):
 
 
 class SeriesRow(Base):
+    """One series. ``last_seen_ms`` is the server time of its last write, kept to within a
+    fraction of the active-series window (a write updates it only when it is older than that),
+    so that the lifecycle (``server/storage/lifecycle.py``) can delete series nobody writes."""
+
     __tablename__ = "series"
     __table_args__ = (
         UniqueConstraint("node_pk", "metric", "labels"),
         Index("ix_series_metric", "metric"),
+        Index("ix_series_last_seen_ms", "last_seen_ms"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     node_pk: Mapped[int] = mapped_column(ForeignKey("nodes.id", ondelete="CASCADE"))
     metric: Mapped[str] = mapped_column(String(200))
     labels: Mapped[str] = mapped_column(Text, doc="canonical JSON object")
+    last_seen_ms: Mapped[int] = mapped_column(BigInteger, server_default="0")
 
 
 class HeadChunkRow(Base):

@@ -122,9 +122,13 @@ def test_cardinality_counts_series_of_earlier_records_of_the_same_request(
         ]
         second = make_batch(seq=2, timestamp=START, metrics=extra, with_inventory=False)
         results = push_bulk(client, [first, second]).json()["results"]
-        # Not a permanent code: the agent keeps the batch (its series may expire).
-        assert [r["status"] for r in results] == ["accepted", "retry"]
-        assert results[1]["code"] == "cardinality_limit"
+        # The first record's 6 series count although not committed yet: 2 of the 3 new fit,
+        # the second record is stored without the third.
+        assert [r["status"] for r in results] == ["accepted", "accepted"]
+        assert results[1]["samples"] == 4  # 2 collector-status series + 2 of dcmon_test_extra
+        assert results[1]["refused"] == [
+            {"metric": "dcmon_test_extra", "series": 1, "reason": "cardinality_limit"}
+        ]
         fits = make_batch(seq=3, timestamp=START, metrics=default_metrics(), with_inventory=False)
         assert push_bulk(client, [fits]).json()["results"][0]["status"] == "accepted"
 

@@ -19,7 +19,7 @@ from fastapi.testclient import TestClient
 from agent.wire.codec import WireError, decode_batch
 from agent.wire.schema import MAX_LABEL_VALUE_LENGTH, MAX_LABELS_PER_SAMPLE, MetricFamily
 from tests.factories import NODE_ID, default_metrics, identity, make_batch
-from tests.server.conftest import START, push, row_counts
+from tests.server.conftest import START, FakeClock, push, row_counts
 from tests.server.ingest.helpers import NODE_TOKEN, with_node_token
 
 OTHER_NODE = "f" * 32
@@ -86,29 +86,71 @@ def test_a_batch_with_too_many_samples_is_refused(
         assert push(client, make_batch(timestamp=START, metrics=fits)).status_code == 200
 
 
-def test_a_batch_that_would_pass_the_node_cardinality_is_refused_whole(
+def _refused_series(client: TestClient) -> dict[str, float]:
+    """Returns: the refused-series counters of /metrics, by their label text."""
+    counts = {}
+    for line in client.get("/metrics").text.splitlines():
+        for family in (
+            "dcmon_server_ingest_refused_series_total",
+            "dcmon_node_refused_series_total",
+        ):
+            if line.startswith(family + "{"):
+                name, value = line.rsplit(" ", 1)
+                counts[name] = float(value)
+    return counts
+
+
+def test_a_batch_past_the_node_series_limit_is_stored_without_its_new_series(
     make_app: Callable[..., FastAPI], tmp_path: Path
 ) -> None:
     # 4 samples + 2 collector-status series per batch of the factory.
     with TestClient(make_app(max_series_per_node=10)) as client:
         assert push(client, make_batch(seq=1, timestamp=START)).status_code == 200
-        before = row_counts(tmp_path / "dcmon.db")
-        assert before["series"] == 6
+        assert row_counts(tmp_path / "dcmon.db")["series"] == 6
         exploding = [*default_metrics(), _family("dcmon_test_exploding", 5, label="request_id")]
         response = push(client, make_batch(seq=2, timestamp=START + 10, metrics=exploding))
-        assert response.status_code == 422
-        error = response.json()["error"]
-        assert error["code"] == "cardinality_limit"
-        assert "5 new series" in error["message"] and "limit of 10" in error["message"]
-        after = row_counts(tmp_path / "dcmon.db")
-        assert after == before  # no series, no samples, no batch record
-        assert _rejected(client, "cardinality_limit") == 1
-        # Known series keep flowing (the steady state), and new ones fit up to the limit.
-        assert push(client, make_batch(seq=3, timestamp=START + 20)).status_code == 200
-        fits = [*default_metrics(), _family("dcmon_test_exploding", 4, label="request_id")]
-        response = push(client, make_batch(seq=4, timestamp=START + 30, metrics=fits))
-        assert response.status_code == 200
-        assert row_counts(tmp_path / "dcmon.db")["series"] == 10
+        assert response.status_code == 200, response.text
+        ack = response.json()
+        assert (ack["status"], ack["samples"]) == ("accepted", 10)  # 6 known + 4 of 5 new
+        assert ack["refused"] == [
+            {"metric": "dcmon_test_exploding", "series": 1, "reason": "cardinality_limit"}
+        ]
+        counts = row_counts(tmp_path / "dcmon.db")
+        assert (counts["series"], counts["samples"]) == (10, 16)
+        assert _rejected(client, "cardinality_limit") == 0  # no batch was refused
+        assert _refused_series(client) == {
+            'dcmon_server_ingest_refused_series_total{reason="cardinality_limit"}': 1.0,
+            'dcmon_node_refused_series_total{instance="gpu01",reason="cardinality_limit"}': 1.0,
+        }
+        # The refused series is in neither history nor the latest values on /metrics.
+        assert 'request_id="4"' not in client.get("/metrics").text
+        assert 'request_id="3"' in client.get("/metrics").text
+        # The same batch shape again: known series flow, the fifth is refused again.
+        again = push(client, make_batch(seq=3, timestamp=START + 20, metrics=exploding)).json()
+        assert (again["samples"], again["refused"][0]["series"]) == (10, 1)
+
+
+def test_the_series_limit_counts_only_series_written_within_the_active_window(
+    make_app: Callable[..., FastAPI], clock: FakeClock
+) -> None:
+    window = 3600.0
+    with TestClient(
+        make_app(max_series_per_node=10, active_series_window_seconds=window)
+    ) as client:
+        first = [*default_metrics(), _family("dcmon_job_a", 4, label="job_id")]
+        assert (
+            push(client, make_batch(seq=1, timestamp=START, metrics=first)).json()["refused"] == []
+        )
+        second = [*default_metrics(), _family("dcmon_job_b", 4, label="job_id")]
+        clock.now = START + 60
+        ack = push(client, make_batch(seq=2, timestamp=clock.now, metrics=second)).json()
+        assert ack["refused"] == [
+            {"metric": "dcmon_job_b", "series": 4, "reason": "cardinality_limit"}
+        ]
+        # Job a's series go unwritten for longer than the window: they no longer count.
+        clock.now = START + 60 + window + 60
+        ack = push(client, make_batch(seq=3, timestamp=clock.now, metrics=second)).json()
+        assert (ack["samples"], ack["refused"]) == (10, [])
 
 
 def test_the_cardinality_limit_is_per_node(make_app: Callable[..., FastAPI]) -> None:
