@@ -251,16 +251,16 @@ def run_maintenance(services: Services) -> None:
     if not services.leader.check():
         return
     compaction = services.compactor.compact()
-    if compaction.windows or compaction.skipped:
+    if compaction.windows:
         _log.info(
-            "compacted %d windows: %d samples from %d head rows into %d blocks"
-            " (%d changed meanwhile, left for the next pass)",
+            "compacted %d windows: %d samples from %d head rows into %d blocks",
             compaction.windows,
             compaction.samples,
             compaction.head_rows,
             compaction.blocks,
-            compaction.skipped,
         )
+    if compaction.skipped:
+        _log.info("%d windows changed while compacted; left for the next pass", compaction.skipped)
     retention = services.compactor.apply_retention()
     if any(retention.deleted.values()):
         _log.info(
