@@ -244,7 +244,8 @@ def run_maintenance(services: Services) -> None:
     backfilled samples still reach the rollups even when they are older than the raw
     retention), then retention and old batch records."""
     now = services.clock()
-    services.store.load_index()
+    if services.leader.shared:  # other replicas may have created series since the last pass
+        services.store.load_index()
     for node in services.latest.nodes():
         if services.policy.is_forgotten(node, now):
             services.latest.forget(node.node_id)

@@ -60,6 +60,11 @@ class Leadership(Protocol):
     """Whether this server process runs the singleton maintenance."""
 
     @property
+    def shared(self) -> bool:
+        """Whether other server processes may use the same database (and create series)."""
+        ...
+
+    @property
     def is_leader(self) -> bool:
         """The answer of the last ``check`` (no I/O: for metrics and status)."""
         ...
@@ -75,6 +80,10 @@ class Leadership(Protocol):
 
 class SoleLeader:
     """The only server process (SQLite): always the leader."""
+
+    @property
+    def shared(self) -> bool:
+        return False
 
     @property
     def is_leader(self) -> bool:
@@ -101,6 +110,10 @@ class AdvisoryLockLeader:
         self._conn: Connection | None = None
         self._leader = False
         self._mutex = threading.Lock()
+
+    @property
+    def shared(self) -> bool:
+        return True
 
     @property
     def is_leader(self) -> bool:
@@ -197,6 +210,10 @@ class InMemoryLeader:
         self._lost = False
         self._leader = False
         self.checks = 0
+
+    @property
+    def shared(self) -> bool:
+        return True
 
     @property
     def is_leader(self) -> bool:

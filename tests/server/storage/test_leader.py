@@ -118,6 +118,7 @@ def test_sqlite_is_led_by_its_only_process(tmp_path: Path) -> None:
         leader = leadership_for(engine)
         assert isinstance(leader, SoleLeader)
         assert leader.check() and leader.is_leader
+        assert not leader.shared, "nobody else creates series: no index reloads"
     finally:
         engine.dispose()
 
