@@ -236,7 +236,7 @@ def backlog_rows(db: psycopg.Connection[Any], closed_ms: int) -> int:
     return count
 
 
-@pytest.mark.timeout(900)
+@pytest.mark.timeout(300)
 def test_leader_killed_mid_compaction_loses_and_duplicates_nothing(
     tmp_path: Path, postgres_url: str, db: psycopg.Connection[Any]
 ) -> None:
