@@ -11,6 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from agent.wire.schema import MetricFamily
+from server.ingest import service as ingest_service
 from tests.factories import GPU_LABELS, default_metrics, identity, make_batch
 from tests.server.conftest import START, FakeClock, push, row_counts
 
@@ -232,3 +233,32 @@ def test_unknown_metric_names_are_accepted(client: TestClient) -> None:
     response = push(client, make_batch(timestamp=START, metrics=[*default_metrics(), family]))
     assert response.status_code == 200
     assert "# TYPE dcmon_future_metric untyped" in client.get("/metrics").text
+
+
+def test_events_and_job_usage_commit_with_the_samples_and_only_for_a_new_batch(
+    make_app, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What the ingest service's docstring says: a batch's events and job usage are written in
+    its samples' transaction (a failure there keeps none of the batch), and a re-sent batch
+    writes none of them again."""
+    calls: list[bool] = []
+    failing = [True]
+    write_usages = ingest_service.write_usages
+
+    def counted(conn, node_pk, timestamp, usages):  # type: ignore[no-untyped-def]
+        calls.append(failing[0])
+        if failing[0]:
+            raise RuntimeError("job usage write failed")
+        return write_usages(conn, node_pk, timestamp, usages)
+
+    monkeypatch.setattr(ingest_service, "write_usages", counted)
+    batch = make_batch(timestamp=START)
+    with TestClient(make_app(), raise_server_exceptions=False) as client:
+        assert push(client, batch).status_code == 500
+        counts = row_counts(tmp_path / "dcmon.db")
+        assert (counts["nodes"], counts["samples"], counts["ingested_batches"]) == (0, 0, 0)
+        failing[0] = False
+        tries = len(calls)
+        assert push(client, batch).json()["status"] == "accepted"
+        assert push(client, batch).json()["status"] == "duplicate"
+    assert len(calls) == tries + 1  # written with the stored batch, not with the duplicate
