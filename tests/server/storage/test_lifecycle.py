@@ -12,9 +12,11 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import pytest
 from alembic import command
 from alembic.config import Config
 from fastapi import FastAPI
+from pydantic import ValidationError
 from sqlalchemy import event, func, select
 
 from agent.wire.codec import encode_batch
@@ -201,3 +203,10 @@ def test_the_upgrade_counts_existing_series_as_written_at_the_upgrade(tmp_path: 
         seen = conn.execute(select(SeriesRow.__table__.c.last_seen_ms)).scalar_one()
     assert before - 1000 <= seen <= time.time() * 1000 + 1000
     engine.dispose()
+
+
+def test_the_active_window_may_not_outlast_the_raw_retention(tmp_path: Path) -> None:
+    with pytest.raises(ValidationError, match="must not exceed raw_retention_seconds"):
+        ServerSettings(
+            data_dir=tmp_path, raw_retention_seconds=HOUR_S, active_series_window_seconds=2 * HOUR_S
+        )
