@@ -177,7 +177,9 @@ class Store:
             {row.id: row.last_seen_ms for row in rows},
         )
         if rows:
-            # Series created after the read have higher ids (ids only grow): keep those.
+            # Series created after the read have higher ids (ids only grow): keep those. An id
+            # taken before the read but committed after it may be forgotten: harmless, the next
+            # write of that series finds its row again (insert-or-ignore, then read back).
             stored = {row.id for row in rows}
             newest = max(stored)
             self.index.forget([i for i in self.index.ids() if i < newest and i not in stored])
