@@ -1,10 +1,12 @@
 """Series lifecycle: a series goes when nobody wrote it for longer than the raw retention and no
 tier holds its data; it comes back (with a new id) when written again, also through a server
-process whose index still knows the old id; a series' last write reaches the database in bulk,
-not with every batch; and the upgrade counts existing series as just written."""
+process whose index still knows the old id; two processes creating one series at once share
+its row; a series' last write reaches the database in bulk, not with every batch; and the
+upgrade counts existing series as just written."""
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,7 +19,7 @@ from alembic import command
 from alembic.config import Config
 from fastapi import FastAPI
 from pydantic import ValidationError
-from sqlalchemy import event, func, select
+from sqlalchemy import event, func, insert, select
 
 from agent.wire.codec import encode_batch
 from agent.wire.schema import Ack, MetricFamily
@@ -27,6 +29,7 @@ from server.deps import Services
 from server.settings import ServerSettings
 from server.storage.db import make_engine
 from server.storage.migrate import upgrade
+from server.storage.series_index import canonical_labels
 from server.storage.tables import SeriesRow
 from server.tokens import sha256_hex
 from tests.factories import default_metrics, make_batch
@@ -210,3 +213,30 @@ def test_the_active_window_may_not_outlast_the_raw_retention(tmp_path: Path) -> 
         ServerSettings(
             data_dir=tmp_path, raw_retention_seconds=HOUR_S, active_series_window_seconds=2 * HOUR_S
         )
+
+
+def test_two_processes_creating_the_same_series_at_once_share_its_row(
+    tmp_path: Path, database_url: str, clock: FakeClock
+) -> None:
+    with _app(tmp_path, database_url, clock) as other, _app(tmp_path, database_url, clock) as app:
+        assert _push(app, 1, clock, job=False).samples == 6
+        # Another server process is creating the job series: its insert is not committed yet.
+        labels = canonical_labels(JOB.samples[0][0])
+        conn = _services(other).store.engine.connect()
+        transaction = conn.begin()
+        conn.execute(
+            insert(SeriesRow.__table__).values(
+                node_pk=1, metric=JOB.name, labels=labels, last_seen_ms=0
+            )
+        )
+        acks: list[Ack] = []
+        pusher = threading.Thread(target=lambda: acks.append(_push(app, 2, clock, job=True)))
+        pusher.start()
+        pusher.join(0.5)
+        assert pusher.is_alive()  # waiting on the other process's row
+        transaction.commit()
+        conn.close()
+        pusher.join(10)
+        assert [(ack.status, ack.samples) for ack in acks] == [("accepted", 7)]
+        assert _job_ids(app) == _indexed_job(app)  # one row, and the write used it
+        assert len(_job_ids(app)) == 1
