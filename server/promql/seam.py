@@ -1,0 +1,91 @@
+"""The storage seam: how the evaluator reads raw samples, and its in-memory twin.
+
+``SeriesSource.select(matchers, start_ms, end_ms)`` returns every series whose labels satisfy all
+matchers, with its samples in ``[start_ms, end_ms]`` (both inclusive, ascending by time; stale
+markers included as the StaleNaN bit pattern). The engine asks for a little more than it needs and
+windows precisely itself, so a source may return extra samples outside the range.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from server.promql.plan import Matcher
+from server.promql.values import FloatArray, IntArray, Labels, get_label, make_labels
+
+
+@dataclass(frozen=True)
+class RawSeries:
+    """One stored series: ``ts`` int64 ms ascending, ``values`` float64 (may hold StaleNaN)."""
+
+    labels: Labels
+    ts: IntArray
+    values: FloatArray
+
+
+class SeriesSource(Protocol):
+    def select(
+        self, matchers: Sequence[Matcher], start_ms: int, end_ms: int
+    ) -> list[RawSeries]: ...
+
+
+def labels_match(labels: Labels, matchers: Sequence[Matcher]) -> bool:
+    """Returns: whether ``labels`` satisfy every matcher (an absent label reads as ``""``)."""
+    return all(m.matches(get_label(labels, m.name)) for m in matchers)
+
+
+class MemorySeries:
+    """Series held in memory, in insertion order; the twin of the real storage for tests."""
+
+    def __init__(self) -> None:
+        self._series: dict[Labels, tuple[IntArray, FloatArray]] = {}
+
+    def add(
+        self,
+        labels: Labels | Mapping[str, str],
+        ts: Sequence[int] | IntArray,
+        values: Sequence[float] | FloatArray,
+    ) -> None:
+        """Adds samples to a series; a sample at an existing timestamp replaces the old one."""
+        key = make_labels(labels) if isinstance(labels, Mapping) else labels
+        new_ts = np.asarray(ts, dtype=np.int64)
+        new_values = np.asarray(values, dtype=np.float64)
+        if key in self._series:
+            old_ts, old_values = self._series[key]
+            new_ts = np.concatenate([old_ts, new_ts])
+            new_values = np.concatenate([old_values, new_values])
+        # Stable sort, then keep the last sample of each timestamp (the newest write wins).
+        order = np.argsort(new_ts, kind="stable")
+        new_ts, new_values = new_ts[order], new_values[order]
+        keep = np.ones(len(new_ts), dtype=bool)
+        keep[:-1] = new_ts[1:] != new_ts[:-1]
+        self._series[key] = (new_ts[keep], new_values[keep])
+
+    def replace(
+        self,
+        labels: Labels | Mapping[str, str],
+        ts: Sequence[int] | IntArray,
+        values: Sequence[float] | FloatArray,
+    ) -> None:
+        """Sets a series' samples, discarding what it held."""
+        key = make_labels(labels) if isinstance(labels, Mapping) else labels
+        self._series.pop(key, None)
+        self.add(key, ts, values)
+
+    def clear(self) -> None:
+        self._series.clear()
+
+    def select(self, matchers: Sequence[Matcher], start_ms: int, end_ms: int) -> list[RawSeries]:
+        result = []
+        for labels, (ts, values) in self._series.items():
+            if not labels_match(labels, matchers):
+                continue
+            lo = int(np.searchsorted(ts, start_ms, side="left"))
+            hi = int(np.searchsorted(ts, end_ms, side="right"))
+            if hi > lo:
+                result.append(RawSeries(labels, ts[lo:hi], values[lo:hi]))
+        return result
