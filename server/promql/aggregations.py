@@ -116,20 +116,32 @@ def _sum(values: FloatArray, present: BoolArray) -> FloatArray:
 
 
 def _avg(values: FloatArray, present: BoolArray) -> FloatArray:
-    count = present.sum(axis=0).astype(np.float64)
-    direct = _sum(values, present)
+    """Direct compensated mean, switching to an incremental mean once the sum would overflow."""
+    width = values.shape[1]
+    total, comp, mean = np.zeros(width), np.zeros(width), np.zeros(width)
+    n = np.zeros(width)
+    incremental = np.zeros(width, dtype=bool)
+    all_true = np.ones(width, dtype=bool)
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-        mean = direct / count
-        # The direct sum overflowed although no input is infinite: use an incremental mean.
-        overflow = np.isinf(direct) & ~(np.isinf(values) & present).any(axis=0)
-        if overflow.any():
-            inc = np.zeros(values.shape[1])
-            n = np.zeros(values.shape[1])
-            for row, mask in zip(values, present, strict=True):
-                n = n + mask
-                inc = np.where(mask, inc + row / np.maximum(n, 1) - inc / np.maximum(n, 1), inc)
-            mean = np.where(overflow, inc, mean)
-    result: FloatArray = mean
+        for row, mask in zip(values, present, strict=True):
+            first = mask & (n == 0)
+            rest = mask & (n > 0)
+            n = n + mask
+            total = np.where(first, row, total)
+            new_total, new_comp = kahan_add(total, comp, row, all_true)
+            direct = rest & ~incremental & ~np.isinf(new_total)
+            total = np.where(direct, new_total, total)
+            comp = np.where(direct, new_comp, comp)
+            switch = rest & ~incremental & ~direct
+            mean = np.where(switch, total / (n - 1), mean)
+            comp = np.where(switch, comp / (n - 1), comp)
+            incremental |= switch
+            step = rest & incremental
+            q = (n - 1) / n
+            inc_mean, inc_comp = kahan_add(q * mean, q * comp, row / n, all_true)
+            mean = np.where(step, inc_mean, mean)
+            comp = np.where(step, inc_comp, comp)
+        result: FloatArray = np.where(incremental, mean + comp, total / n + comp / n)
     return result
 
 

@@ -179,3 +179,13 @@ def test_unknown_functions_are_unsupported() -> None:
     engine = engine_with(({"__name__": "m"}, [1.0]))
     with pytest.raises(UnsupportedError):
         engine.instant("abs(m)", 0)
+
+
+def test_avg_switches_to_an_incremental_mean_when_the_sum_would_overflow() -> None:
+    big = 9.988465674311579e307
+    engine = engine_with(
+        *[({"__name__": "m", "i": str(i)}, [v]) for i, v in enumerate([-big, -big, big, big])]
+    )
+    assert instant(engine.instant("avg(m)", 0)) == {(): 0.0}
+    small = engine_with(*[({"__name__": "m", "i": str(i)}, [v]) for i, v in enumerate([2.0, 8.0])])
+    assert instant(small.instant("avg(m)", 0)) == {(): 5.0}
