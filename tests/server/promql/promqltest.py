@@ -251,8 +251,9 @@ HISTOGRAM = "histogram"
 Point = float | None | str
 """One position of a series: a float (maybe ``STALE_NAN``), ``None`` (``_``), or ``HISTOGRAM``."""
 
+# No hex here: in series notation "0x59" is 0 repeated (59 + 1) times.
 _NUM = (
-    r"(?:0[xX][0-9a-fA-F]+|[0-9][0-9_]*(?:\.[0-9_]*)?(?:[eE][+-]?[0-9]+)?"
+    r"(?:[0-9][0-9_]*(?:\.[0-9_]*)?(?:[eE][+-]?[0-9]+)?"
     r"|\.[0-9]+(?:[eE][+-]?[0-9]+)?|[iI][nN][fF]|[nN][aA][nN])"
 )
 _ITEM_RE = re.compile(rf"^(?P<a>[+-]?{_NUM}|stale)(?:(?P<b>[+-]{_NUM})?x(?P<n>[0-9]+))?$")

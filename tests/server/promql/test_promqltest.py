@@ -53,6 +53,7 @@ def test_series_notation_expands() -> None:
     assert parse_values("10-3x2") == (10.0, 7.0, 4.0)
     assert parse_values("-1+1x2") == (-1.0, 0.0, 1.0)
     assert parse_values("5x2") == (5.0, 5.0, 5.0)
+    assert parse_values("0x3 7") == (0.0, 0.0, 0.0, 0.0, 7.0)  # not hex
     assert parse_values("_x3 1 _") == (None, None, None, 1.0, None)
     assert parse_values("1+0.5x2") == (1.0, 1.5, 2.0)
     points = parse_values("1 stale Inf -Inf NaN")
