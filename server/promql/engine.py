@@ -10,12 +10,13 @@ delayed ``__name__`` removal runs and series left with equal labels merge (an ov
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from server.promql import aggregations, binary, plan
 from server.promql.errors import EvalError, ParseError, UnsupportedError
+from server.promql.histograms import Policy, aggregation_policy, function_policy, resolve
 from server.promql.parse import parse
 from server.promql.registry import Annotations, EvalContext, FunctionSpec, default_functions
 from server.promql.seam import SeriesSource
@@ -99,7 +100,7 @@ class Engine:
             else np.arange(start_ms, end_ms + 1, step_ms, dtype=np.int64)
         )
         ctx = EvalContext(steps, start_ms, end_ms, step_ms, self._lookback_ms, Annotations())
-        value = self._eval(node, ctx)
+        value = resolve(self._eval(node, ctx), Policy.REFUSE, "in the result")
         if isinstance(value, Vector):
             value = finish_names(value)
         elif isinstance(value, Matrix):
@@ -153,7 +154,8 @@ class Engine:
             values = series.values[safe]
             present = found & (ts > refs - lookback) & ~is_stale(values)
             if present.any():
-                out.append(VectorSeries(series.labels, values, present, False, ts))
+                hist = None if series.histogram is None else series.histogram[safe] & present
+                out.append(VectorSeries(series.labels, values, present, False, ts, hist))
         return Vector(out)
 
     def _matrix_selector(self, node: plan.MatrixSelector, ctx: EvalContext) -> Matrix:
@@ -162,10 +164,12 @@ class Engine:
         raw = self._source.select(
             sel.matchers, int(refs.min()) - node.range_ms + 1, int(refs.max())
         )
-        out = []
+        out: list[MatrixSeries] = []
         for series in raw:
             keep = ~is_stale(series.values)
-            out.extend(_windows(series.labels, series.ts[keep], series.values[keep], refs, node))
+            hist = None if series.histogram is None else series.histogram[keep]
+            windows = _windows(series.labels, series.ts[keep], series.values[keep], refs, node)
+            out.extend(replace(w, histogram=hist) for w in windows)
         return Matrix(out, node.range_ms, refs)
 
     def _subquery(self, node: plan.Subquery, ctx: EvalContext) -> Matrix:
@@ -181,7 +185,7 @@ class Engine:
         )
         if len(inner_steps) == 0:
             return Matrix([], node.range_ms, refs)
-        inner = self._eval(node.expr, inner_ctx)
+        inner = resolve(self._eval(node.expr, inner_ctx), Policy.REFUSE, "in a subquery")
         if isinstance(inner, Scalar):
             inner = Vector([VectorSeries((), inner.values, np.ones(len(inner_steps), bool))])
         if not isinstance(inner, Vector):
@@ -200,7 +204,8 @@ class Engine:
         spec = self._functions.get(node.name)
         if spec is None:
             raise UnsupportedError(f"function {node.name!r} is not supported")
-        args = [self._eval(arg, ctx) for arg in node.args]
+        policy = function_policy(node.name)
+        args = [resolve(self._eval(arg, ctx), policy, node.name) for arg in node.args]
         result = spec.impl(ctx, node, args)
         if spec.drops_name and isinstance(result, Vector):
             result = Vector(
@@ -212,7 +217,7 @@ class Engine:
         return result
 
     def _aggregate(self, node: plan.Aggregate, ctx: EvalContext) -> Vector:
-        vector = self._eval(node.expr, ctx)
+        vector = resolve(self._eval(node.expr, ctx), aggregation_policy(node.op), node.op)
         if not isinstance(vector, Vector):
             raise ParseError(f"expected type instant vector in aggregation {node.op}")
         param: Scalar | String | None = None
@@ -224,8 +229,11 @@ class Engine:
         return aggregations.aggregate(ctx, node.op, vector, param, node.grouping, node.without)
 
     def _binary(self, node: plan.Binary, ctx: EvalContext) -> Value:
-        lhs = self._eval(node.lhs, ctx)
-        rhs = self._eval(node.rhs, ctx)
+        what = f"operator {node.op}"
+        lhs = resolve(self._eval(node.lhs, ctx), Policy.REFUSE, what)
+        # and/unless only look at which series of the right side have a sample.
+        presence = node.op in ("and", "unless")
+        rhs = resolve(self._eval(node.rhs, ctx), Policy.COUNT if presence else Policy.REFUSE, what)
         if isinstance(lhs, Scalar) and isinstance(rhs, Scalar):
             return binary.scalar_scalar(node.op, lhs, rhs)
         if isinstance(lhs, Vector) and isinstance(rhs, Scalar):
@@ -243,6 +251,7 @@ class Engine:
         value = self._eval(node.expr, ctx)
         if node.op == "+":
             return value
+        value = resolve(value, Policy.REFUSE, "unary minus")
         if isinstance(value, Scalar):
             return Scalar(-value.values)
         if isinstance(value, Vector):

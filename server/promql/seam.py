@@ -2,8 +2,11 @@
 
 ``SeriesSource.select(matchers, start_ms, end_ms)`` returns every series whose labels satisfy all
 matchers, with its samples in ``[start_ms, end_ms]`` (both inclusive, ascending by time; stale
-markers included as the StaleNaN bit pattern). The engine asks for a little more than it needs and
-windows precisely itself, so a source may return extra samples outside the range.
+markers included as the StaleNaN bit pattern). A source that holds native histograms marks those
+samples in ``RawSeries.histogram`` (their value is ignored); the engine never evaluates them but
+drops, counts or refuses them as Prometheus' operations would (histograms.py). The engine asks
+for a little more than it needs and windows precisely itself, so a source may return extra
+samples outside the range.
 """
 
 from __future__ import annotations
@@ -15,16 +18,18 @@ from typing import Protocol
 import numpy as np
 
 from server.promql.plan import Matcher
-from server.promql.values import FloatArray, IntArray, Labels, get_label, make_labels
+from server.promql.values import BoolArray, FloatArray, IntArray, Labels, get_label, make_labels
 
 
 @dataclass(frozen=True)
 class RawSeries:
-    """One stored series: ``ts`` int64 ms ascending, ``values`` float64 (may hold StaleNaN)."""
+    """One stored series: ``ts`` int64 ms ascending, ``values`` float64 (may hold StaleNaN),
+    ``histogram`` True where a sample is a native histogram (None: all floats)."""
 
     labels: Labels
     ts: IntArray
     values: FloatArray
+    histogram: BoolArray | None = None
 
 
 class SeriesSource(Protocol):
@@ -42,28 +47,38 @@ class MemorySeries:
     """Series held in memory, in insertion order; the twin of the real storage for tests."""
 
     def __init__(self) -> None:
-        self._series: dict[Labels, tuple[IntArray, FloatArray]] = {}
+        self._series: dict[Labels, tuple[IntArray, FloatArray, BoolArray]] = {}
 
     def add(
         self,
         labels: Labels | Mapping[str, str],
         ts: Sequence[int] | IntArray,
         values: Sequence[float] | FloatArray,
+        histogram: Sequence[bool] | BoolArray | None = None,
     ) -> None:
-        """Adds samples to a series; a sample at an existing timestamp replaces the old one."""
+        """Adds samples to a series; a sample at an existing timestamp replaces the old one.
+        ``histogram`` marks samples that are native histograms (their value is ignored)."""
         key = make_labels(labels) if isinstance(labels, Mapping) else labels
         new_ts = np.asarray(ts, dtype=np.int64)
         new_values = np.asarray(values, dtype=np.float64)
+        new_hist = (
+            np.zeros(len(new_ts), dtype=bool)
+            if histogram is None
+            else np.asarray(histogram, dtype=bool)
+        )
+        if not len(new_ts) == len(new_values) == len(new_hist):
+            raise ValueError("ts, values and histogram must have the same length")
         if key in self._series:
-            old_ts, old_values = self._series[key]
+            old_ts, old_values, old_hist = self._series[key]
             new_ts = np.concatenate([old_ts, new_ts])
             new_values = np.concatenate([old_values, new_values])
+            new_hist = np.concatenate([old_hist, new_hist])
         # Stable sort, then keep the last sample of each timestamp (the newest write wins).
         order = np.argsort(new_ts, kind="stable")
-        new_ts, new_values = new_ts[order], new_values[order]
+        new_ts, new_values, new_hist = new_ts[order], new_values[order], new_hist[order]
         keep = np.ones(len(new_ts), dtype=bool)
         keep[:-1] = new_ts[1:] != new_ts[:-1]
-        self._series[key] = (new_ts[keep], new_values[keep])
+        self._series[key] = (new_ts[keep], new_values[keep], new_hist[keep])
 
     def replace(
         self,
@@ -81,11 +96,12 @@ class MemorySeries:
 
     def select(self, matchers: Sequence[Matcher], start_ms: int, end_ms: int) -> list[RawSeries]:
         result = []
-        for labels, (ts, values) in self._series.items():
+        for labels, (ts, values, hist) in self._series.items():
             if not labels_match(labels, matchers):
                 continue
             lo = int(np.searchsorted(ts, start_ms, side="left"))
             hi = int(np.searchsorted(ts, end_ms, side="right"))
             if hi > lo:
-                result.append(RawSeries(labels, ts[lo:hi], values[lo:hi]))
+                marks = hist[lo:hi] if hist[lo:hi].any() else None
+                result.append(RawSeries(labels, ts[lo:hi], values[lo:hi], marks))
         return result

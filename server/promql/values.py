@@ -8,13 +8,15 @@ Each node evaluates once for the whole grid, never once per step:
 - ``Vector``: a list of ``VectorSeries``. Each series has ``labels`` and dense arrays over the
   grid: ``values`` (float64) and ``present`` (bool; False where the series has no sample at that
   step). ``values`` at absent steps is meaningless (NaN by convention). ``sample_ts`` is set only
-  by a plain selector: the timestamp of the sample each step saw (for ``timestamp()``).
+  by a plain selector: the timestamp of the sample each step saw (for ``timestamp()``), and
+  ``histogram`` (bool) where that sample is a native histogram (histograms.py).
 - ``Matrix``: a list of ``MatrixSeries`` of raw samples for range-vector arguments. Each series
   holds its samples ``ts`` (int64 ms, ascending, stale markers removed) and ``values``; the
   window of step ``i`` is ``ts[starts[i]:ends[i]]`` / ``values[starts[i]:ends[i]]`` (empty when
   ``starts[i] == ends[i]``). ``Matrix.range_ms`` is the selector's range and
   ``Matrix.window_end_ms[i]`` the right (closed) edge of step ``i``'s window, ``t - offset`` or
-  the ``@`` time, so the window is ``(window_end_ms[i] - range_ms, window_end_ms[i]]``.
+  the ``@`` time, so the window is ``(window_end_ms[i] - range_ms, window_end_ms[i]]``. A selector's
+  series may mark native histogram samples in ``histogram`` (bool per sample).
 
 ``drop_name`` is Prometheus' delayed ``__name__`` removal: a function or operator that changes a
 value sets the flag instead of deleting the name; the engine deletes flagged names at the end
@@ -117,6 +119,7 @@ class VectorSeries:
     present: BoolArray
     drop_name: bool = False
     sample_ts: IntArray | None = None
+    histogram: BoolArray | None = None
 
 
 @dataclass(frozen=True)
@@ -132,6 +135,7 @@ class MatrixSeries:
     starts: IntArray
     ends: IntArray
     drop_name: bool = False
+    histogram: BoolArray | None = None
 
 
 @dataclass(frozen=True)

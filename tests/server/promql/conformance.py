@@ -1,11 +1,14 @@
 """Runs Prometheus' PromQL test scripts through dcmon's engine and classifies every ``eval``.
 
 Each eval is *passed*, *failed* (a wrong answer, or the wrong error behaviour) or *unsupported*
-(the engine raised UnsupportedError, or the eval needs native histograms, which this harness does
-not load). Like Prometheus' ``promqltest``, an instant eval is also re-run with every selector
-pinned by ``@ t`` at several evaluation times (unless it calls a time-dependent function), and
-as a range query over ``[t-1m, t+1m]`` whose point at ``t`` must agree. Annotation expectations
-(``expect warn|info``) are not checked: the engine emits none that the harness compares.
+(the engine raised UnsupportedError, or the eval expects native histogram values). Native
+histogram samples are loaded as marked, opaque samples: the engine drops or counts them where
+Prometheus does, and refuses the rest. An eval is *float-only* when it expects no histogram value
+and none of its selectors matches a series holding a histogram sample. Like Prometheus'
+``promqltest``, an instant eval is also re-run with every selector pinned by ``@ t`` at several
+evaluation times (unless it calls a time-dependent function), and as a range query over
+``[t-1m, t+1m]`` whose point at ``t`` must agree. Annotation expectations (``expect warn|info``)
+are not checked: the engine emits none that the harness compares.
 
 The engine runs with the test engine's options (lookback 5m, subquery step 1m).
 """
@@ -46,38 +49,65 @@ class Mismatch(Exception):
     """The engine's answer differs from the expected one."""
 
 
-class HistogramGuardSource:
-    """The in-memory seam, refusing any selection that would include a native histogram series
-    (those are not loaded, so answering without them could be wrong)."""
+class HistogramSource:
+    """The in-memory seam with native histogram samples loaded as marked, opaque samples (the
+    engine drops, counts or refuses them). The histograms ``load_with_nhcb`` derives from
+    classic buckets are not built: any selection reaching one is refused."""
 
     def __init__(self) -> None:
         self.series = MemorySeries()
-        self.histograms: set[Labels] = set()
+        self.derived: set[Labels] = set()
+        self.histogram_series: set[Labels] = set()
 
     def clear(self) -> None:
         self.series.clear()
-        self.histograms.clear()
+        self.derived.clear()
+        self.histogram_series.clear()
 
     def select(
         self, matchers: Sequence[plan.Matcher], start_ms: int, end_ms: int
     ) -> list[RawSeries]:
-        if any(labels_match(labels, matchers) for labels in self.histograms):
-            raise UnsupportedError("native histograms are not supported")
+        if any(labels_match(labels, matchers) for labels in self.derived):
+            raise UnsupportedError("native histograms built from classic buckets")
         return self.series.select(matchers, start_ms, end_ms)
+
+    def reaches_histograms(self, node: plan.Expr) -> bool:
+        """Returns: whether any selector of ``node`` matches a series holding histograms."""
+        return any(
+            labels_match(labels, matchers)
+            for matchers in selector_matchers(node)
+            for labels in self.histogram_series | self.derived
+        )
 
     def load(self, command: Load) -> None:
         for line in command.series:
             if line.has_histogram:
-                self.histograms.add(line.labels)
+                self.histogram_series.add(line.labels)
             points = [
-                (i * command.interval_ms, p)
-                for i, p in enumerate(line.points)
-                if isinstance(p, float)
+                (i * command.interval_ms, p) for i, p in enumerate(line.points) if p is not None
             ]
             if points:
-                self.series.add(line.labels, [t for t, _ in points], [v for _, v in points])
+                self.series.add(
+                    line.labels,
+                    [t for t, _ in points],
+                    [p if isinstance(p, float) else math.nan for _, p in points],
+                    [not isinstance(p, float) for _, p in points],
+                )
         if command.with_nhcb:
-            self.histograms.update(nhcb_series(command))
+            self.derived.update(nhcb_series(command))
+
+
+def selector_matchers(node: object) -> list[tuple[plan.Matcher, ...]]:
+    """Returns: the matchers of every vector selector in ``node``."""
+    if isinstance(node, plan.VectorSelector):
+        return [tuple(node.matchers)]
+    found: list[tuple[plan.Matcher, ...]] = []
+    if dataclasses.is_dataclass(node) and not isinstance(node, type):
+        for f in dataclasses.fields(node):
+            value = getattr(node, f.name)
+            for child in value if isinstance(value, tuple) else (value,):
+                found.extend(selector_matchers(child))
+    return found
 
 
 def almost_equal(a: float, b: float) -> bool:
@@ -250,6 +280,7 @@ def points_of(value: object, steps_ms: np.ndarray) -> dict[Labels, list[tuple[in
 class Outcome:
     status: str  # "passed", "failed" or "unsupported"
     detail: str = ""
+    float_only: bool = True  # no histogram expected, none in any series its selectors match
 
 
 @dataclass
@@ -274,7 +305,7 @@ class Runner:
     """Executes one script's commands against a fresh engine."""
 
     def __init__(self) -> None:
-        self.source = HistogramGuardSource()
+        self.source = HistogramSource()
         self.engine = Engine(self.source, lookback_ms=300_000, subquery_step_ms=60_000)
 
     def run(self, name: str, text: str) -> FileReport:
@@ -289,6 +320,14 @@ class Runner:
         return report
 
     def evaluate(self, ev: Eval) -> Outcome:
+        outcome = self._outcome(ev)
+        try:
+            reaches = self.source.reaches_histograms(parse(ev.expr))
+        except PromQLError:
+            reaches = False
+        return dataclasses.replace(outcome, float_only=not ev.has_histogram and not reaches)
+
+    def _outcome(self, ev: Eval) -> Outcome:
         if ev.has_histogram:
             return Outcome("unsupported", "expects native histogram values")
         try:

@@ -1,0 +1,128 @@
+"""Native histogram samples: carried as opaque markers, never evaluated.
+
+A source may mark samples as native histograms (``RawSeries.histogram``); selectors carry the
+marks on the values they produce (``VectorSeries.histogram`` per step, ``MatrixSeries.histogram``
+per sample). Every consumer then resolves them before it sees the value, with the policy
+Prometheus 3 follows for that operation (promql/functions.go, promql/engine.go):
+
+- ``DROP``: the operation processes float samples only and skips histograms (math and date
+  functions, clamp*, round, scalar, sort*, min/max/stddev/stdvar/quantile/topk/bottomk, and the
+  range functions deriv, predict_linear, min/max/stddev/stdvar/quantile/mad_over_time, ...);
+- ``COUNT``: only a sample's presence and time matter (count, group, absent, timestamp,
+  count/present/absent_over_time, the right side of ``and``/``unless``); the value becomes 0;
+- ``REFUSE``: anything else, whose answer would be a histogram or need histogram arithmetic
+  (sum, rate, arithmetic, comparisons, label_replace, the query's own result, ...): if a
+  histogram sample is actually involved, UnsupportedError — never an answer without it.
+
+The evaluator applies ``resolve`` to every argument, so functions, aggregations and operators
+only ever see float samples.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+
+import numpy as np
+
+from server.promql.errors import UnsupportedError
+from server.promql.functions_instant import DATE_FUNCTIONS, MATH
+from server.promql.values import Matrix, MatrixSeries, Value, Vector, VectorSeries
+
+
+class Policy(Enum):
+    DROP = "drop"
+    COUNT = "count"
+    REFUSE = "refuse"
+
+
+_DROP_FUNCTIONS = frozenset(
+    {*MATH, *DATE_FUNCTIONS, "clamp", "clamp_min", "clamp_max", "round", "scalar", "sort"}
+    | {"sort_desc", "deriv", "predict_linear", "double_exponential_smoothing"}
+    | {"min_over_time", "max_over_time", "stddev_over_time", "stdvar_over_time"}
+    | {"quantile_over_time", "mad_over_time", "ts_of_min_over_time", "ts_of_max_over_time"}
+)
+_COUNT_FUNCTIONS = frozenset(
+    {"absent", "timestamp", "count_over_time", "present_over_time", "absent_over_time"}
+    | {"ts_of_first_over_time", "ts_of_last_over_time"}
+)
+_DROP_AGGREGATIONS = frozenset({"min", "max", "stddev", "stdvar", "quantile", "topk", "bottomk"})
+_COUNT_AGGREGATIONS = frozenset({"count", "group"})
+
+
+def function_policy(name: str) -> Policy:
+    """Returns: how function ``name`` treats histogram samples in its vector/matrix argument."""
+    if name in _DROP_FUNCTIONS:
+        return Policy.DROP
+    if name in _COUNT_FUNCTIONS:
+        return Policy.COUNT
+    return Policy.REFUSE
+
+
+def aggregation_policy(op: str) -> Policy:
+    """Returns: how aggregation ``op`` treats histogram samples."""
+    if op in _DROP_AGGREGATIONS:
+        return Policy.DROP
+    if op in _COUNT_AGGREGATIONS:
+        return Policy.COUNT
+    return Policy.REFUSE
+
+
+def resolve(value: Value, policy: Policy, what: str) -> Value:
+    """Returns: ``value`` holding float samples only, histogram samples dropped or counted.
+
+    Raises: UnsupportedError naming ``what`` when the policy is REFUSE and a histogram sample
+    is present (at some step of a vector, inside some window of a matrix).
+    """
+    if isinstance(value, Vector) and any(s.histogram is not None for s in value.series):
+        return Vector([s for s in (_vector_series(s, policy, what) for s in value.series) if s])
+    if isinstance(value, Matrix) and any(s.histogram is not None for s in value.series):
+        series = [_matrix_series(s, policy, what) for s in value.series]
+        return Matrix(
+            [s for s in series if s is not None and bool((s.ends > s.starts).any())],
+            value.range_ms,
+            value.window_end_ms,
+        )
+    return value
+
+
+def _refuse(what: str) -> UnsupportedError:
+    return UnsupportedError(f"native histograms are not supported ({what})")
+
+
+def _vector_series(s: VectorSeries, policy: Policy, what: str) -> VectorSeries | None:
+    if s.histogram is None:
+        return s
+    hist = s.histogram & s.present
+    if not hist.any():
+        return VectorSeries(s.labels, s.values, s.present, s.drop_name, s.sample_ts)
+    if policy is Policy.REFUSE:
+        raise _refuse(what)
+    if policy is Policy.COUNT:
+        values = np.where(hist, 0.0, s.values)
+        return VectorSeries(s.labels, values, s.present, s.drop_name, s.sample_ts)
+    present = s.present & ~hist
+    if not present.any():
+        return None
+    return VectorSeries(s.labels, s.values, present, s.drop_name, s.sample_ts)
+
+
+def _matrix_series(s: MatrixSeries, policy: Policy, what: str) -> MatrixSeries | None:
+    if s.histogram is None:
+        return s
+    before = np.concatenate([[0], np.cumsum(s.histogram)])
+    in_windows = (before[s.ends] - before[s.starts]) > 0
+    if policy is Policy.REFUSE and in_windows.any():
+        raise _refuse(what)
+    if policy is Policy.COUNT or not in_windows.any():
+        values = np.where(s.histogram, 0.0, s.values)
+        return MatrixSeries(s.labels, s.ts, values, s.starts, s.ends, s.drop_name)
+    keep = ~s.histogram
+    kept_before = np.concatenate([[0], np.cumsum(keep)]).astype(np.int64)
+    return MatrixSeries(
+        s.labels,
+        s.ts[keep],
+        s.values[keep],
+        kept_before[s.starts],
+        kept_before[s.ends],
+        s.drop_name,
+    )
