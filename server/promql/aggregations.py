@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import cast
 
 import numpy as np
+import xxhash
 
 from server.promql.errors import EvalError, UnsupportedError
 from server.promql.registry import EvalContext
@@ -68,7 +69,8 @@ def aggregate(
         assert isinstance(param, String)
         return _count_values(ctx, vector, param.value, grouping, without)
     if op == "limit_ratio":
-        raise UnsupportedError("limit_ratio is not supported")
+        assert isinstance(param, Scalar)
+        return _limit_ratio(ctx, vector, param.values)
     groups: dict[Labels, list[VectorSeries]] = {}
     for series in vector.series:
         groups.setdefault(group_labels(series.labels, grouping, without), []).append(series)
@@ -92,6 +94,43 @@ def aggregate(
         assert isinstance(param, Scalar)
         _warn_quantile(ctx, param.values)
     return Vector([s for s in out if s.present.any()])
+
+
+def labels_hash(labels: Labels) -> int:
+    """Returns: Prometheus' ``labels.Hash()`` in its default (stringlabels) build: xxhash64 of
+    every name and value, each after its length (one byte below 255, else 255 and three bytes
+    little-endian), in label order."""
+    data = bytearray()
+    for name, value in labels:
+        for text in (name.encode(), value.encode()):
+            size = len(text)
+            data += bytes([size]) if size < 255 else bytes([255]) + size.to_bytes(3, "little")
+            data += text
+    return xxhash.xxh64_intdigest(bytes(data))
+
+
+def _limit_ratio(ctx: EvalContext, vector: Vector, ratios: FloatArray) -> Vector:
+    """limit_ratio(r, v): per step, the series whose label hash, scaled to [0, 1), is below r
+    (r >= 0) or at least 1 + r (r < 0); a series is kept or dropped the same way at every step
+    with the same r (engine.go: HashRatioSampler)."""
+    if np.isnan(ratios).any():
+        raise EvalError("Ratio value is NaN")
+    for bound, bad in ((1.0, ratios.max(initial=0.0)), (-1.0, ratios.min(initial=0.0))):
+        if abs(bad) > 1.0:
+            ctx.annotations.warn(
+                f"ratio value should be between -1 and 1, got {bad:g}, capping to {bound:g}"
+            )
+    r = np.clip(ratios, -1.0, 1.0)
+    out = []
+    for s in vector.series:
+        # The name is gone by now in Prometheus' default (non-delayed) name removal.
+        labels = without_labels(s.labels, (NAME,)) if s.drop_name else s.labels
+        offset = float(labels_hash(labels)) / float(2**64 - 1)
+        keep = np.where(r >= 0, offset < r, offset >= 1.0 + r) & (ratios != 0)
+        present = s.present & keep
+        if present.any():
+            out.append(VectorSeries(s.labels, s.values, present, s.drop_name, s.sample_ts))
+    return Vector(out)
 
 
 def _warn_quantile(ctx: EvalContext, q: FloatArray) -> None:

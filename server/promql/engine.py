@@ -16,7 +16,14 @@ import numpy as np
 
 from server.promql import aggregations, binary, plan
 from server.promql.errors import EvalError, ParseError, UnsupportedError
-from server.promql.histograms import Policy, aggregation_policy, function_policy, resolve
+from server.promql.histograms import (
+    Policy,
+    aggregation_policy,
+    function_policy,
+    has_histograms,
+    reattach,
+    resolve,
+)
 from server.promql.parse import parse
 from server.promql.registry import Annotations, EvalContext, FunctionSpec, default_functions
 from server.promql.seam import SeriesSource
@@ -217,7 +224,8 @@ class Engine:
         return result
 
     def _aggregate(self, node: plan.Aggregate, ctx: EvalContext) -> Vector:
-        vector = resolve(self._eval(node.expr, ctx), aggregation_policy(node.op), node.op)
+        marked = self._eval(node.expr, ctx)
+        vector = resolve(marked, aggregation_policy(node.op), node.op)
         if not isinstance(vector, Vector):
             raise ParseError(f"expected type instant vector in aggregation {node.op}")
         param: Scalar | String | None = None
@@ -226,14 +234,23 @@ class Engine:
             if not isinstance(value, Scalar | String):
                 raise ParseError(f"expected a scalar or string parameter in {node.op}")
             param = value
-        return aggregations.aggregate(ctx, node.op, vector, param, node.grouping, node.without)
+        result = aggregations.aggregate(ctx, node.op, vector, param, node.grouping, node.without)
+        if aggregation_policy(node.op) is Policy.KEEP and has_histograms(marked):
+            assert isinstance(marked, Vector)
+            return reattach(result, marked)
+        return result
 
     def _binary(self, node: plan.Binary, ctx: EvalContext) -> Value:
         what = f"operator {node.op}"
-        lhs = resolve(self._eval(node.lhs, ctx), Policy.REFUSE, what)
-        # and/unless only look at which series of the right side have a sample.
+        # and/unless pass left samples through and only look at which right series have one.
         presence = node.op in ("and", "unless")
+        marked = self._eval(node.lhs, ctx)
+        lhs = resolve(marked, Policy.KEEP if presence else Policy.REFUSE, what)
         rhs = resolve(self._eval(node.rhs, ctx), Policy.COUNT if presence else Policy.REFUSE, what)
+        if presence and isinstance(lhs, Vector) and isinstance(rhs, Vector):
+            matching = node.matching or plan.VectorMatching()
+            result = binary.set_operation(node.op, lhs, rhs, matching)
+            return reattach(result, marked) if isinstance(marked, Vector) else result
         if isinstance(lhs, Scalar) and isinstance(rhs, Scalar):
             return binary.scalar_scalar(node.op, lhs, rhs)
         if isinstance(lhs, Vector) and isinstance(rhs, Scalar):

@@ -10,6 +10,9 @@ Prometheus 3 follows for that operation (promql/functions.go, promql/engine.go):
   range functions deriv, predict_linear, min/max/stddev/stdvar/quantile/mad_over_time, ...);
 - ``COUNT``: only a sample's presence and time matter (count, group, absent, timestamp,
   count/present/absent_over_time, the right side of ``and``/``unless``); the value becomes 0;
+- ``KEEP``: the operation passes some input samples through unchanged (limitk, limit_ratio, the
+  left side of ``and``/``unless``): it runs on the samples with histograms counted, then
+  ``reattach`` marks the histogram samples that came through, for the next consumer to resolve;
 - ``REFUSE``: anything else, whose answer would be a histogram or need histogram arithmetic
   (sum, rate, arithmetic, comparisons, label_replace, the query's own result, ...): if a
   histogram sample is actually involved, UnsupportedError — never an answer without it.
@@ -32,6 +35,7 @@ from server.promql.values import Matrix, MatrixSeries, Value, Vector, VectorSeri
 class Policy(Enum):
     DROP = "drop"
     COUNT = "count"
+    KEEP = "keep"
     REFUSE = "refuse"
 
 
@@ -47,6 +51,7 @@ _COUNT_FUNCTIONS = frozenset(
 )
 _DROP_AGGREGATIONS = frozenset({"min", "max", "stddev", "stdvar", "quantile", "topk", "bottomk"})
 _COUNT_AGGREGATIONS = frozenset({"count", "group"})
+_KEEP_AGGREGATIONS = frozenset({"limitk", "limit_ratio"})
 
 
 def function_policy(name: str) -> Policy:
@@ -64,7 +69,31 @@ def aggregation_policy(op: str) -> Policy:
         return Policy.DROP
     if op in _COUNT_AGGREGATIONS:
         return Policy.COUNT
+    if op in _KEEP_AGGREGATIONS:
+        return Policy.KEEP
     return Policy.REFUSE
+
+
+def has_histograms(value: Value) -> bool:
+    """Returns: whether ``value`` carries histogram marks."""
+    return isinstance(value, Vector | Matrix) and any(s.histogram is not None for s in value.series)
+
+
+def reattach(result: Vector, source: Vector) -> Vector:
+    """Returns: ``result`` (a subset of ``source``'s samples, same labels) with the histogram
+    marks of the samples it kept from ``source``.
+
+    Raises: UnsupportedError if ``source`` holds a label set twice (the marks would be ambiguous).
+    """
+    marks = {s.labels: s.histogram for s in source.series}
+    if len(marks) != len(source.series):
+        raise _refuse("a label set twice")
+    out = []
+    for s in result.series:
+        mark = marks.get(s.labels)
+        hist = None if mark is None else mark & s.present
+        out.append(VectorSeries(s.labels, s.values, s.present, s.drop_name, s.sample_ts, hist))
+    return Vector(out)
 
 
 def resolve(value: Value, policy: Policy, what: str) -> Value:
@@ -97,7 +126,7 @@ def _vector_series(s: VectorSeries, policy: Policy, what: str) -> VectorSeries |
         return VectorSeries(s.labels, s.values, s.present, s.drop_name, s.sample_ts)
     if policy is Policy.REFUSE:
         raise _refuse(what)
-    if policy is Policy.COUNT:
+    if policy is Policy.COUNT or policy is Policy.KEEP:
         values = np.where(hist, 0.0, s.values)
         return VectorSeries(s.labels, values, s.present, s.drop_name, s.sample_ts)
     present = s.present & ~hist
@@ -113,7 +142,7 @@ def _matrix_series(s: MatrixSeries, policy: Policy, what: str) -> MatrixSeries |
     in_windows = (before[s.ends] - before[s.starts]) > 0
     if policy is Policy.REFUSE and in_windows.any():
         raise _refuse(what)
-    if policy is Policy.COUNT or not in_windows.any():
+    if policy is not Policy.DROP or not in_windows.any():
         values = np.where(s.histogram, 0.0, s.values)
         return MatrixSeries(s.labels, s.ts, values, s.starts, s.ends, s.drop_name)
     keep = ~s.histogram

@@ -48,3 +48,13 @@ def test_operations_that_would_need_a_histogram_are_refused(expr: str) -> None:
 def test_histogram_samples_outside_the_query_are_harmless() -> None:
     # At 0 the histogram series still holds a float, so even a plain selector answers.
     assert _answer(_engine(), "m", 0) == {"f": -1.0, "h": -3.0}
+
+
+def test_limitk_and_and_pass_histogram_samples_on_to_the_next_consumer() -> None:
+    engine = _engine()
+    assert _answer(engine, "count(limitk(5, m))") == {"": 2.0}
+    assert _answer(engine, "count(m and m)") == {"": 2.0}
+    with pytest.raises(UnsupportedError, match="native histograms"):
+        engine.instant("limitk(5, m)", 60_000)
+    with pytest.raises(UnsupportedError, match="native histograms"):
+        engine.instant("sum(m and m)", 60_000)
