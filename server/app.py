@@ -44,6 +44,8 @@ from server.jobs.store import JobStore
 from server.latest import router as latest_router
 from server.latest.cache import LatestCache, NodeLatest, StalePolicy
 from server.nodes import router as nodes_router
+from server.query import router as query_router
+from server.query.service import QueryLimits, QueryService
 from server.settings import ServerSettings
 from server.status import router as status_router
 from server.storage.compactor import Compactor
@@ -174,6 +176,13 @@ def create_app(
     )
     app.state.services = services
     app.state.templates = make_templates()
+    app.state.query = QueryService(
+        store,
+        reader,
+        catalog,
+        QueryLimits(settings.query_timeout_seconds, settings.query_max_samples),
+        clock,
+    )
     install_error_handlers(app)
     for module in (
         ingest_router,
@@ -186,6 +195,7 @@ def create_app(
         events_router,
         jobs_router,
         exposition_router,
+        query_router,
         health_router,
         web_router,
     ):

@@ -146,6 +146,16 @@ class ServerSettings(BaseSettings):
     )
     history_max_points: Annotated[int, Field(ge=10)] = 11_000
     history_max_series: Annotated[int, Field(ge=1)] = 500
+    query_timeout_seconds: Annotated[float, Field(gt=0, le=3600)] = Field(
+        default=120.0,
+        description="Longest a PromQL query may run (Prometheus' --query.timeout); a request's "
+        "timeout parameter can only shorten it.",
+    )
+    query_max_samples: Annotated[int, Field(ge=1)] = Field(
+        default=50_000_000,
+        description="Most raw samples one PromQL query may load (Prometheus' "
+        "--query.max-samples); past it the query fails with an execution error.",
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     @field_validator("storage_block_seconds")

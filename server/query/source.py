@@ -1,0 +1,129 @@
+"""The engine's ``SeriesSource`` over dcmon's storage: the series index, then raw samples.
+
+Stage: storage -> promql. A series' labels are the ones /metrics shows for it (its own, its
+node's ``instance`` and configured labels; see ``server/history/select.py``) plus
+``__name__``. Selection narrows by ``__name__`` (one metric for an equality matcher, else the
+index's metric names), then by ``instance`` per node, and parses the labels of the remaining
+series only. Samples come from the raw tier through ``Reader.raw``, so a query sees nothing
+older than the raw retention.
+
+One source serves one query: it enforces that query's deadline at every read and counts the
+samples it loads against the query's limit.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+
+from sqlalchemy.exc import SQLAlchemyError
+
+from server.history.select import visible_labels
+from server.promql.plan import Matcher, MatchOp
+from server.promql.seam import RawSeries, labels_match
+from server.promql.values import NAME, Labels, make_labels
+from server.query.errors import QueryError
+from server.storage.reader import Reader
+from server.storage.series_index import IndexedSeries
+from server.storage.store import NodeNaming, Store
+
+
+@dataclass(frozen=True)
+class Deadline:
+    """When a query must have finished, on a monotonic clock; ``limit`` names what set it."""
+
+    at: float
+    limit: str
+    clock: Callable[[], float] = time.monotonic
+
+    @classmethod
+    def after(
+        cls, seconds: float, limit: str, clock: Callable[[], float] = time.monotonic
+    ) -> Deadline:
+        return cls(clock() + seconds, limit, clock)
+
+    def check(self, stage: str) -> None:
+        """Raises: QueryError (timeout) once the deadline has passed."""
+        if self.clock() > self.at:
+            raise QueryError("timeout", f"query timed out in {stage} ({self.limit})")
+
+
+@dataclass(frozen=True)
+class Found:
+    """A selected series: its index entry and its labels (``__name__`` included)."""
+
+    series: IndexedSeries
+    labels: Labels
+
+
+class StorageSource:
+    """Series and raw samples of dcmon's storage, for one query."""
+
+    def __init__(self, store: Store, reader: Reader, deadline: Deadline, max_samples: int) -> None:
+        self._store = store
+        self._reader = reader
+        self.deadline = deadline
+        self._max_samples = max_samples
+        self._nodes: dict[int, NodeNaming] | None = None
+        self.samples_loaded = 0
+
+    def select(self, matchers: Sequence[Matcher], start_ms: int, end_ms: int) -> list[RawSeries]:
+        """Returns: every matching series with its raw samples in ``[start_ms, end_ms]``.
+
+        Raises: QueryError: timeout past the deadline, execution over the samples limit,
+            internal when the database fails.
+        """
+        self.deadline.check("series selection")
+        found = list(self.find(matchers))
+        try:
+            data = self._reader.raw([f.series for f in found], start_ms, end_ms)
+        except SQLAlchemyError as exc:
+            raise QueryError("internal", f"reading samples failed: {exc}") from exc
+        result = []
+        for item in found:
+            ts, values = data[item.series.id]
+            self.samples_loaded += len(ts)
+            if len(ts):
+                result.append(RawSeries(item.labels, ts, values))
+        if self.samples_loaded > self._max_samples:
+            raise QueryError(
+                "execution",
+                "query processing would load too many samples into memory in query execution "
+                f"(more than query_max_samples = {self._max_samples})",
+            )
+        self.deadline.check("sample loading")
+        return result
+
+    def find(self, matchers: Sequence[Matcher], since_ms: int | None = None) -> Iterator[Found]:
+        """Yields: the indexed series whose labels satisfy every matcher; with ``since_ms``,
+        only those written at or after it."""
+        index = self._store.index
+        on_name = [m for m in matchers if m.name == NAME]
+        on_instance = [m for m in matchers if m.name == "instance"]
+        exact = next((m.value for m in on_name if m.op is MatchOp.EQUAL), None)
+        metrics = [exact] if exact is not None else index.metrics()
+        nodes = self._naming()
+        for metric in metrics:
+            if not all(m.matches(metric) for m in on_name):
+                continue
+            for node_pk, series in index.metric(metric).items():
+                node = nodes.get(node_pk)
+                if node is None or not all(m.matches(node.name) for m in on_instance):
+                    continue
+                for item in series:
+                    if since_ms is not None and (index.seen_ms(item.id) or 0) < since_ms:
+                        continue
+                    visible = visible_labels(node.name, node.labels, item.labels())
+                    visible[NAME] = metric
+                    labels = make_labels(visible)
+                    if labels_match(labels, matchers):
+                        yield Found(item, labels)
+
+    def _naming(self) -> dict[int, NodeNaming]:
+        if self._nodes is None:
+            try:
+                self._nodes = self._store.node_naming()
+            except SQLAlchemyError as exc:
+                raise QueryError("internal", f"reading nodes failed: {exc}") from exc
+        return self._nodes
