@@ -12,6 +12,8 @@ import enum
 import re
 from dataclasses import dataclass, field
 
+from server.promql.regex import compile_re2
+
 
 class ValueType(enum.Enum):
     """PromQL value types (Prometheus' ``parser.ValueType``)."""
@@ -33,7 +35,8 @@ class MatchOp(enum.Enum):
 
 @dataclass(frozen=True)
 class Matcher:
-    """One label matcher; regexes are fully anchored and ``.`` matches newlines (Prometheus 3)."""
+    """One label matcher; regexes are fully anchored and ``.`` matches newlines (Prometheus 3),
+    RE2's inline flags are scoped for Python (regex.py)."""
 
     name: str
     op: MatchOp
@@ -42,7 +45,7 @@ class Matcher:
 
     def __post_init__(self) -> None:
         if self.op in (MatchOp.RE, MatchOp.NOT_RE) and self._regex is None:
-            object.__setattr__(self, "_regex", re.compile(self.value, re.DOTALL))
+            object.__setattr__(self, "_regex", compile_re2(self.value))
 
     def matches(self, value: str) -> bool:
         """Returns: whether a label value (``""`` when the label is absent) satisfies this."""
