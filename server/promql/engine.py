@@ -21,6 +21,7 @@ from server.promql.histograms import (
     aggregation_policy,
     function_policy,
     has_histograms,
+    operand_policies,
     reattach,
     resolve,
 )
@@ -242,12 +243,11 @@ class Engine:
 
     def _binary(self, node: plan.Binary, ctx: EvalContext) -> Value:
         what = f"operator {node.op}"
+        marked, rhs = self._eval(node.lhs, ctx), self._eval(node.rhs, ctx)
+        lhs_policy, rhs_policy = operand_policies(node.op, marked, rhs)
+        lhs, rhs = resolve(marked, lhs_policy, what), resolve(rhs, rhs_policy, what)
         # and/unless pass left samples through and only look at which right series have one.
-        presence = node.op in ("and", "unless")
-        marked = self._eval(node.lhs, ctx)
-        lhs = resolve(marked, Policy.KEEP if presence else Policy.REFUSE, what)
-        rhs = resolve(self._eval(node.rhs, ctx), Policy.COUNT if presence else Policy.REFUSE, what)
-        if presence and isinstance(lhs, Vector) and isinstance(rhs, Vector):
+        if lhs_policy is Policy.KEEP and isinstance(lhs, Vector) and isinstance(rhs, Vector):
             matching = node.matching or plan.VectorMatching()
             result = binary.set_operation(node.op, lhs, rhs, matching)
             return reattach(result, marked) if isinstance(marked, Vector) else result

@@ -10,6 +10,8 @@ Prometheus 3 follows for that operation (promql/functions.go, promql/engine.go):
   range functions deriv, predict_linear, min/max/stddev/stdvar/quantile/mad_over_time, ...);
 - ``COUNT``: only a sample's presence and time matter (count, group, absent, timestamp,
   count/present/absent_over_time, the right side of ``and``/``unless``); the value becomes 0;
+- a histogram paired with a float operand is dropped by every operator except ``*`` (and ``/``
+  with the histogram on the left), which would scale it: ``operand_policies``;
 - ``KEEP``: the operation passes some input samples through unchanged (limitk, limit_ratio, the
   left side of ``and``/``unless``): it runs on the samples with histograms counted, then
   ``reattach`` marks the histogram samples that came through, for the next consumer to resolve;
@@ -29,7 +31,7 @@ import numpy as np
 
 from server.promql.errors import UnsupportedError
 from server.promql.functions_instant import DATE_FUNCTIONS, MATH
-from server.promql.values import Matrix, MatrixSeries, Value, Vector, VectorSeries
+from server.promql.values import Matrix, MatrixSeries, Scalar, Value, Vector, VectorSeries
 
 
 class Policy(Enum):
@@ -72,6 +74,22 @@ def aggregation_policy(op: str) -> Policy:
     if op in _KEEP_AGGREGATIONS:
         return Policy.KEEP
     return Policy.REFUSE
+
+
+# Operators that drop a histogram sample paired with a float (engine.go: vectorElemBinop).
+_DROPPED_WITH_FLOAT = frozenset({"+", "-", "%", "^", "atan2", "==", "!=", ">", "<", ">=", "<="})
+
+
+def operand_policies(op: str, lhs: Value, rhs: Value) -> tuple[Policy, Policy]:
+    """Returns: the policies for a binary operator's two operands. Only a scalar operand is
+    surely a float; two vectors could pair histograms with histograms, so those are refused."""
+    if op in ("and", "unless"):
+        return Policy.KEEP, Policy.COUNT
+    if isinstance(rhs, Scalar) and op in _DROPPED_WITH_FLOAT:
+        return Policy.DROP, Policy.REFUSE
+    if isinstance(lhs, Scalar) and (op in _DROPPED_WITH_FLOAT or op == "/"):
+        return Policy.REFUSE, Policy.DROP
+    return Policy.REFUSE, Policy.REFUSE
 
 
 def has_histograms(value: Value) -> bool:

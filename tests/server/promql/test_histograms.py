@@ -58,3 +58,13 @@ def test_limitk_and_and_pass_histogram_samples_on_to_the_next_consumer() -> None
         engine.instant("limitk(5, m)", 60_000)
     with pytest.raises(UnsupportedError, match="native histograms"):
         engine.instant("sum(m and m)", 60_000)
+
+
+def test_a_histogram_paired_with_a_float_is_dropped_unless_it_would_be_scaled() -> None:
+    engine = _engine()
+    assert _answer(engine, "m > -10") == {"f": -2.0}
+    assert _answer(engine, "m == bool -2") == {"f": 1.0}
+    assert _answer(engine, "2 / m") == {"f": -1.0}
+    for expr in ("m / 2", "2 * m", "m + m"):
+        with pytest.raises(UnsupportedError, match="native histograms"):
+            engine.instant(expr, 60_000)
