@@ -21,6 +21,7 @@ from server.promql.parse import parse
 from server.promql.values import NAME
 from server.query.envelope import annotation_lists, query_data
 from server.query.errors import QueryError, bad_param
+from server.query.guard import check_subqueries
 from server.query.params import MIN_MS, Params, parse_duration, parse_limit, parse_time
 from server.query.source import Deadline, Found, StorageSource
 from server.storage.reader import Reader
@@ -70,6 +71,7 @@ class QueryService:
         text = params.get("time")
         t_ms = self._now_ms() if text is None else parse_time(text, "time")
         limit = parse_limit(params.get("limit"))
+        check_subqueries(expr, 0)
         source = self._source(params)
         engine = Engine(source)
         return self._answer(lambda: engine.instant(expr, t_ms), source, is_range=False, limit=limit)
@@ -100,6 +102,7 @@ class QueryService:
                 "for range query, must be Scalar or instant Vector",
             )
         limit = parse_limit(params.get("limit"))
+        check_subqueries(expr, end_ms - start_ms)
         source = self._source(params)
         engine = Engine(source)
         return self._answer(
@@ -228,6 +231,8 @@ def _parse_query(params: Params) -> plan.Expr:
         return parse(text)
     except PromQLError as exc:
         raise bad_param("query", exc.message) from exc
+    except ValueError as exc:  # the parser's binding lets a few of its own errors through
+        raise bad_param("query", str(exc)) from exc
     except RecursionError:
         raise bad_param("query", "nested too deeply") from None
 
@@ -242,6 +247,8 @@ def _selectors(params: Params, *, required: bool = False) -> list[plan.VectorSel
             expr = parse(text)
         except PromQLError as exc:
             raise bad_param("match[]", exc.message) from exc
+        except ValueError as exc:  # as in _parse_query
+            raise bad_param("match[]", str(exc)) from exc
         except RecursionError:
             raise bad_param("match[]", "nested too deeply") from None
         if not isinstance(expr, plan.VectorSelector):

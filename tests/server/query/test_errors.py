@@ -141,3 +141,25 @@ def test_every_route_is_closed_without_a_token(make_app: Callable[..., FastAPI])
             assert allowed.status_code == 200, f"{path}: {allowed.text}"
             assert allowed.json()["status"] == "success"
         assert client.post(f"{API}/query", data={"query": "1"}).status_code == 401
+
+
+@pytest.mark.parametrize(
+    "query", ["up @ 1e20", "(" * 3000 + "1" + ")" * 3000, 'up{a=~"\\\\p{L}"}', "\x00"]
+)
+def test_what_the_parser_cannot_read_is_bad_data(api: TestClient, query: str) -> None:
+    response = api.get(f"{API}/query", params={"query": query, "time": NOW})
+    assert 'invalid parameter "query"' in error(response, 400, "bad_data")
+
+
+def test_a_subquery_grid_too_fine_to_build_is_refused_before_it_runs(api: TestClient) -> None:
+    huge = {"query": "max_over_time(node_load1[1y:1ms])", "time": NOW}
+    message = error(api.get(f"{API}/query", params=huge), 422, "execution")
+    assert "31536000001 steps" in message and "1000000" in message
+    # The inner grid spans the outer subquery's week too: (1w + 1h) / 500 ms + 1 steps.
+    inner = "max_over_time(node_load1[1h:500ms])"
+    nested = {"query": f"max_over_time({inner}[1w:1m])", "time": NOW}
+    assert "1216801 steps" in error(api.get(f"{API}/query", params=nested), 422, "execution")
+    assert api.get(f"{API}/query", params={"query": inner, "time": NOW}).status_code == 200
+    fine = {"query": "max_over_time(node_load1[1m:10s])", "time": NOW}
+    result = api.get(f"{API}/query", params=fine).json()["data"]["result"]
+    assert sorted(row["value"][1] for row in result) == ["0.5", "1.5"]
