@@ -44,6 +44,7 @@ from server.promql.values import (
 
 DEFAULT_LOOKBACK_MS = 300_000
 DEFAULT_SUBQUERY_STEP_MS = 60_000
+DEFAULT_MAX_SUBQUERY_STEPS = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -78,10 +79,16 @@ class Engine:
         lookback_ms: int = DEFAULT_LOOKBACK_MS,
         subquery_step_ms: int = DEFAULT_SUBQUERY_STEP_MS,
         functions: Mapping[str, FunctionSpec] | None = None,
+        max_subquery_steps: int = DEFAULT_MAX_SUBQUERY_STEPS,
     ) -> None:
+        """Args:
+        max_subquery_steps: the longest step grid a subquery may ask for; its inner expression
+            is evaluated over the whole grid at once, so ``x[1y:1ms]`` would exhaust memory.
+        """
         self._source = source
         self._lookback_ms = lookback_ms
         self._subquery_step_ms = subquery_step_ms
+        self._max_subquery_steps = max_subquery_steps
         self._functions = default_functions() if functions is None else functions
 
     def instant(self, expr: plan.Expr | str, t_ms: int) -> Result:
@@ -187,6 +194,12 @@ class Engine:
         start = step * (first // step)
         if start <= first:
             start += step
+        count = (int(refs.max()) - start) // step + 1
+        if count > self._max_subquery_steps:
+            raise EvalError(
+                f"a subquery's range and step ask for {count} steps; the limit is "
+                f"{self._max_subquery_steps} (use a larger subquery step)"
+            )
         inner_steps = np.arange(start, int(refs.max()) + 1, step, dtype=np.int64)
         inner_ctx = EvalContext(
             inner_steps, ctx.start_ms, ctx.end_ms, ctx.step_ms, ctx.lookback_ms, ctx.annotations

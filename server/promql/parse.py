@@ -68,6 +68,8 @@ def _at(modifier: Any) -> plan.At | None:
         return plan.AtEdge.END
     try:
         moment: datetime = modifier.at
+    except (ValueError, OverflowError) as exc:  # past what a timestamp can hold
+        raise ParseError(f"timestamp out of bounds for @ modifier: {exc}") from exc
     except BaseException as exc:  # the binding panics on negative fractional times
         if type(exc).__name__ != "PanicException":
             raise

@@ -189,3 +189,12 @@ def test_avg_switches_to_an_incremental_mean_when_the_sum_would_overflow() -> No
     assert instant(engine.instant("avg(m)", 0)) == {(): 0.0}
     small = engine_with(*[({"__name__": "m", "i": str(i)}, [v]) for i, v in enumerate([2.0, 8.0])])
     assert instant(small.instant("avg(m)", 0)) == {(): 5.0}
+
+
+def test_a_subquery_grid_past_the_limit_is_refused_before_it_is_built() -> None:
+    source = MemorySeries()
+    source.add({"__name__": "m"}, [0], [1.0])
+    engine = Engine(source, functions={}, max_subquery_steps=1_000)
+    assert len(engine.instant("m[1000s:1s]", 1_000_000).value.series) == 1  # 1,000 steps
+    with pytest.raises(EvalError, match="1001 steps; the limit is 1000"):
+        engine.instant("m[1001s:1s]", 1_000_000)

@@ -78,3 +78,8 @@ def test_parse_errors_name_the_problem(text: str, fragment: str) -> None:
 def test_or_inside_selectors_is_unsupported() -> None:
     with pytest.raises(UnsupportedError):
         parse('x{a="1" or b="2"}')
+
+
+def test_an_at_time_past_what_a_timestamp_holds_is_a_parse_error() -> None:
+    with pytest.raises(ParseError, match="timestamp out of bounds"):
+        parse("up @ 1e20")
