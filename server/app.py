@@ -46,6 +46,8 @@ from server.latest.cache import LatestCache, NodeLatest, StalePolicy
 from server.nodes import router as nodes_router
 from server.query import router as query_router
 from server.query.service import QueryLimits, QueryService
+from server.remote_write import router as remote_write_router
+from server.remote_write.service import RemoteWriteService
 from server.settings import ServerSettings
 from server.status import router as status_router
 from server.storage.compactor import Compactor
@@ -183,9 +185,13 @@ def create_app(
         QueryLimits(settings.query_timeout_seconds, settings.query_max_samples),
         clock,
     )
+    app.state.remote_write = RemoteWriteService(
+        store, reader, plan, latest, policy, metrics, IngestLimits.from_settings(settings), clock
+    )
     install_error_handlers(app)
     for module in (
         ingest_router,
+        remote_write_router,
         auth_router,
         nodes_router,
         history_router,

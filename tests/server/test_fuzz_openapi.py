@@ -30,6 +30,7 @@ from sqlalchemy.pool import StaticPool
 from server.app import create_app
 from server.auth.secrets import sha256_hex
 from server.ingest.bulk import MEDIA_TYPE
+from server.remote_write.router import MEDIA_TYPE as REMOTE_WRITE_MEDIA_TYPE
 from server.settings import ServerSettings
 from tests.factories import make_batch
 from tests.server.conftest import START, TOKEN, FakeClock, push
@@ -59,9 +60,10 @@ def _openapi_document() -> dict[str, Any]:
 schema = schemathesis.openapi.from_dict(_openapi_document())
 
 
-@schemathesis.serializer(MEDIA_TYPE)
+@schemathesis.serializer(MEDIA_TYPE, REMOTE_WRITE_MEDIA_TYPE)
 def _bulk_body(_ctx: Any, value: Any) -> bytes:
-    """Generated bulk bodies go as generated (bytes), anything else as its JSON text."""
+    """Generated bulk and remote-write bodies go as generated (bytes), anything else as its JSON
+    text."""
     data = getattr(value, "data", value)
     if isinstance(data, bytes):
         return data
