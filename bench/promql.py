@@ -2,25 +2,26 @@
 
 ``--nodes`` simulated 8-GPU nodes (``bench/loadgen.py``, 400 series each) x ``--hours`` of
 10 s ticks, ending at a whole hour at least 2 h ago, are pushed into a fresh ``dcmon server``
-(``POST /api/v1/ingest``; the head is then compacted) and backfilled into Debian's Prometheus
+(``POST /api/v1/ingest``; the head is then compacted), backfilled into Debian's Prometheus
 with ``promtool tsdb create-blocks-from openmetrics`` (``bench/promql_peer.py``: same labels,
-values and millisecond timestamps). The queries are panel expressions of Grafana dashboards
-1860 (Node Exporter Full; ``$node`` = node-0000, ``job`` matchers dropped: the simulated series
-have no job) and 12239 (NVIDIA DCGM exporter; ``$instance`` and ``$gpu`` = all), with
-``$__rate_interval`` = 1m (5m for the 5 m step), asked as an instant query at the end and as
-range queries at step 15 s over 1 h and at step 5 m over 6 h (or ``--hours`` if shorter);
-the times sit 7 ms off the samples' grid (``OFF_GRID_SECONDS`` says why).
-Every answer is first compared between the two (same series, same timestamps, values within
-1e-9 relative); then each query is asked once to warm up and ``--repeat`` times measured, over
-one keep-alive connection per system, one request at a time. Printed: p50/p99 wall ms per
-query and system, the ratio dcmon/Prometheus, dcmon's RSS, and a summary against the target
-(dcmon within 1.5x of Prometheus on every query at 100 nodes).
+values and millisecond timestamps) and imported into VictoriaMetrics (JSON lines; timed only).
+The queries are panel expressions of Grafana dashboards 1860 (Node Exporter Full; ``$node`` =
+node-0000, ``job`` matchers dropped: the simulated series have no job) and 12239 (NVIDIA DCGM
+exporter; ``$instance`` and ``$gpu`` = all), with ``$__rate_interval`` = 1m (5m for the 5 m
+step), asked as an instant query at the end and as range queries at step 15 s over 1 h and at
+step 5 m over 6 h (or ``--hours`` if shorter); the times sit 7 ms off the samples' grid
+(``OFF_GRID_SECONDS`` says why). Every answer is first compared between dcmon and Prometheus
+(same series, same timestamps, values within 1e-9 relative); then each query is asked once to
+warm up and ``--repeat`` times measured, over one keep-alive connection per system, one
+request at a time. Printed: p50/p99 wall ms per query and system, the ratios, dcmon's RSS, and
+a summary against the target (dcmon within 1.5x of Prometheus on every query at 100 nodes).
 
     .venv/bin/python bench/promql.py --nodes 100 --hours 6   # the target's size (long)
     .venv/bin/python bench/promql.py --nodes 10 --hours 2 --repeat 20
+    .venv/bin/python bench/promql.py --no-vm   # Prometheus only
     .venv/bin/python bench/promql.py --smoke   # CI: 2 nodes x 1 h, 3 repeats; fails on any
                                                # error, empty answer, answers that differ, or
-                                               # (under CI) a missing Prometheus
+                                               # (under CI) a missing Prometheus or VM
 """
 
 from __future__ import annotations
@@ -39,8 +40,22 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
-from agent_overhead import BenchError, cpu_model, memory_mib, peer_required, smoke_verdict
-from loadgen import Plan, dcmon_server, percentile, wait_compacted
+from agent_overhead import (
+    BenchError,
+    cpu_model,
+    http_get,
+    memory_mib,
+    peer_required,
+    smoke_verdict,
+)
+from loadgen import (
+    Plan,
+    dcmon_server,
+    percentile,
+    victoria_metrics,
+    victoria_metrics_version,
+    wait_compacted,
+)
 from promql_peer import backfill, differences, prometheus, prometheus_version
 from query import SERVER_ENV, describe_load, load
 
@@ -182,18 +197,23 @@ class Row:
     ours: Timing
     theirs: Timing | None
     mismatch: list[str]
+    vm: Timing | None = None
 
-    def ratio(self) -> float:
-        if self.theirs is None or self.ours.error or self.theirs.error:
+    def timings(self) -> list[tuple[str, Timing]]:
+        systems = (("dcmon", self.ours), ("Prometheus", self.theirs), ("VictoriaMetrics", self.vm))
+        return [(name, timing) for name, timing in systems if timing is not None]
+
+    def ratio(self, peer: Timing | None = None) -> float:
+        """Returns: dcmon p50 / the peer's p50 (Prometheus unless ``peer``); NaN without one."""
+        peer = self.theirs if peer is None else peer
+        if peer is None or self.ours.error or peer.error:
             return math.nan
-        return percentile(self.ours.wall_ms, 0.5) / max(percentile(self.theirs.wall_ms, 0.5), 1e-9)
+        return percentile(self.ours.wall_ms, 0.5) / max(percentile(peer.wall_ms, 0.5), 1e-9)
 
 
 def print_row(row: Row) -> None:
     print(f"  {row.item.name} [{row.item.mode}]", flush=True)
-    for name, timing in (("dcmon", row.ours), ("Prometheus", row.theirs)):
-        if timing is None:
-            continue
+    for name, timing in row.timings():
         if timing.error:
             print(f"    {name}: {timing.error}")
             continue
@@ -208,7 +228,7 @@ def print_row(row: Row) -> None:
 def summary(rows: list[Row], nodes: int) -> None:
     print()
     print(f"  {'query':<34}{'mode':>9}{'dcmon p50':>10}{'p99':>8}{'Prom p50':>9}{'p99':>8}"
-          f"{'ratio':>8}  answers")  # fmt: skip
+          f"{'ratio':>8}{'VM p50':>8}{'/VM':>7}  answers")  # fmt: skip
     worst = 0.0
     for row in rows:
         theirs = row.theirs or Timing()
@@ -218,13 +238,19 @@ def summary(rows: list[Row], nodes: int) -> None:
         ours_p50, ours_p99 = (fmt(percentile(row.ours.wall_ms, q)) for q in (0.5, 0.99))
         peer_p50, peer_p99 = (fmt(percentile(theirs.wall_ms, q)) for q in (0.5, 0.99))
         shown = f"{ratio:.2f}x" if ratio == ratio else ""
+        vm_p50 = fmt(percentile(row.vm.wall_ms, 0.5)) if row.vm else "-"
+        vm_ratio = row.ratio(row.vm) if row.vm else math.nan
+        vm_shown = f"{vm_ratio:.2f}x" if vm_ratio == vm_ratio else ""
         print(
             f"  {row.item.name[:33]:<34}{row.item.mode:>9}{ours_p50:>10}{ours_p99:>8}"
-            f"{peer_p50:>9}{peer_p99:>8}{shown:>8}  {same}"
+            f"{peer_p50:>9}{peer_p99:>8}{shown:>8}{vm_p50:>8}{vm_shown:>7}  {same}"
         )
     agree = sum(1 for row in rows if row.theirs is not None and not row.mismatch)
     compared = sum(1 for row in rows if row.theirs is not None)
-    print(f"  (wall ms; ratio = dcmon p50 / Prometheus p50; {agree} of {compared} answers agree)")
+    print(
+        f"  (wall ms; ratio = dcmon p50 / Prometheus p50, /VM = dcmon p50 / VictoriaMetrics p50; "
+        f"{agree} of {compared} answers agree with Prometheus)"
+    )
     if compared:
         verdict = "PASS" if worst <= TARGET_RATIO else "MISS"
         scale = "" if nodes == 100 else f" (judged at 100 nodes; this run has {nodes})"
@@ -237,7 +263,8 @@ def main() -> int:
     parser.add_argument("--hours", type=float, default=6.0, help="history (default 6)")
     parser.add_argument("--repeat", type=int, default=20, help="measured requests per query")
     parser.add_argument("--smoke", action="store_true", help="CI: 2 nodes x 1 h, 3 repeats")
-    parser.add_argument("--no-peer", action="store_true", help="skip Prometheus")
+    parser.add_argument("--no-peer", action="store_true", help="skip Prometheus and VM")
+    parser.add_argument("--no-vm", action="store_true", help="skip VictoriaMetrics")
     parser.add_argument("--connections", type=int, default=4, help="loading connections")
     parser.add_argument("--workers", type=int, default=2, help="generator processes (default 2)")
     parser.add_argument("--compact-wait", type=float, default=600.0, help="bound on compaction")
@@ -248,10 +275,12 @@ def main() -> int:
     if args.nodes < 1 or args.hours < 1 or args.repeat < 1:
         parser.error("--nodes and --repeat must be >= 1, --hours >= 1")
     peer = None if args.no_peer else prometheus_version()
+    vm_name = None if args.no_peer or args.no_vm else victoria_metrics_version()
     end = (time.time() - 2 * 3600) // 3600 * 3600
     ticks = round(args.hours * 3600 / INTERVAL_SECONDS)
     print(f"PromQL benchmark on {os.cpu_count()} x {cpu_model()}")
     print(f"  peer: {peer or 'skipped (' + ('--no-peer' if args.no_peer else 'missing') + ')'}")
+    print(f"  also timed: {vm_name or 'no VictoriaMetrics'}")
     print(
         f"  data, ending {time.strftime('%Y-%m-%d %H:%M', time.gmtime(end))} UTC: {args.nodes} "
         f"nodes x 400 series x {args.hours:g} h at 10 s; 1 warm-up + {args.repeat} measured"
@@ -288,6 +317,14 @@ def main() -> int:
                 print(f"  Prometheus: {written:,} samples backfilled in "
                       f"{time.monotonic() - began:.0f} s", flush=True)  # fmt: skip
                 prom = stack.enter_context(prometheus(scratch, data_dir))
+            vm = None
+            if vm_name:
+                vm = stack.enter_context(victoria_metrics(scratch))
+                vm_loaded = load([plan(vm.target())], args.load_timeout)
+                describe_load("VictoriaMetrics", vm_loaded)
+                if vm_loaded.failures or vm_loaded.samples == 0:
+                    problems.append(f"loading VictoriaMetrics: {vm_loaded.failures} pushes failed")
+                http_get(vm.port, "/internal/force_flush", 60.0)
             print("querying", flush=True)
             for item in asks(end, args.hours):
                 ours = ask(server.port, "/prometheus/api/v1", item, args.repeat, server.read_token)
@@ -295,7 +332,8 @@ def main() -> int:
                 mismatch: list[str] = []
                 if ours.data is not None and theirs is not None and theirs.data is not None:
                     mismatch = differences(ours.data, theirs.data)
-                row = Row(item, ours, theirs, mismatch)
+                on_vm = ask(vm.port, "/api/v1", item, args.repeat) if vm else None
+                row = Row(item, ours, theirs, mismatch, on_vm)
                 rows.append(row)
                 print_row(row)
                 server.child.check_alive()
@@ -314,14 +352,17 @@ def main() -> int:
     else:
         command += ["--nodes", str(args.nodes), "--hours", f"{args.hours:g}"]
         command += ["--repeat", str(args.repeat)]
-    print("reproduce: " + " ".join(command + (["--no-peer"] if args.no_peer else [])))
+    command += ["--no-peer"] if args.no_peer else ["--no-vm"] if args.no_vm else []
+    print("reproduce: " + " ".join(command))
     if not args.smoke:
         return 0
     if peer is None and not args.no_peer and peer_required():
         problems.append("Prometheus or promtool is missing (DCMON_REQUIRE_INTEGRATION=1)")
+    if vm_name is None and not (args.no_peer or args.no_vm) and peer_required():
+        problems.append("VictoriaMetrics is missing (DCMON_REQUIRE_INTEGRATION=1)")
     for row in rows:
-        for name, timing in (("dcmon", row.ours), ("Prometheus", row.theirs)):
-            if timing is not None and (timing.error or timing.empty()):
+        for name, timing in row.timings():
+            if timing.error or timing.empty():
                 what = timing.error or "empty"
                 problems.append(f"{row.item.name} [{row.item.mode}]: {name} answered {what}")
         if row.mismatch:
