@@ -19,6 +19,7 @@ bench:
 	.venv/bin/python bench/ingest.py
 	.venv/bin/python bench/query.py
 	.venv/bin/python bench/outage.py --runs 3
+	.venv/bin/python bench/promql.py
 
 # Every benchmark's smoke mode, as CI runs it (about 2 minutes).
 bench-smoke:
