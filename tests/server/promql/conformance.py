@@ -28,6 +28,7 @@ from server.promql import plan
 from server.promql.engine import Engine
 from server.promql.errors import PromQLError, UnsupportedError
 from server.promql.functions import FUNCTIONS
+from server.promql.functions_histogram import almost_equal as float_almost_equal
 from server.promql.parse import parse
 from server.promql.seam import MemorySeries, RawSeries, labels_match
 from server.promql.values import Labels, Matrix, Scalar, String, Vector
@@ -41,7 +42,6 @@ from tests.server.promql.promqltest import (
 )
 
 EPSILON = 1e-6
-_MIN_NORMAL = 2.2250738585072014e-308
 _QUERY_CONTEXT = re.compile(r"(start|end|range|step)\(\)")
 
 
@@ -116,15 +116,7 @@ def almost_equal(a: float, b: float) -> bool:
     stale_a, stale_b = _is_stale(a), _is_stale(b)
     if stale_a or stale_b:
         return stale_a and stale_b
-    if math.isnan(a) and math.isnan(b):
-        return True
-    if a == b:
-        return True
-    abs_sum = abs(a) + abs(b)
-    diff = abs(a - b)
-    if a == 0 or b == 0 or abs_sum < _MIN_NORMAL:
-        return diff < EPSILON * _MIN_NORMAL
-    return diff / min(abs_sum, 1.7976931348623157e308) < EPSILON
+    return float_almost_equal(a, b, EPSILON)
 
 
 def _is_stale(value: float) -> bool:
