@@ -3,18 +3,16 @@ building it alone would exhaust memory (``up[1y:1ms]`` is 31.5 billion steps).
 
 The engine evaluates a subquery's inner expression once over its whole grid, so the grid's
 length bounds the work; Prometheus bounds it only through its samples limit, counted while it
-runs. Here the bound is checked up front, from the plan alone.
+runs. Here the engine's own bound (which it checks again, exactly, before it builds a grid)
+is checked up front, from the plan alone, before any series is read.
 """
 
 from __future__ import annotations
 
-from typing import Final
-
 from server.promql import plan
+from server.promql.engine import DEFAULT_MAX_SUBQUERY_STEPS as MAX_SUBQUERY_STEPS
 from server.promql.engine import DEFAULT_SUBQUERY_STEP_MS
 from server.query.errors import QueryError
-
-MAX_SUBQUERY_STEPS: Final = 1_000_000
 
 
 def check_subqueries(expr: plan.Expr, span_ms: int) -> None:
