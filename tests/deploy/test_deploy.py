@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from agent.config import load_settings as load_agent_settings
+from server.settings import ServerSettings
 from server.settings import load_settings as load_server_settings
 from tests.integration import require_binary
 
@@ -58,3 +59,15 @@ def test_units_pass_systemd_analyze(unit: str, tmp_path: Path) -> None:
         if unit in line and "network-online.target" not in line
     ]
     assert result.returncode == 0 and not problems, result.stdout + result.stderr
+
+
+def test_the_server_example_lists_every_setting() -> None:
+    """README: the annotated example holds every key; a new setting must be added to it."""
+    text = (DEPLOY / "config" / "server.toml").read_text()
+    keys = {
+        line.lstrip("# ").split("=")[0].strip()
+        for line in text.splitlines()
+        if "=" in line.split("#", 1)[0] or (line.startswith("# ") and " = " in line)
+    }
+    missing = sorted(set(ServerSettings.model_fields) - keys)
+    assert missing == []
