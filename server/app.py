@@ -182,7 +182,12 @@ def create_app(
         store,
         reader,
         catalog,
-        QueryLimits(settings.query_timeout_seconds, settings.query_max_samples),
+        QueryLimits(
+            settings.query_timeout_seconds,
+            settings.query_max_samples,
+            settings.stale_after_intervals,
+            settings.stale_after_min_seconds,
+        ),
         clock,
     )
     app.state.remote_write = RemoteWriteService(

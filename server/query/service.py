@@ -8,6 +8,7 @@ series of a range query. The engine runs synchronously in the caller's thread.
 from __future__ import annotations
 
 from collections.abc import Callable
+import time
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -15,7 +16,7 @@ from agent import __version__
 from agent.wire.catalog import Catalog
 from agent.wire.schema import LABEL_NAME_RE
 from server.promql import plan
-from server.promql.engine import Engine, Result
+from server.promql.engine import DEFAULT_LOOKBACK_MS, Engine, Result
 from server.promql.errors import PromQLError
 from server.promql.parse import parse
 from server.promql.values import NAME
@@ -23,7 +24,7 @@ from server.query.envelope import annotation_lists, query_data
 from server.query.errors import QueryError, bad_param
 from server.query.guard import check_subqueries
 from server.query.params import MIN_MS, Params, parse_duration, parse_limit, parse_time
-from server.query.source import Deadline, Found, StorageSource
+from server.query.source import Deadline, Found, StaleRule, StorageSource
 from server.storage.reader import Reader
 from server.storage.store import Store
 
@@ -36,6 +37,8 @@ PROMETHEUS_VERSION: Final = "3.0.0"
 class QueryLimits:
     timeout_seconds: float
     max_samples: int
+    stale_after_intervals: float = 3.0
+    stale_after_min_seconds: float = 30.0
 
 
 @dataclass(frozen=True)
@@ -73,8 +76,10 @@ class QueryService:
         limit = parse_limit(params.get("limit"))
         check_subqueries(expr, 0)
         source = self._source(params)
-        engine = Engine(source)
-        return self._answer(lambda: engine.instant(expr, t_ms), source, is_range=False, limit=limit)
+        engine = Engine(source, lookback_ms=_lookback_ms(params))
+        return self._answer(
+            lambda: engine.instant(expr, t_ms), source, params, is_range=False, limit=limit
+        )
 
     def range(self, params: Params) -> Answer:
         expr = _parse_query(params)
@@ -104,10 +109,11 @@ class QueryService:
         limit = parse_limit(params.get("limit"))
         check_subqueries(expr, end_ms - start_ms)
         source = self._source(params)
-        engine = Engine(source)
+        engine = Engine(source, lookback_ms=_lookback_ms(params))
         return self._answer(
             lambda: engine.range(expr, start_ms, end_ms, step_ms),
             source,
+            params,
             is_range=True,
             limit=limit,
         )
@@ -121,17 +127,31 @@ class QueryService:
             if 0 < asked < seconds:
                 seconds, limit = asked, f"limit: timeout = {text}"
         deadline = Deadline.after(seconds, limit)
-        return StorageSource(self._store, self._reader, deadline, self._limits.max_samples)
+        limits = self._limits
+        rule = StaleRule(limits.stale_after_intervals, limits.stale_after_min_seconds, self._clock)
+        return StorageSource(self._store, self._reader, deadline, limits.max_samples, rule)
 
     def _answer(
-        self, run: Callable[[], Result], source: StorageSource, *, is_range: bool, limit: int
+        self,
+        run: Callable[[], Result],
+        source: StorageSource,
+        params: Params,
+        *,
+        is_range: bool,
+        limit: int,
     ) -> Answer:
+        started = time.perf_counter()
         try:
             result = run()
         except RecursionError:
             raise QueryError("bad_data", "query is nested too deeply to evaluate") from None
         source.deadline.check("expression evaluation")
+        evaluated = time.perf_counter()
         data, truncated = query_data(result, is_range=is_range, limit=limit)
+        if params.get("stats"):
+            data["stats"] = query_stats(
+                evaluated - started, time.perf_counter() - evaluated, source.samples_loaded
+            )
         warnings, infos = annotation_lists(result)
         return Answer(data, warnings + truncated, infos)
 
@@ -144,29 +164,60 @@ class QueryService:
         return _limited([dict(labels) for labels in rows], params)
 
     def labels(self, params: Params) -> Answer:
+        selectors = _selectors(params)
+        if not selectors:
+            return _limited(sorted(self._index_names(params)), params)
         names: set[str] = set()
-        for item in self._find(_selectors(params), params):
+        for item in self._find(selectors, params):
             names.update(name for name, _ in item.labels)
         return _limited(sorted(names), params)
 
     def label_values(self, name: str, params: Params) -> Answer:
         if not LABEL_NAME_RE.fullmatch(name):
             raise QueryError("bad_data", f"invalid label name: {name!r}")
+        selectors = _selectors(params)
+        if not selectors and name == NAME:
+            return _limited(sorted(self._index_metrics(params)), params)
         values: set[str] = set()
-        for item in self._find(_selectors(params), params):
+        for item in self._find(selectors, params):
             values.update(value for key, value in item.labels if key == name)
         return _limited(sorted(values), params)
+
+    def _index_metrics(self, params: Params) -> dict[str, set[int]]:
+        """Returns: metric name -> pks of the known nodes with a series of it (written since
+        ``start`` when given), from the series index alone: no series' labels are parsed."""
+        start_ms = _since_ms(params)
+        index = self._store.index
+        nodes = self._source(params).nodes()
+        found: dict[str, set[int]] = {}
+        for metric in index.metrics():
+            for node_pk, series in index.metric(metric).items():
+                if node_pk in nodes and any(
+                    start_ms is None or (index.seen_ms(item.id) or 0) >= start_ms
+                    for item in series
+                ):
+                    found.setdefault(metric, set()).add(node_pk)
+        return found
+
+    def _index_names(self, params: Params) -> set[str]:
+        """Returns: label names of every series, from the index's names per metric and the
+        nodes' label names (with ``start``: of the metrics written since then; a name only
+        older series of such a metric had is listed too, as Prometheus lists a block's)."""
+        found = self._index_metrics(params)
+        if not found:
+            return set()
+        nodes = self._source(params).nodes()
+        names = {NAME, "instance"}
+        for metric, node_pks in found.items():
+            names.update(self._store.index.label_names(metric))
+            for pk in node_pks:
+                names.update(nodes[pk].labels)
+        return names
 
     def _find(self, selectors: list[plan.VectorSelector], params: Params) -> list[Found]:
         """Returns: the series any selector matches (all series without one), deduplicated;
         with ``start``, only series written since then (the index knows no first write)."""
-        start = params.get("start")
-        end = params.get("end")
-        start_ms = None if start is None else parse_time(start, "start")
-        if end is not None and start_ms is not None and parse_time(end, "end") < start_ms:
-            raise bad_param("end", "end timestamp must not be before start time")
-        if start_ms is not None and start_ms <= MIN_MS:
-            start_ms = None
+        start_ms = _since_ms(params)
         source = self._source(params)
         everything = (plan.Matcher(NAME, plan.MatchOp.RE, ".+"),)
         chosen = [s.matchers for s in selectors] or [everything]
@@ -216,6 +267,47 @@ class QueryService:
 
     def _now_ms(self) -> int:
         return round(self._clock() * 1000)
+
+
+def _since_ms(params: Params) -> int | None:
+    """Returns: ``start`` in ms, None when absent or at Prometheus' minimum time.
+    Raises: QueryError when ``start`` or ``end`` is bad or ``end`` is before ``start``."""
+    start = params.get("start")
+    end = params.get("end")
+    start_ms = None if start is None else parse_time(start, "start")
+    end_ms = None if end is None else parse_time(end, "end")
+    if end_ms is not None and start_ms is not None and end_ms < start_ms:
+        raise bad_param("end", "end timestamp must not be before start time")
+    if start_ms is not None and start_ms <= MIN_MS:
+        return None
+    return start_ms
+
+
+def _lookback_ms(params: Params) -> int:
+    """Returns: the ``lookback_delta`` parameter in ms; the engine's 5 minutes when absent,
+    zero or negative (as Prometheus)."""
+    text = params.get("lookback_delta")
+    if text is None or text == "":
+        return DEFAULT_LOOKBACK_MS
+    ms = parse_duration(text, "lookback_delta")
+    return ms if ms > 0 else DEFAULT_LOOKBACK_MS
+
+
+def query_stats(eval_seconds: float, encode_seconds: float, samples: int) -> dict[str, Any]:
+    """Returns: ``data.stats`` of a query asked with ``stats``: Prometheus' timings (seconds;
+    dcmon queues no query and prepares it inside evaluation) and the raw samples loaded from
+    storage (Prometheus counts samples per step instead; dcmon keeps no per-step counts)."""
+    return {
+        "timings": {
+            "evalTotalTime": eval_seconds + encode_seconds,
+            "resultSortTime": encode_seconds,
+            "queryPreparationTime": 0.0,
+            "innerEvalTime": eval_seconds,
+            "execQueueTime": 0.0,
+            "execTotalTime": eval_seconds + encode_seconds,
+        },
+        "samples": {"totalQueryableSamples": samples},
+    }
 
 
 def _required(params: Params, name: str) -> str:

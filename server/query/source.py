@@ -5,7 +5,8 @@ node's ``instance`` and configured labels; see ``server/history/select.py``) plu
 ``__name__``. Selection narrows by ``__name__`` (one metric for an equality matcher, else the
 index's metric names), then by ``instance`` per node, and parses the labels of the remaining
 series only. Samples come from the raw tier through ``Reader.raw``, so a query sees nothing
-older than the raw retention.
+older than the raw retention. Pushed samples carry no stale markers; the source adds them where
+a scrape would have written them (``staleness.py``), when given a ``StaleRule``.
 
 One source serves one query: it enforces that query's deadline at every read and counts the
 samples it loads against the query's limit.
@@ -24,6 +25,8 @@ from server.promql.plan import Matcher, MatchOp
 from server.promql.seam import RawSeries, labels_match
 from server.promql.values import NAME, Labels, make_labels
 from server.query.errors import QueryError
+from server.query.staleness import NodeClock, down_at_ms, read_slack_ms, with_markers
+from server.remote_write.mapping import node_id_of
 from server.storage.reader import Reader
 from server.storage.series_index import IndexedSeries
 from server.storage.store import NodeNaming, Store
@@ -50,6 +53,16 @@ class Deadline:
 
 
 @dataclass(frozen=True)
+class StaleRule:
+    """When a silent node is declared down (the server's ``stale_after_*`` settings), and
+    the server's clock (seconds) that judges it."""
+
+    intervals: float
+    min_seconds: float
+    clock: Callable[[], float] = time.time
+
+
+@dataclass(frozen=True)
 class Found:
     """A selected series: its index entry and its labels (``__name__`` included)."""
 
@@ -60,12 +73,25 @@ class Found:
 class StorageSource:
     """Series and raw samples of dcmon's storage, for one query."""
 
-    def __init__(self, store: Store, reader: Reader, deadline: Deadline, max_samples: int) -> None:
+    def __init__(
+        self,
+        store: Store,
+        reader: Reader,
+        deadline: Deadline,
+        max_samples: int,
+        stale_rule: StaleRule | None = None,
+    ) -> None:
+        """Args:
+        stale_rule: add stale markers to pushed samples (``staleness.py``); None: leave the
+            samples as stored.
+        """
         self._store = store
         self._reader = reader
         self.deadline = deadline
         self._max_samples = max_samples
+        self._stale_rule = stale_rule
         self._nodes: dict[int, NodeNaming] | None = None
+        self._clocks: dict[int, NodeClock] = {}
         self.samples_loaded = 0
 
     def select(self, matchers: Sequence[Matcher], start_ms: int, end_ms: int) -> list[RawSeries]:
@@ -76,8 +102,12 @@ class StorageSource:
         """
         self.deadline.check("series selection")
         found = list(self.find(matchers))
+        read_end_ms = end_ms
+        if self._stale_rule is not None and found:
+            nodes = {f.series.node_pk for f in found}
+            read_end_ms += max(read_slack_ms(self._clock(pk)) for pk in nodes)
         try:
-            data = self._reader.raw([f.series for f in found], start_ms, end_ms)
+            data = self._reader.raw([f.series for f in found], start_ms, read_end_ms)
         except SQLAlchemyError as exc:
             raise QueryError("internal", f"reading samples failed: {exc}") from exc
         result = []
@@ -85,6 +115,9 @@ class StorageSource:
             ts, values = data[item.series.id]
             self.samples_loaded += len(ts)
             if len(ts):
+                if self._stale_rule is not None:
+                    clock = self._clock(item.series.node_pk)
+                    ts, values = with_markers(ts, values, clock)
                 result.append(RawSeries(item.labels, ts, values))
         if self.samples_loaded > self._max_samples:
             raise QueryError(
@@ -119,6 +152,28 @@ class StorageSource:
                     labels = make_labels(visible)
                     if labels_match(labels, matchers):
                         yield Found(item, labels)
+
+    def _clock(self, node_pk: int) -> NodeClock:
+        """Returns: the node's timing for the staleness rules (cached for the query)."""
+        clock = self._clocks.get(node_pk)
+        if clock is None:
+            rule = self._stale_rule
+            assert rule is not None
+            node = self._naming()[node_pk]
+            interval_ms = max(1, round(node.interval_seconds * 1000))
+            newest_ms = round(node.last_batch_ts * 1000)
+            pushed = node.node_id != node_id_of(node.name)  # else a remote-write node
+            down = down_at_ms(
+                newest_ms,
+                node.last_push,
+                node.interval_seconds,
+                rule.clock(),
+                rule.intervals,
+                rule.min_seconds,
+            )
+            clock = NodeClock(interval_ms if pushed else None, interval_ms, newest_ms, down)
+            self._clocks[node_pk] = clock
+        return clock
 
     def _naming(self) -> dict[int, NodeNaming]:
         if self._nodes is None:

@@ -19,11 +19,16 @@ _gpus: Table = GpuRow.__table__  # type: ignore[assignment]
 
 @dataclass(frozen=True)
 class NodeNaming:
-    """What series selection needs of a node: its name (``instance``) and labels."""
+    """What series selection needs of a node: its name (``instance``) and labels, and what
+    the query source's staleness rules need (``server/query/staleness.py``)."""
 
     pk: int
     name: str
     labels: dict[str, str]
+    node_id: str = ""
+    interval_seconds: float = 0.0
+    last_push: float = 0.0
+    last_batch_ts: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -70,11 +75,31 @@ def read_nodes(engine: Engine) -> list[NodeRecord]:
 
 
 def read_node_naming(engine: Engine) -> dict[int, NodeNaming]:
-    """Returns: node pk -> name and labels, without the rest of the node rows (for every
-    history and discovery query, so it reads three columns only)."""
+    """Returns: node pk -> name, labels and push timing, without the rest of the node rows
+    (for every history, discovery and PromQL query, so it reads a few columns only)."""
+    columns = (
+        _nodes.c.id,
+        _nodes.c.name,
+        _nodes.c.labels,
+        _nodes.c.node_id,
+        _nodes.c.interval_seconds,
+        _nodes.c.last_push,
+        _nodes.c.last_batch_ts,
+    )
     with engine.connect() as conn:
-        rows = conn.execute(select(_nodes.c.id, _nodes.c.name, _nodes.c.labels))
-        return {row.id: NodeNaming(row.id, row.name, dict(row.labels or {})) for row in rows}
+        rows = conn.execute(select(*columns))
+        return {
+            row.id: NodeNaming(
+                row.id,
+                row.name,
+                dict(row.labels or {}),
+                row.node_id,
+                row.interval_seconds,
+                row.last_push,
+                row.last_batch_ts,
+            )
+            for row in rows
+        }
 
 
 def read_node(engine: Engine, key: str) -> NodeRecord | None:
