@@ -11,7 +11,9 @@ from __future__ import annotations
 
 from typing import Final, Literal, TypeAlias
 
-ErrorType: TypeAlias = Literal["bad_data", "execution", "timeout", "canceled", "internal"]
+ErrorType: TypeAlias = Literal[
+    "bad_data", "execution", "timeout", "canceled", "internal", "not_found", "method_not_allowed"
+]
 
 # Prometheus' status code for each errorType (web/api/v1/api.go: returnAPIError).
 STATUS: Final[dict[str, int]] = {
@@ -20,6 +22,9 @@ STATUS: Final[dict[str, int]] = {
     "timeout": 503,
     "canceled": 503,
     "internal": 500,
+    "not_found": 404,
+    # Not one of Prometheus' types: its router answers a wrong method with a bare 405.
+    "method_not_allowed": 405,
 }
 
 

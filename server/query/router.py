@@ -3,6 +3,9 @@
 Thin: parameters come from the query string and, on POST, a form body (as Prometheus reads
 them), the service answers in a worker thread, and errors become Prometheus' envelope here.
 Every route needs the READ rule; a Grafana data source sends the read token as a bearer header.
+``rules`` and ``alerts`` answer empty lists (dcmon evaluates no Prometheus rules), so Grafana's
+recording-rule lookup and alert list work; any other path under the prefix is a ``not_found``
+envelope (a known path asked with the wrong method: 405), never the framework's own body.
 """
 
 from __future__ import annotations
@@ -13,8 +16,10 @@ from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
+from starlette.routing import Match
 
 from server.auth import READ
 from server.promql.errors import PromQLError
@@ -214,3 +219,30 @@ async def query_exemplars(request: Request, service: QueryServiceDep) -> JSONRes
 async def buildinfo(request: Request, service: QueryServiceDep) -> JSONResponse:
     """The Prometheus version this API follows, for clients that detect features by it."""
     return await _respond(request, lambda _params: service.buildinfo())
+
+
+@_register("/rules", {"type": "alert or record"}, ("GET",))
+async def rules(request: Request) -> JSONResponse:
+    """Rule groups: always empty (dcmon evaluates no Prometheus recording or alerting rules)."""
+    return await _respond(request, lambda _params: Answer({"groups": []}, [], []))
+
+
+@_register("/alerts", {}, ("GET",))
+async def alerts(request: Request) -> JSONResponse:
+    """Active alerts of Prometheus rules: always empty (dcmon evaluates none)."""
+    return await _respond(request, lambda _params: Answer({"alerts": []}, [], []))
+
+
+@router.api_route(
+    PREFIX + "/{rest:path}",
+    methods=["GET", "POST", "PUT", "DELETE", "PATCH"],
+    include_in_schema=False,
+)
+async def unknown(request: Request, rest: str) -> JSONResponse:
+    """Any other path: Prometheus' 404 as an envelope, or 405 for a known path's wrong method."""
+    for route in router.routes:
+        known = isinstance(route, APIRoute) and route.endpoint is not unknown
+        if known and route.matches(request.scope)[0] is Match.PARTIAL:
+            message = f"method {request.method} not allowed for /api/v1/{rest}"
+            return failure(QueryError("method_not_allowed", message))
+    return failure(QueryError("not_found", f"unknown API endpoint /api/v1/{rest}"))

@@ -7,10 +7,12 @@ series of a range query. The engine runs synchronously in the caller's thread.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
+
+from sqlalchemy.exc import SQLAlchemyError
 
 from agent import __version__
 from agent.wire.catalog import Catalog
@@ -26,7 +28,7 @@ from server.query.guard import check_subqueries
 from server.query.params import MIN_MS, Params, parse_duration, parse_limit, parse_time
 from server.query.source import Deadline, Found, StaleRule, StorageSource
 from server.storage.reader import Reader
-from server.storage.store import Store
+from server.storage.store import NodeNaming, Store
 
 MAX_POINTS_PER_SERIES: Final = 11_000
 # The Prometheus version whose API and PromQL this one follows (Grafana picks features by it).
@@ -188,16 +190,21 @@ class QueryService:
         ``start`` when given), from the series index alone: no series' labels are parsed."""
         start_ms = _since_ms(params)
         index = self._store.index
-        nodes = self._source(params).nodes()
+        nodes = self._nodes()
         found: dict[str, set[int]] = {}
         for metric in index.metrics():
             for node_pk, series in index.metric(metric).items():
                 if node_pk in nodes and any(
-                    start_ms is None or (index.seen_ms(item.id) or 0) >= start_ms
-                    for item in series
+                    start_ms is None or (index.seen_ms(item.id) or 0) >= start_ms for item in series
                 ):
                     found.setdefault(metric, set()).add(node_pk)
         return found
+
+    def _nodes(self) -> dict[int, NodeNaming]:
+        try:
+            return self._store.node_naming()
+        except SQLAlchemyError as exc:
+            raise QueryError("internal", f"reading nodes failed: {exc}") from exc
 
     def _index_names(self, params: Params) -> set[str]:
         """Returns: label names of every series, from the index's names per metric and the
@@ -206,7 +213,7 @@ class QueryService:
         found = self._index_metrics(params)
         if not found:
             return set()
-        nodes = self._source(params).nodes()
+        nodes = self._nodes()
         names = {NAME, "instance"}
         for metric, node_pks in found.items():
             names.update(self._store.index.label_names(metric))
