@@ -27,7 +27,7 @@ from server.promql.histograms import (
 )
 from server.promql.parse import parse
 from server.promql.registry import Annotations, EvalContext, FunctionSpec, default_functions
-from server.promql.seam import SeriesSource
+from server.promql.seam import SeriesSource, rollup_answer
 from server.promql.values import (
     NAME,
     IntArray,
@@ -226,8 +226,12 @@ class Engine:
         if spec is None:
             raise UnsupportedError(f"function {node.name!r} is not supported")
         policy = function_policy(node.name)
-        args = [resolve(self._eval(arg, ctx), policy, node.name) for arg in node.args]
-        result = spec.impl(ctx, node, args)
+        exact = rollup_answer(self._source, node, lambda at, off: self._refs(at, off, ctx))
+        if exact is not None:  # answered exactly from the source's rollups
+            result: Value = exact
+        else:
+            args = [resolve(self._eval(arg, ctx), policy, node.name) for arg in node.args]
+            result = spec.impl(ctx, node, args)
         if spec.drops_name and isinstance(result, Vector):
             result = Vector(
                 [

@@ -7,18 +7,31 @@ samples in ``RawSeries.histogram`` (their value is ignored); the engine never ev
 drops, counts or refuses them as Prometheus' operations would (histograms.py). The engine asks
 for a little more than it needs and windows precisely itself, so a source may return extra
 samples outside the range.
+
+A source may also implement ``RollupSource``: it answers some range functions over a plain
+matrix selector (``max_over_time(x[1h])``) per step from pre-aggregated data where that is
+exact, and None where it is not; the engine then evaluates the call from samples as usual.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from server.promql.plan import Matcher
-from server.promql.values import BoolArray, FloatArray, IntArray, Labels, get_label, make_labels
+from server.promql.plan import At, Call, Matcher, MatrixSelector
+from server.promql.values import (
+    BoolArray,
+    FloatArray,
+    IntArray,
+    Labels,
+    Vector,
+    VectorSeries,
+    get_label,
+    make_labels,
+)
 
 
 @dataclass(frozen=True)
@@ -36,6 +49,34 @@ class SeriesSource(Protocol):
     def select(
         self, matchers: Sequence[Matcher], start_ms: int, end_ms: int
     ) -> list[RawSeries]: ...
+
+
+@runtime_checkable
+class RollupSource(Protocol):
+    def over_time(
+        self, function: str, matchers: Sequence[Matcher], range_ms: int, refs_ms: IntArray
+    ) -> list[VectorSeries] | None:
+        """Returns: ``function(selector[range_ms])`` evaluated at each of ``refs_ms`` (offset and
+        ``@`` applied), one series per selected series with a present step, or None when the
+        source cannot answer it exactly."""
+        ...
+
+
+def rollup_answer(
+    source: object, call: Call, refs: Callable[[At | None, int], IntArray]
+) -> Vector | None:
+    """Returns: the call's value from a ``RollupSource`` when it is a one-argument function of a
+    matrix selector that the source answers exactly, else None. ``refs(at, offset_ms)`` gives
+    the per-step times a selector reads at."""
+    if not isinstance(source, RollupSource) or len(call.args) != 1:
+        return None
+    arg = call.args[0]
+    if not isinstance(arg, MatrixSelector):
+        return None
+    selector = arg.selector
+    at_ms = refs(selector.at, selector.offset_ms)
+    series = source.over_time(call.name, selector.matchers, arg.range_ms, at_ms)
+    return None if series is None else Vector(series)
 
 
 def labels_match(labels: Labels, matchers: Sequence[Matcher]) -> bool:

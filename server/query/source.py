@@ -4,8 +4,9 @@ Stage: storage -> promql. A series' labels are the ones /metrics shows for it (i
 node's ``instance`` and configured labels; see ``server/history/select.py``) plus
 ``__name__``. Selection narrows by ``__name__`` (one metric for an equality matcher, else the
 index's metric names), then by ``instance`` per node, and parses the labels of the remaining
-series only. Samples come from the raw tier through ``Reader.raw``, so a query sees nothing
-older than the raw retention. Pushed samples carry no stale markers; the source adds them where
+series only. Samples come from the raw tier through ``Reader.raw``; past the raw retention,
+from the rollup tiers as documented samples, and range functions that rollups answer exactly
+come from them (``tiers.py``). Pushed samples carry no stale markers; the source adds them where
 a scrape would have written them (``staleness.py``), when given a ``StaleRule``.
 
 One source serves one query: it enforces that query's deadline at every read and counts the
@@ -20,10 +21,12 @@ from dataclasses import dataclass
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from agent.wire.catalog import Catalog, default_catalog
 from server.history.select import visible_labels
 from server.promql.plan import Matcher, MatchOp
 from server.promql.seam import RawSeries, labels_match
-from server.promql.values import NAME, Labels, make_labels
+from server.promql.values import NAME, IntArray, Labels, VectorSeries, make_labels
+from server.query import tiers
 from server.query.errors import QueryError
 from server.query.staleness import NodeClock, down_at_ms, read_slack_ms, with_markers
 from server.remote_write.mapping import node_id_of
@@ -80,11 +83,15 @@ class StorageSource:
         deadline: Deadline,
         max_samples: int,
         stale_rule: StaleRule | None = None,
+        catalog: Catalog | None = None,
     ) -> None:
         """Args:
         stale_rule: add stale markers to pushed samples (``staleness.py``); None: leave the
             samples as stored.
+        catalog: tells counters from gauges past the raw retention (``tiers.py``); None: the
+            catalog shipped with dcmon.
         """
+        self._catalog = default_catalog() if catalog is None else catalog
         self._store = store
         self._reader = reader
         self.deadline = deadline
@@ -106,27 +113,67 @@ class StorageSource:
         if self._stale_rule is not None and found:
             nodes = {f.series.node_pk for f in found}
             read_end_ms += max(read_slack_ms(self._clock(pk)) for pk in nodes)
+        series = [f.series for f in found]
+        counters = {s.id for s in series if tiers.is_counter(s.metric, self._catalog)}
         try:
-            data = self._reader.raw([f.series for f in found], start_ms, read_end_ms)
+            front, raw_after = tiers.read_rollups(self._reader, series, counters, start_ms, end_ms)
+            data = self._reader.raw(series, max(start_ms, raw_after + 1), read_end_ms)
         except SQLAlchemyError as exc:
             raise QueryError("internal", f"reading samples failed: {exc}") from exc
         result = []
         for item in found:
             ts, values = data[item.series.id]
             self.samples_loaded += len(ts)
+            if len(ts) and self._stale_rule is not None:
+                clock = self._clock(item.series.node_pk)
+                ts, values = with_markers(ts, values, clock)
+            ts, values = tiers.stitch(front[item.series.id], (ts, values))
+            self.samples_loaded += len(front[item.series.id][0])
             if len(ts):
-                if self._stale_rule is not None:
-                    clock = self._clock(item.series.node_pk)
-                    ts, values = with_markers(ts, values, clock)
                 result.append(RawSeries(item.labels, ts, values))
+        self._check_samples()
+        self.deadline.check("sample loading")
+        return result
+
+    def over_time(
+        self, function: str, matchers: Sequence[Matcher], range_ms: int, refs_ms: IntArray
+    ) -> list[VectorSeries] | None:
+        """The seam's ``RollupSource``: ``function(selector[range_ms])`` at each ref from the
+        rollup buckets where they answer it exactly (``tiers.py``), else None.
+
+        Raises: QueryError as ``select``.
+        """
+        exact = function in tiers.EXACT_FUNCTIONS
+        tier = tiers.exact_tier(self._reader, range_ms, refs_ms) if exact else None
+        if tier is None:
+            return None
+        self.deadline.check("series selection")
+        found = list(self.find(matchers))
+        start_ms, end_ms = int(refs_ms.min()) - range_ms, int(refs_ms.max())
+        try:
+            data = self._reader.buckets([f.series for f in found], tier, start_ms, end_ms)
+        except SQLAlchemyError as exc:
+            raise QueryError("internal", f"reading rollups failed: {exc}") from exc
+        result = []
+        for item in found:
+            buckets = data[item.series.id]
+            self.samples_loaded += len(buckets)
+            answer = tiers.over_time(function, buckets, refs_ms, range_ms)
+            if answer is None:
+                return None
+            if answer[1].any():
+                result.append(VectorSeries(item.labels, answer[0], answer[1]))
+        self._check_samples()
+        self.deadline.check("rollup loading")
+        return result
+
+    def _check_samples(self) -> None:
         if self.samples_loaded > self._max_samples:
             raise QueryError(
                 "execution",
                 "query processing would load too many samples into memory in query execution "
                 f"(more than query_max_samples = {self._max_samples})",
             )
-        self.deadline.check("sample loading")
-        return result
 
     def find(self, matchers: Sequence[Matcher], since_ms: int | None = None) -> Iterator[Found]:
         """Yields: the indexed series whose labels satisfy every matcher; with ``since_ms``,

@@ -53,6 +53,11 @@ class Reader:
         self._plan = plan
         self._clock = clock
 
+    @property
+    def plan(self) -> TierPlan:
+        """The tiers this reader reads, with their bucket widths and retentions."""
+        return self._plan
+
     def horizon_ms(self, tier: Tier) -> int:
         """Returns: the oldest timestamp still kept by ``tier``."""
         return round(self._clock() * 1000) - tier.retention_ms
