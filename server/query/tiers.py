@@ -18,15 +18,16 @@ A gauge's sample is the bucket's ``last`` value. A counter's is a counter rebuil
 buckets' increases (each bucket's inner increase plus the reset-adjusted delta from the previous
 bucket's last value): it never decreases, ends at the true ``last`` of the newest bucket read,
 and steps back from there by the increases, so without resets it equals each bucket's ``last``
-and before a reset it is shifted down (it may go negative). ``rate()``, ``increase()`` and
-``delta()`` over it see exactly the true increase between bucket ends, and across the boundary
-into raw samples the engine's own reset rule gives the true delta from the bucket's last value
-to the first raw one. A series is a counter when the metric catalog marks it monotonic (counters
-and the few ever-growing untyped metrics); a metric the catalog does not know (remote-written)
-is a counter when its name ends in ``_total``, ``_count``, ``_sum`` or ``_bucket`` (Prometheus'
-naming conventions). Instant selectors keep the 5-minute lookback, so on the 1-hour tier a plain
-selector answers only within 5 minutes after each hour; ``last_over_time(x[1h])`` (or any range
-function with a range of at least an hour) answers everywhere.
+and before a reset it is shifted down (to about 0 just before the newest reset, below 0 further
+back). ``rate()`` and ``increase()`` over it see exactly the true increase between bucket ends,
+and across the boundary into raw samples the engine's own reset rule gives the true delta from
+the bucket's last value to the first raw one; only their rule not to extrapolate below zero may
+shorten a window that starts right before a reset. A series is a counter when the metric catalog
+marks it monotonic (counters and the few ever-growing untyped metrics); a metric the catalog
+does not know (remote-written) is a counter when its name ends in ``_total``, ``_count``,
+``_sum`` or ``_bucket`` (Prometheus' naming conventions). Instant selectors keep the 5-minute
+lookback, so on the 1-hour tier a plain selector answers only within 5 minutes after each hour;
+``last_over_time(x[1h])``, or ``rate()`` over more than an hour, answers at any step.
 
 **Exact answers.** ``sum_``, ``avg_``, ``min_``, ``max_``, ``count_``, ``last_``, ``first_`` and
 ``present_over_time(x[r])`` come straight from the buckets of the coarsest tier whose width ``w``
