@@ -1,13 +1,17 @@
 """PromQL latency beside Prometheus: Grafana panel queries on the same data, answers compared.
 
 ``--nodes`` simulated 8-GPU nodes (``bench/loadgen.py``, 400 series each) x ``--hours`` of
-10 s ticks, ending at a whole hour at least 2 h ago, are pushed into a fresh ``dcmon server``
-(``POST /api/v1/ingest``; the head is then compacted), backfilled into Debian's Prometheus
-with ``promtool tsdb create-blocks-from openmetrics`` (``bench/promql_peer.py``: same labels,
-values and millisecond timestamps) and imported into VictoriaMetrics (JSON lines; timed only).
+10 s ticks, ending at a whole hour at least 2 h ago, are written into a fresh dcmon database
+through the server's ingest service in-process (``bench/promql_load.py``; ``--load http``:
+``POST /api/v1/ingest`` instead, far slower), then a ``dcmon server`` started on it compacts
+the head in its maintenance loop as in production and is waited for; the same are backfilled
+into Debian's Prometheus with ``promtool tsdb create-blocks-from openmetrics``
+(``bench/promql_peer.py``: same labels, values and millisecond timestamps) and imported into
+VictoriaMetrics (JSON lines; timed only).
 The queries are panel expressions of Grafana dashboards 1860 (Node Exporter Full; ``$node`` =
 node-0000, ``job`` matchers dropped: the simulated series have no job) and 12239 (NVIDIA DCGM
-exporter; ``$instance`` and ``$gpu`` = all), with ``$__rate_interval`` = 1m (5m for the 5 m
+exporter; ``$instance`` and ``$gpu`` = all) and a few representative GPU-fleet alert
+expressions (no default alert rules exist yet), with ``$__rate_interval`` = 1m (5m for the 5 m
 step), asked as an instant query at the end and as range queries at step 15 s over 1 h and at
 step 5 m over 6 h (or ``--hours`` if shorter); the times sit 7 ms off the samples' grid
 (``OFF_GRID_SECONDS`` says why). Every answer is first compared between dcmon and Prometheus
@@ -50,12 +54,14 @@ from agent_overhead import (
 )
 from loadgen import (
     Plan,
+    Target,
     dcmon_server,
     percentile,
     victoria_metrics,
     victoria_metrics_version,
     wait_compacted,
 )
+from promql_load import load_in_process
 from promql_peer import backfill, differences, prometheus, prometheus_version
 from query import SERVER_ENV, describe_load, load
 
@@ -106,7 +112,18 @@ PANELS: tuple[tuple[str, str, str], ...] = (
      'DCGM_FI_DEV_SM_CLOCK{instance=~"$instance", gpu=~"$gpu"} * 1000000'),
     ("fleet", "energy rate by node",
      "sum by (instance) (rate(DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION[$__rate_interval]))"),
+    # Representative GPU-fleet alert expressions (there are no default alert rules yet); the
+    # thresholds are set so that most of them fire on the simulated data.
+    ("alert", "GPU down", "dcmon_gpu_up == 0"),
+    ("alert", "GPU hot", "avg_over_time(DCGM_FI_DEV_GPU_TEMP[5m]) > 60"),
+    ("alert", "GPU throttled", "rate(DCGM_FI_DEV_THERMAL_VIOLATION[5m]) > 0"),
+    ("alert", "GPU memory full",
+     "DCGM_FI_DEV_FB_USED / (DCGM_FI_DEV_FB_USED + DCGM_FI_DEV_FB_FREE) > 0.5"),
+    ("alert", "disk filling",
+     "node_filesystem_avail_bytes / node_filesystem_size_bytes < 0.5"),
 )  # fmt: skip
+# Alerts that are expected not to fire on the simulated data: an empty answer is theirs.
+MAY_BE_EMPTY = frozenset({"alert GPU down"})
 
 
 @dataclass(frozen=True)
@@ -265,6 +282,10 @@ def main() -> int:
     parser.add_argument("--smoke", action="store_true", help="CI: 2 nodes x 1 h, 3 repeats")
     parser.add_argument("--no-peer", action="store_true", help="skip Prometheus and VM")
     parser.add_argument("--no-vm", action="store_true", help="skip VictoriaMetrics")
+    parser.add_argument(
+        "--load", choices=("bulk", "http"), default="bulk",
+        help="dcmon loading: bulk = the ingest service in-process (default), http = POSTs",
+    )  # fmt: skip
     parser.add_argument("--connections", type=int, default=4, help="loading connections")
     parser.add_argument("--workers", type=int, default=2, help="generator processes (default 2)")
     parser.add_argument("--compact-wait", type=float, default=600.0, help="bound on compaction")
@@ -294,20 +315,32 @@ def main() -> int:
             ExitStack() as stack,
         ):
             scratch = Path(scratch_dir)
-            server = stack.enter_context(dcmon_server(scratch, env=SERVER_ENV))
 
             def plan(target: Any) -> Plan:
                 start_ms = int((end - ticks * INTERVAL_SECONDS) * 1000)
                 return Plan(target, "flat", args.nodes, args.connections, args.workers,
                             ticks=ticks, start_ms=start_ms)  # fmt: skip
 
-            print("loading dcmon", flush=True)
-            loaded = load([plan(server.target())], args.load_timeout)
-            describe_load("dcmon", loaded)
-            if loaded.failures or loaded.samples == 0:
-                problems.append(f"loading dcmon: {loaded.failures} pushes failed")
+            print(f"loading dcmon ({args.load})", flush=True)
+            if args.load == "bulk":
+                bulk = load_in_process(
+                    plan(Target("dcmon", 0)), scratch / "dcmon", SERVER_ENV, args.workers,
+                    args.load_timeout,
+                )  # fmt: skip
+                print(f"  dcmon: {bulk.samples:,} samples in {bulk.batches:,} batches through "
+                      f"the ingest service in {bulk.seconds:.0f} s", flush=True)  # fmt: skip
+                if bulk.samples == 0:
+                    problems.append("loading dcmon: no samples")
+            server = stack.enter_context(dcmon_server(scratch, env=SERVER_ENV))
+            if args.load == "http":
+                loaded = load([plan(server.target())], args.load_timeout)
+                describe_load("dcmon", loaded)
+                if loaded.failures or loaded.samples == 0:
+                    problems.append(f"loading dcmon: {loaded.failures} pushes failed")
             compacted = wait_compacted(server, args.compact_wait)
-            print(f"  compaction: {compacted.describe()}")
+            print(f"  compaction: {compacted.describe()}", flush=True)
+            if compacted.outcome != "empty":
+                problems.append(f"compaction: {compacted.describe()}")
             prom = None
             if peer:
                 began = time.monotonic()
@@ -362,7 +395,7 @@ def main() -> int:
         problems.append("VictoriaMetrics is missing (DCMON_REQUIRE_INTEGRATION=1)")
     for row in rows:
         for name, timing in row.timings():
-            if timing.error or timing.empty():
+            if timing.error or (timing.empty() and row.item.name not in MAY_BE_EMPTY):
                 what = timing.error or "empty"
                 problems.append(f"{row.item.name} [{row.item.mode}]: {name} answered {what}")
         if row.mismatch:

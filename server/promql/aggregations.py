@@ -140,7 +140,39 @@ def _warn_quantile(ctx: EvalContext, q: FloatArray) -> None:
             return
 
 
+def _dense_neumaier(values: FloatArray, present: BoolArray) -> tuple[FloatArray, FloatArray] | None:
+    """Returns: (total, compensation) of the rows in order, as ``kahan_add`` from the first row
+    on computes them, when every value is present and finite and no partial sum overflows (the
+    usual case: then neither the first-value nor the infinity rules of the general loop apply);
+    else None. Fewer operations per row, and plain floats for a single step."""
+    if not present.all() or not np.isfinite(values).all():
+        return None
+    if values.shape[1] == 1:
+        column = values[:, 0].tolist()
+        total, comp = column[0], 0.0
+        for inc in column[1:]:
+            t = total + inc
+            comp += (total - t) + inc if abs(total) >= abs(inc) else (inc - t) + total
+            total = t
+        if not math.isfinite(total):
+            return None
+        return np.array([total]), np.array([comp])
+    totals = values[0].copy()
+    comps = np.zeros(values.shape[1])
+    with np.errstate(invalid="ignore", over="ignore"):
+        for row in values[1:]:
+            t = totals + row
+            comps += np.where(np.abs(totals) >= np.abs(row), (totals - t) + row, (row - t) + totals)
+            totals = t
+    if not np.isfinite(totals).all():
+        return None
+    return totals, comps
+
+
 def _sum(values: FloatArray, present: BoolArray) -> FloatArray:
+    dense = _dense_neumaier(values, present)
+    if dense is not None:
+        return dense[0] + dense[1]
     total = np.zeros(values.shape[1])
     comp = np.zeros(values.shape[1])
     seen = np.zeros(values.shape[1], dtype=bool)
@@ -156,6 +188,10 @@ def _sum(values: FloatArray, present: BoolArray) -> FloatArray:
 
 def _avg(values: FloatArray, present: BoolArray) -> FloatArray:
     """Direct compensated mean, switching to an incremental mean once the sum would overflow."""
+    dense = _dense_neumaier(values, present)
+    if dense is not None:
+        rows = float(values.shape[0])
+        return dense[0] / rows + dense[1] / rows
     width = values.shape[1]
     total, comp, mean = np.zeros(width), np.zeros(width), np.zeros(width)
     n = np.zeros(width)

@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -26,6 +27,7 @@ from sqlalchemy import Connection, Engine, Table, select
 
 from server.rollup.buckets import Buckets, merge, rollup
 from server.storage import blocks, head
+from server.storage.decoded import DecodedBlocks
 from server.storage.runs import EMPTY, Floats, Samples, in_chunks, merge_runs
 from server.storage.series_index import IndexedSeries
 from server.storage.tables import BlockRow, HeadChunkRow
@@ -48,10 +50,20 @@ def snapshot(engine: Engine) -> Iterator[Connection]:
 class Reader:
     """Reads history for series chosen through the series index."""
 
-    def __init__(self, engine: Engine, plan: TierPlan, clock: Callable[[], float]) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        plan: TierPlan,
+        clock: Callable[[], float],
+        decoded: DecodedBlocks | None = None,
+    ) -> None:
+        """Args:
+        decoded: where raw blocks are decoded (a bounded cache); default: a fresh one.
+        """
         self._engine = engine
         self._plan = plan
         self._clock = clock
+        self._decoded = decoded if decoded is not None else DecodedBlocks()
 
     @property
     def plan(self) -> TierPlan:
@@ -154,9 +166,13 @@ class Reader:
                 .order_by(_blocks.c.series_id, _blocks.c.end_ms)
             )
             for row in rows:
-                stamps, columns = blocks.decode(row.payload)
-                keep = (stamps >= start_ms) & (stamps <= end_ms)
-                found[row.series_id].append((stamps[keep], columns[0][keep]))
+                stamps, columns = self._decoded.decode(row.payload)
+                if start_ms <= stamps[0] and stamps[-1] <= end_ms:  # read-only, shared
+                    found[row.series_id].append((stamps, columns[0]))
+                    continue
+                first = int(np.searchsorted(stamps, start_ms, side="left"))
+                last = int(np.searchsorted(stamps, end_ms, side="right"))
+                found[row.series_id].append((stamps[first:last], columns[0][first:last]))
         return found
 
     def _head_samples(
@@ -166,20 +182,26 @@ class Reader:
         for item in series:
             by_node[item.node_pk].append(item.id)
         found: dict[int, list[Samples]] = {}
-        for node_pk, wanted_list in by_node.items():
-            wanted = np.array(sorted(wanted_list), dtype=np.uint32)
-            stamps: list[int] = []
-            rows_found: list[Floats] = []
-            masks: list[npt.NDArray[np.bool_]] = []
-            rows = conn.execute(
-                select(_head.c.ts_ms, _head.c.n, _head.c.payload)
+        # One statement per IN list of nodes, not one per node: most nodes have no head rows
+        # in a range of closed windows, and a statement costs more than its rows here.
+        head_rows: dict[int, list[Any]] = defaultdict(list)
+        for chunk in in_chunks(sorted(by_node)):
+            statement = (
+                select(_head.c.node_pk, _head.c.ts_ms, _head.c.n, _head.c.payload)
                 .where(
-                    _head.c.node_pk == node_pk,
+                    _head.c.node_pk.in_(chunk),
                     _head.c.ts_ms >= start_ms,
                     _head.c.ts_ms <= end_ms,
                 )
-                .order_by(_head.c.ts_ms)
+                .order_by(_head.c.node_pk, _head.c.ts_ms)
             )
+            for head_row in conn.execute(statement):
+                head_rows[head_row.node_pk].append(head_row)
+        for node_pk, rows in head_rows.items():
+            wanted = np.array(sorted(by_node[node_pk]), dtype=np.uint32)
+            stamps: list[int] = []
+            rows_found: list[Floats] = []
+            masks: list[npt.NDArray[np.bool_]] = []
             for row in rows:
                 ids, values = head.unpack(row.n, row.payload)  # never empty: see Store
                 position = np.minimum(np.searchsorted(ids, wanted), len(ids) - 1)
