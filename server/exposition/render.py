@@ -5,6 +5,12 @@ node's ``instance`` label and the node's configured labels (a sample's own label
 name wins). A node's lines are rendered once per batch and reused by every scrape until its
 next batch, so a scrape of a large fleet is mostly joining strings.
 
+With ``timestamps``, every node sample line ends in its batch's time (milliseconds, the time
+the sample is stored at), as Prometheus' federation endpoint does: a Prometheus scraping with
+``honor_timestamps`` then holds each sample at dcmon's own time, so its answers equal dcmon's
+query API (when it scrapes at least as often as the agents push). Server-derived series carry
+no timestamp.
+
 Server-derived series: ``dcmon_node_up`` and ``dcmon_node_last_push_timestamp_seconds`` for
 every node not yet forgotten, and ``dcmon_node_clock_skew_seconds`` for those whose agent sent
 its clock; silent nodes are ``up == 0`` and their other series are gone.
@@ -57,36 +63,38 @@ class Renderer:
     def __init__(self, catalog: Catalog, policy: StalePolicy) -> None:
         self._catalog = catalog
         self._policy = policy
-        self._rendered: dict[str, _Rendered] = {}
+        self._rendered: dict[tuple[str, bool], _Rendered] = {}
 
-    def render(self, nodes: Iterable[NodeLatest], now: float) -> str:
+    def render(self, nodes: Iterable[NodeLatest], now: float, timestamps: bool = False) -> str:
         known = _newest_per_name(n for n in nodes if not self._policy.is_forgotten(n, now))
         live = [node for node in known if self._policy.is_up(node, now)]
         per_family: dict[str, list[str]] = {}
         for node in live:
-            for name, lines in self._lines_of(node).items():
+            for name, lines in self._lines_of(node, timestamps).items():
                 per_family.setdefault(name, []).append(lines)
         out: list[str] = [self._node_status(known, now)]
         for name in sorted(per_family):
             out.append(self._header(name))
             out.extend(per_family[name])
         # Drop render caches of nodes that left, so memory follows the fleet.
-        current = {node.node_id for node in live}
-        for node_id in [key for key in list(self._rendered) if key not in current]:
-            self._rendered.pop(node_id, None)
+        current = {(node.node_id, timestamps) for node in live}
+        for key in [key for key in list(self._rendered) if key[1] == timestamps]:
+            if key not in current:
+                self._rendered.pop(key, None)
         return "".join(out)
 
-    def _lines_of(self, node: NodeLatest) -> dict[str, str]:
+    def _lines_of(self, node: NodeLatest, timestamps: bool) -> dict[str, str]:
         node_labels = tuple(sorted(node.labels.items()))
         key = (node.seq, node.batch_ts, node.name, node_labels)
-        cached = self._rendered.get(node.node_id)
+        cached = self._rendered.get((node.node_id, timestamps))
         if cached is not None and cached.key == key:
             return cached.families
+        suffix = f" {round(node.batch_ts * 1000)}\n" if timestamps else "\n"
         families = {
-            name: _family_lines(name, node.name, node.labels, samples)
+            name: _family_lines(name, node.name, node.labels, samples, suffix)
             for name, samples in node.families.items()
         }
-        self._rendered[node.node_id] = _Rendered(key, families)
+        self._rendered[(node.node_id, timestamps)] = _Rendered(key, families)
         return families
 
     def _header(self, name: str) -> str:
@@ -113,7 +121,11 @@ class Renderer:
 
 
 def _family_lines(
-    name: str, instance: str, node_labels: Mapping[str, str], samples: FamilySamples
+    name: str,
+    instance: str,
+    node_labels: Mapping[str, str],
+    samples: FamilySamples,
+    suffix: str = "\n",
 ) -> str:
     lines = []
     node_pairs = sorted(node_labels.items())
@@ -121,7 +133,7 @@ def _family_lines(
         pairs = [("instance", instance)]
         pairs.extend((k, v) for k, v in node_pairs if k not in labels)
         pairs.extend(labels.items())
-        lines.append(f"{name}{render_labels(pairs)} {format_value(value)}\n")
+        lines.append(f"{name}{render_labels(pairs)} {format_value(value)}{suffix}")
     return "".join(lines)
 
 

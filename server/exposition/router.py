@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query
 from fastapi.responses import PlainTextResponse
 from starlette.concurrency import run_in_threadpool
 
@@ -14,13 +16,22 @@ router = APIRouter(tags=["exposition"], dependencies=[Depends(READ)])
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
-def render_all(services: Services) -> str:
-    nodes = services.renderer.render(services.latest.nodes(), services.clock())
+def render_all(services: Services, timestamps: bool = False) -> str:
+    nodes = services.renderer.render(services.latest.nodes(), services.clock(), timestamps)
     return nodes + services.metrics.render()
 
 
 @router.get("/metrics", response_class=PlainTextResponse)
-async def metrics(services: ServicesDep) -> PlainTextResponse:
+async def metrics(
+    services: ServicesDep,
+    timestamps: Annotated[
+        bool,
+        Query(
+            description="end each node sample with its batch time (ms), as federation does; "
+            "scrape with honor_timestamps to store samples at dcmon's own times"
+        ),
+    ] = False,
+) -> PlainTextResponse:
     """Prometheus scrape target (scrape with honor_labels: true to keep each node's instance)."""
-    body = await run_in_threadpool(render_all, services)
+    body = await run_in_threadpool(render_all, services, timestamps)
     return PlainTextResponse(body, media_type=CONTENT_TYPE)

@@ -2,12 +2,19 @@
 Prometheus data source: every panel target that returns data from a Prometheus scraping dcmon
 returns the same data from dcmon's ``/prometheus/api/v1/``.
 
-Started on 127.0.0.1: dcmon server A with an agent of simulated GPUs pushing every second;
-Prometheus 2.42 scraping A's ``/metrics`` every second (``honor_labels``: ``instance`` stays the
-node's name; Prometheus adds ``job``) and remote-writing what it stores to dcmon server B. The
-exposition carries no timestamps, so A's own samples are at push times and Prometheus' at scrape
-times; B holds exactly Prometheus' samples (same labels, same millisecond timestamps), so B's
-answers are compared with Prometheus', query by query.
+Started on 127.0.0.1: dcmon server A, dcmon server B, Prometheus 2.42 scraping A's
+``/metrics?timestamps=true`` every second (``honor_labels``: ``instance`` stays the node's name;
+``honor_timestamps``: each sample is stored at dcmon's own time) and remote-writing what it
+stores to B, and only then an agent of simulated GPUs pushing to A every 2 s. So Prometheus
+holds exactly A's samples, and B exactly Prometheus'. Each target is compared twice:
+
+- **dcmon itself** (A, the acceptance): the dashboard's variables resolved on A, as Grafana
+  would with dcmon as its data source. Prometheus adds ``job`` (the scrape job's name) to what
+  it scrapes and dcmon's series have none, so ``$job`` has no values on A and is empty, as in
+  Grafana (``job=""`` matches a series without ``job``), and ``job`` is removed from
+  Prometheus' answers before comparing;
+- **remote-written** (B): the same expression as on Prometheus, the answers compared as they
+  are.
 
 Every target ``expr`` of both dashboards (rows' panels too) gets Grafana's variables: ``$job``,
 ``$nodename``, ``$node`` from the dashboards' own ``label_values`` variable queries (the first
@@ -55,7 +62,8 @@ KNOWN_DIFFERENCES: dict[str, str] = {}
 @dataclass(frozen=True)
 class Systems:
     prometheus: str  # the base URL before /api/v1
-    dcmon: str
+    dcmon: str  # server B: Prometheus' samples, remote-written
+    native: str  # server A: the agent's own pushes
 
 
 def _config(server_a: int, server_b: int, token_file: Path) -> str:
@@ -66,6 +74,8 @@ global:
 scrape_configs:
   - job_name: dcmon
     honor_labels: true
+    honor_timestamps: true
+    params: {{timestamps: ["true"]}}
     static_configs: [{{targets: ["127.0.0.1:{server_a}"]}}]
 remote_write:
   - url: http://127.0.0.1:{server_b}/api/v1/write
@@ -89,16 +99,7 @@ def stack(tmp_path: Path, prometheus: str) -> Iterator[Systems]:
         spec_a, spec_b = specs
         for spec in specs:
             wait_for(lambda s=spec: get(s.url + "/readyz").status_code == 200, 60, "dcmon ready")
-        agent = agent_argv(
-            tmp_path / "a", spec_a, "--gpu-backend", "simulated", "--simulated-gpus", "2",
-            "--node-name", NODE_NAME,
-        )  # fmt: skip
-        stack.enter_context(running(agent, tmp_path / "agent.log"))
-        wait_for(
-            lambda: "DCGM_FI_DEV_GPU_TEMP{" in get(spec_a.url + "/metrics").text,
-            30,
-            "the agent's samples on server A's /metrics",
-        )
+        # Prometheus first, so it scrapes every batch the agent pushes from the first one.
         port = free_port()
         config = tmp_path / "prometheus.yml"
         config.write_text(_config(spec_a.port, spec_b.port, spec_b.token_file))
@@ -109,8 +110,21 @@ def stack(tmp_path: Path, prometheus: str) -> Iterator[Systems]:
         stack.enter_context(running(argv, tmp_path / "prometheus.log"))
         url = f"http://127.0.0.1:{port}"
         wait_for(lambda: get(url + "/-/ready").status_code == 200, 60, "Prometheus ready")
+        scraped = f"{url}/api/v1/query?query=up"
+        wait_for(lambda: '"1"' in get(scraped).text, 30, "Prometheus' first scrape of A")
+        # Pushes every 2 s, scraped every 1 s: no batch is replaced before Prometheus saw it.
+        agent = agent_argv(
+            tmp_path / "a", spec_a, "--gpu-backend", "simulated", "--simulated-gpus", "2",
+            "--node-name", NODE_NAME, "--interval", "2",
+        )  # fmt: skip
+        stack.enter_context(running(agent, tmp_path / "agent.log"))
+        wait_for(
+            lambda: "DCGM_FI_DEV_GPU_TEMP{" in get(spec_a.url + "/metrics").text,
+            30,
+            "the agent's samples on server A's /metrics",
+        )
         time.sleep(COLLECT_SECONDS)
-        yield Systems(url, spec_b.url + "/prometheus")
+        yield Systems(url, spec_b.url + "/prometheus", spec_a.url + "/prometheus")
 
 
 def ask(client: httpx.Client, base: str, endpoint: str, params: dict[str, str]) -> Any:
@@ -166,7 +180,8 @@ def variables(
     client: httpx.Client, base: str, dashboard: dict[str, Any], at: float
 ) -> dict[str, str]:
     """Returns: each query variable's value as Grafana sets it (its ``label_values`` query
-    asked in order, each using the values before it), plus Grafana's built-in intervals."""
+    asked in order, each using the values before it; empty when it has none), plus Grafana's
+    built-in intervals."""
     values = {
         "__interval": f"{STEP_SECONDS}s",
         "__interval_ms": str(STEP_SECONDS * 1000),
@@ -187,8 +202,9 @@ def variables(
         if selector:
             params["match[]"] = selector
         found: list[str] = ask(client, base, f"label/{label}/values", params)
-        assert found, f"variable {variable['name']}: {text} has no values"
-        if variable.get("includeAll"):
+        if not found:
+            values[variable["name"]] = ""
+        elif variable.get("includeAll"):
             values[variable["name"]] = "(" + "|".join(map(_regex_escape, found)) + ")"
         else:
             values[variable["name"]] = found[0]
@@ -260,31 +276,47 @@ def wait_caught_up(client: httpx.Client, systems: Systems, at: float) -> None:
     wait_for(lambda: counts(systems.dcmon) == wanted, 30, "dcmon to hold Prometheus' samples")
 
 
+def without_job(data: dict[str, Any]) -> dict[str, Any]:
+    """Returns: ``data`` with the ``job`` label (Prometheus' scrape job) removed from its
+    series."""
+    if data["resultType"] not in ("vector", "matrix"):
+        return data
+    rows = [{**row, "metric": {k: v for k, v in row["metric"].items() if k != "job"}}
+            for row in data["result"]]  # fmt: skip
+    return {**data, "result": rows}
+
+
 def compare(
-    client: httpx.Client, systems: Systems, expr: str, end: float
+    client: httpx.Client, systems: Systems, expr: str, native_expr: str, end: float
 ) -> tuple[bool, list[str]]:
-    """Returns: whether Prometheus' answer has data, and how dcmon's differs (instant, range)."""
-    asks = [
-        ("query", {"query": expr, "time": f"{end:.3f}"}),
-        (
-            "query_range",
-            {
-                "query": expr,
-                "start": f"{end - RANGE_SECONDS:.3f}",
-                "end": f"{end:.3f}",
-                "step": str(STEP_SECONDS),
-            },
-        ),
-    ]
+    """Returns: whether Prometheus' answer has data, and how dcmon's differ: B's to the same
+    expression, A's to the expression with A's variables (instant, range)."""
+
+    def asks(query: str) -> list[tuple[str, dict[str, str]]]:
+        return [
+            ("query", {"query": query, "time": f"{end:.3f}"}),
+            (
+                "query_range",
+                {
+                    "query": query,
+                    "start": f"{end - RANGE_SECONDS:.3f}",
+                    "end": f"{end:.3f}",
+                    "step": str(STEP_SECONDS),
+                },
+            ),
+        ]
+
     with_data = False
     problems: list[str] = []
-    for endpoint, params in asks:
+    for (endpoint, params), (_, native_params) in zip(asks(expr), asks(native_expr), strict=True):
         theirs = ask(client, systems.prometheus, endpoint, params)
         if not has_data(theirs):
             continue
         with_data = True
         ours = ask(client, systems.dcmon, endpoint, params)
-        problems += [f"{endpoint}: {p}" for p in differences(ours, theirs)]
+        problems += [f"B {endpoint}: {p}" for p in differences(ours, theirs)]
+        native = ask(client, systems.native, endpoint, native_params)
+        problems += [f"A {endpoint}: {p}" for p in differences(native, without_job(theirs))]
     return with_data, problems
 
 
@@ -300,12 +332,14 @@ def test_dashboard_panels_agree_with_prometheus(tmp_path: Path) -> None:
         still_differ: set[str] = set()
         for key, dashboard in dashboards.items():
             values = variables(client, systems.prometheus, dashboard, end)
+            native_values = variables(client, systems.native, dashboard, end)
             exprs = targets(dashboard)
             with_data = agreed = 0
             for raw in exprs:
                 expr = substitute(raw, values)
+                native_expr = substitute(raw, native_values)
                 assert "$" not in expr and "[[" not in expr, f"unsubstituted: {expr}"
-                has, problems = compare(client, systems, expr, end)
+                has, problems = compare(client, systems, expr, native_expr, end)
                 with_data += has
                 agreed += has and not problems
                 if raw in KNOWN_DIFFERENCES:

@@ -119,3 +119,27 @@ def test_promtool_accepts_the_exposition(client: TestClient) -> None:
     push(client, make_batch(timestamp=START, node=identity(labels={"cluster": "a"})))
     result = check_metrics(promtool, client.get("/metrics").text)
     assert not result.unexpected, result.unexpected
+
+
+def test_timestamps_on_request_are_each_samples_batch_time(
+    client: TestClient, clock: FakeClock
+) -> None:
+    push(client, make_batch(seq=1, timestamp=START + 0.25))
+    plain = client.get("/metrics").text
+    stamped = client.get("/metrics", params={"timestamps": "true"}).text
+    node_lines = [line for line in stamped.splitlines() if line.startswith("DCGM_FI_DEV_GPU_UTIL")]
+    assert node_lines and all(line.endswith(f" {int(START * 1000) + 250}") for line in node_lines)
+    status = [line for line in stamped.splitlines() if line.startswith("dcmon_node_up")]
+    assert status == [line for line in plain.splitlines() if line.startswith("dcmon_node_up")]
+    # Each form keeps its own render cache: the plain form has no timestamps after the other.
+    assert client.get("/metrics").text.count(f" {int(START * 1000) + 250}\n") == 0
+    assert client.get("/metrics", params={"timestamps": "maybe"}).status_code == 422
+
+
+@pytest.mark.integration
+def test_promtool_accepts_the_timestamped_exposition(client: TestClient) -> None:
+    promtool = require_binary("promtool")
+    push(client, make_batch(timestamp=START, node=identity(labels={"cluster": "a"})))
+    text = client.get("/metrics", params={"timestamps": "1"}).text
+    result = check_metrics(promtool, text)
+    assert not result.unexpected, result.unexpected
