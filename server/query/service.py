@@ -131,7 +131,9 @@ class QueryService:
         deadline = Deadline.after(seconds, limit)
         limits = self._limits
         rule = StaleRule(limits.stale_after_intervals, limits.stale_after_min_seconds, self._clock)
-        return StorageSource(self._store, self._reader, deadline, limits.max_samples, rule)
+        return StorageSource(
+            self._store, self._reader, deadline, limits.max_samples, rule, self._catalog
+        )
 
     def _answer(
         self,
