@@ -115,7 +115,10 @@ PANELS: tuple[tuple[str, str, str], ...] = (
     # Representative GPU-fleet alert expressions (there are no default alert rules yet); the
     # thresholds are set so that most of them fire on the simulated data.
     ("alert", "GPU down", "dcmon_gpu_up == 0"),
-    ("alert", "GPU hot", "avg_over_time(DCGM_FI_DEV_GPU_TEMP[5m]) > 60"),
+    # Not "> 60": the temperatures are whole degrees, so a 5-minute mean is often exactly 60,
+    # where Prometheus 2's incremental mean and Prometheus 3's (dcmon's) summed mean may differ
+    # in the last bit and fall on either side.
+    ("alert", "GPU hot", "avg_over_time(DCGM_FI_DEV_GPU_TEMP[5m]) > 59.95"),
     ("alert", "GPU throttled", "rate(DCGM_FI_DEV_THERMAL_VIOLATION[5m]) > 0"),
     ("alert", "GPU memory full",
      "DCGM_FI_DEV_FB_USED / (DCGM_FI_DEV_FB_USED + DCGM_FI_DEV_FB_FREE) > 0.5"),
