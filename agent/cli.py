@@ -4,7 +4,7 @@ Each subcommand is imported inside its own loader, only when chosen, so an agent
 (no FastAPI, no SQLAlchemy) runs ``dcmon agent`` and ``dcmon version``, and answers
 ``dcmon server`` with a clear message instead of a traceback. The imports are ordinary
 statements, so the import contracts see them: the agent contract in pyproject.toml names these
-three loaders as its only exceptions.
+loaders as its only exceptions.
 """
 
 from __future__ import annotations
@@ -43,6 +43,12 @@ def _token() -> Entry:
     return command.main
 
 
+def _rules() -> Entry:
+    from server.rules import cli as command  # noqa: PLC0415 (imported when chosen)
+
+    return command.main
+
+
 def version(argv: list[str]) -> int:
     """``dcmon version``: print the version."""
     argparse.ArgumentParser(prog="dcmon version", description="Print dcmon's version.").parse_args(
@@ -63,6 +69,7 @@ COMMANDS: dict[str, Command] = {
     "server": Command(_server, "run the dcmon server (ingest, API, /metrics, web)", "server"),
     "demo": Command(_demo, "run a server and a local agent on this machine", "all"),
     "token": Command(_token, "create, list and revoke tokens; make token hashes", "server"),
+    "rules": Command(_rules, "check, test and export alert rule files", "server"),
     "version": Command(lambda: version, "print the version", "agent"),
 }
 

@@ -126,8 +126,14 @@ def test_the_cli_dispatch_is_in_the_graph(graph: grimp.ImportGraph) -> None:
     from agent.cli import COMMANDS  # noqa: PLC0415
 
     dispatched = graph.find_modules_directly_imported_by("agent.cli")
-    assert {"agent.main", "server.main", "server.demo", "server.tokens"} <= dispatched
-    assert set(COMMANDS) == {"agent", "server", "demo", "token", "version"}
+    assert {
+        "agent.main",
+        "server.main",
+        "server.demo",
+        "server.tokens",
+        "server.rules.cli",
+    } <= dispatched
+    assert set(COMMANDS) == {"agent", "server", "demo", "token", "rules", "version"}
     agent_contract = _contract(AGENT_CONTRACT)
     assert agent_contract.check(copy.deepcopy(graph), verbose=False).kept
     leak = _with_import(graph, "agent.main", "server.app")
