@@ -55,6 +55,11 @@ class Deadline:
             raise QueryError("timeout", f"query timed out in {stage} ({self.limit})")
 
 
+NAMING_MAX_AGE_SECONDS = 2.0
+"""How old the store's copy of the node table may be (``server/storage/naming.py``): how late
+a query on one replica learns of another replica's node writes."""
+
+
 @dataclass(frozen=True)
 class StaleRule:
     """When a silent node is declared down (the server's ``stale_after_*`` settings), and
@@ -225,7 +230,7 @@ class StorageSource:
     def _naming(self) -> dict[int, NodeNaming]:
         if self._nodes is None:
             try:
-                self._nodes = self._store.node_naming()
+                self._nodes = self._store.node_naming(NAMING_MAX_AGE_SECONDS)
             except SQLAlchemyError as exc:
                 raise QueryError("internal", f"reading nodes failed: {exc}") from exc
         return self._nodes

@@ -34,6 +34,7 @@ from sqlalchemy import Connection, Engine, Table, case, delete, func, select, up
 from agent.wire.schema import Batch
 from server.storage.batch_rows import seen_before, upsert_gpus, write_head
 from server.storage.errors import StorageUnavailableError, as_unavailable
+from server.storage.naming import NamingCache
 from server.storage.records import (
     GpuRecord,
     NodeNaming,
@@ -144,6 +145,7 @@ class Store:
         self._writer = writer
         self.index = index
         self._series = SeriesWrites(index, round(active_window_seconds * 1000))
+        self._naming = NamingCache(lambda: read_node_naming(engine))
 
     @property
     def engine(self) -> Engine:
@@ -232,7 +234,14 @@ class Store:
             )
         except WriterClosedError as exc:
             raise StorageUnavailableError(str(exc)) from exc
+        future.add_done_callback(lambda done: self._after_write(done, batch, received_at))
         return PendingWrite(future, timeout_seconds)
+
+    def _after_write(self, future: Future[WriteResult], batch: Batch, received_at: float) -> None:
+        """Updates the naming copy once the write committed (so no query sees a push whose
+        samples it cannot read yet); a failed write leaves it alone."""
+        if not future.cancelled() and future.exception() is None:
+            self._naming.note_write(future.result().node_pk, batch, received_at)
 
     def _write_batch(
         self,
@@ -310,9 +319,13 @@ class Store:
     def nodes(self) -> list[NodeRecord]:
         return read_nodes(self._engine)
 
-    def node_naming(self) -> dict[int, NodeNaming]:
-        """Returns: node pk -> name and labels (see ``records.read_node_naming``)."""
-        return read_node_naming(self._engine)
+    def node_naming(self, max_age_seconds: float = 0.0) -> dict[int, NodeNaming]:
+        """Returns: node pk -> name, labels and push timing (``records.read_node_naming``);
+        with ``max_age_seconds``, from this process' copy (``naming.py``) unless it is older,
+        as a dict the caller must not change."""
+        if max_age_seconds <= 0:
+            return read_node_naming(self._engine)
+        return self._naming.get(max_age_seconds)
 
     def node(self, key: str) -> NodeRecord | None:
         """Returns: the node whose name or node id is ``key`` (newest push wins on a name)."""

@@ -132,3 +132,13 @@ def test_remote_written_series_go_stale_after_a_missed_scrape(client: TestClient
     assert _instant(client, "node_load1", START + 44) != []
     assert _instant(client, "node_load1", START + 46) == []  # stale from the missed +45 s
     assert _instant(client, "node_load1", START + 90) != []
+
+
+def test_pushes_after_a_query_reach_its_successors(client: TestClient, clock: FakeClock) -> None:
+    # The first query reads the node table; later pushes must update what queries see of it.
+    _push(client, 1, START, {"node_load1": 1.0, "node_load5": 5.0})
+    assert _instant(client, "node_load5", START + 5) != []
+    for i in range(1, 4):
+        clock.now = START + 10 * i
+        _push(client, i + 1, clock.now, {"node_load1": 1.0})
+    assert _instant(client, "node_load5", START + 11) == []
