@@ -47,6 +47,7 @@ from server.nodes import router as nodes_router
 from server.query import router as query_router
 from server.query.service import QueryLimits, QueryService
 from server.remote_write import router as remote_write_router
+from server.remote_write.mapping import node_id_of
 from server.remote_write.service import RemoteWriteService
 from server.settings import ServerSettings
 from server.status import router as status_router
@@ -217,9 +218,12 @@ def create_app(
 def warm_latest(
     store: Store, reader: Reader, latest: LatestCache, policy: StalePolicy, now: float
 ) -> None:
-    """Load each remembered node's newest batch from the database into the cache."""
+    """Load each remembered agent node's newest batch from the database into the cache
+    (remote-write nodes are not in it while the server runs, so not after a restart either)."""
     for record in store.nodes():
         if now - record.last_push > policy.forget_after_seconds:
+            continue
+        if record.node_id == node_id_of(record.name):
             continue
         series = store.index.node(record.pk)
         values = reader.samples_at(

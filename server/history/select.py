@@ -2,7 +2,8 @@
 
 Stage: storage -> history/latest/discovery. A series' visible labels are its own, ``instance``
 (its node's name) and its node's configured labels, as on /metrics (a series' own label wins
-over a node label of the same name; ``instance`` is reserved, so no series has its own).
+over a node label of the same name; ``instance`` is reserved, so no series has its own). The
+remote-write node of series sent without ``instance`` shows none (``node_instance``).
 Matchers on ``instance`` are checked per node first, so a query naming nodes parses only
 their series' labels.
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from server.remote_write.mapping import DEFAULT_NODE, node_id_of
 from server.rollup.matchers import Matcher, matches_all
 from server.storage.series_index import IndexedSeries, SeriesIndex
 from server.storage.store import NodeNaming
@@ -23,10 +25,21 @@ class Selected:
     labels: dict[str, str]
 
 
+_NO_INSTANCE_ID = node_id_of(DEFAULT_NODE)
+
+
+def node_instance(node: NodeNaming) -> str:
+    """Returns: the ``instance`` label of the node's series: its name, or "" (no label) for
+    the node that holds remote-written series sent without one."""
+    return "" if node.node_id == _NO_INSTANCE_ID else node.name
+
+
 def visible_labels(
     instance: str, node_labels: Mapping[str, str], labels: Mapping[str, str]
 ) -> dict[str, str]:
-    visible = {"instance": instance}
+    """Returns: a series' visible labels (``instance`` "" is left out, as Prometheus drops
+    empty labels)."""
+    visible = {"instance": instance} if instance else {}
     visible.update({k: v for k, v in node_labels.items() if k not in labels})
     visible.update(labels)
     return visible
@@ -45,10 +58,11 @@ def select_series(
         node = nodes.get(node_pk)
         if node is None:
             continue
-        if not matches_all(on_instance, {"instance": node.name}):
+        instance = node_instance(node)
+        if not matches_all(on_instance, {"instance": instance}):
             continue
         for item in series:
-            labels = visible_labels(node.name, node.labels, item.labels())
+            labels = visible_labels(instance, node.labels, item.labels())
             if matches_all(matchers, labels):
                 selected.append(Selected(item, labels))
     return selected

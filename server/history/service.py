@@ -23,7 +23,7 @@ import numpy.typing as npt
 
 from server.errors import ApiError
 from server.history.select import Selected, select_series
-from server.rollup.buckets import AGGREGATIONS, aggregate, combine, grid, rollup
+from server.rollup.buckets import AGGREGATIONS, STALE_NAN_BITS, aggregate, combine, grid, rollup
 from server.rollup.matchers import Matcher
 from server.storage.reader import Reader
 from server.storage.store import Store
@@ -153,6 +153,9 @@ def _raw(
     result = []
     for item in selected:
         stamps, values = data[item.series.id]
+        markers = values.view(np.uint64) == np.uint64(STALE_NAN_BITS)
+        if markers.any():  # remote-written stale markers: the series' end, not a value
+            stamps, values = stamps[~markers], values[~markers]
         if len(stamps) > limits.max_points:
             raise ApiError(
                 422,

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from sqlalchemy.exc import SQLAlchemyError
 
 from agent.wire.catalog import Catalog, default_catalog
-from server.history.select import visible_labels
+from server.history.select import node_instance, visible_labels
 from server.promql.plan import Matcher, MatchOp
 from server.promql.seam import RawSeries, labels_match
 from server.promql.values import NAME, IntArray, Labels, VectorSeries, make_labels
@@ -194,12 +194,15 @@ class StorageSource:
                 continue
             for node_pk, series in index.metric(metric).items():
                 node = nodes.get(node_pk)
-                if node is None or not all(m.matches(node.name) for m in on_instance):
+                if node is None:
+                    continue
+                instance = node_instance(node)
+                if not all(m.matches(instance) for m in on_instance):
                     continue
                 for item in series:
                     if since_ms is not None and (index.seen_ms(item.id) or 0) < since_ms:
                         continue
-                    visible = visible_labels(node.name, node.labels, item.labels())
+                    visible = visible_labels(instance, node.labels, item.labels())
                     visible[NAME] = metric
                     labels = make_labels(visible)
                     if labels_match(labels, matchers):

@@ -6,14 +6,14 @@ series without one goes to the node ``remote_write``. The node id is derived fro
 every sender writing the same ``instance`` writes the same node. Every other label is kept as
 the series' own. As in Prometheus' receiver, empty-valued labels are dropped, and a series
 without ``__name__``, with an invalid or repeated label name, or past the wire schema's limits
-on names, values and label count is skipped. Non-finite values (NaN, +-Inf, stale markers) are
-not stored: a stored value in dcmon is always a number.
+on names, values and label count is skipped. Every value is kept bit for bit: NaN, +-Inf and
+Prometheus' stale markers are stored as sent, so PromQL sees a series end where Prometheus does
+(rollups leave stale markers out, ``server/rollup/buckets.py``).
 """
 
 from __future__ import annotations
 
 import hashlib
-import math
 from dataclasses import dataclass
 
 from agent.wire.schema import (
@@ -61,8 +61,7 @@ def map_series(series: TimeSeries) -> Mapped | None:
     node = labels.pop("instance", DEFAULT_NODE)
     if len(node) > MAX_NODE_NAME or len(labels) > MAX_LABELS_PER_SAMPLE:
         return None
-    samples = [(t, v) for t, v in series.samples if math.isfinite(v)]
-    return Mapped(node, metric, labels, samples)
+    return Mapped(node, metric, labels, list(series.samples))
 
 
 def _valid_label(name: str, value: str) -> bool:

@@ -27,6 +27,8 @@ Int64Array: TypeAlias = npt.NDArray[np.int64]
 FloatArray: TypeAlias = npt.NDArray[np.float64]
 
 AGGREGATIONS: Final = ("avg", "min", "max", "sum", "count", "last", "rate", "increase")
+STALE_NAN_BITS: Final = 0x7FF0000000000002
+"""Prometheus' stale marker (remote-written series store them): not a sample, left out."""
 
 
 @dataclass(frozen=True, eq=False)  # eq=False: comparing numpy columns has no single truth value
@@ -91,6 +93,7 @@ def rollup(
     ts_ms: npt.ArrayLike, values: npt.ArrayLike, width_ms: int, origin_ms: int = 0
 ) -> Buckets:
     """Raw samples (timestamps strictly increasing) into buckets of width_ms aligned at origin_ms.
+    Stale markers are left out; NaN and +-Inf values count as samples (and make sums NaN/Inf).
 
     A raw sample is a bucket of one, so this is ``combine`` over those: one code path for both.
     """
@@ -100,6 +103,9 @@ def rollup(
         raise ValueError("timestamps and values must be one-dimensional and of equal length")
     if np.any(ts[1:] <= ts[:-1]):
         raise ValueError("timestamps must be strictly increasing")
+    markers = v.view(np.uint64) == np.uint64(STALE_NAN_BITS)
+    if markers.any():
+        ts, v = ts[~markers], v[~markers]
     samples = Buckets(ts, np.ones_like(v), v, v, v, v, v, np.zeros_like(v))
     return combine(samples, width_ms, origin_ms)
 

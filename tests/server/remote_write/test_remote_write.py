@@ -3,6 +3,8 @@ samples out through the PromQL API and history."""
 
 from __future__ import annotations
 
+import math
+import struct
 from typing import Any
 
 import cramjam
@@ -115,16 +117,57 @@ def test_invalid_series_are_skipped_and_the_rest_stored(client: TestClient) -> N
     no_instance = TimeSeries([("__name__", "solo"), ("empty", "")], [(T0, 4.0)])
     response = _write(client, no_name, bad_name, repeated, no_instance, _series(2.0))
     assert response.status_code == 204
-    assert [item["metric"] for item in _query(client, '{__name__=~".+"}', START)] in (
-        [
-            {"__name__": "node_load1", "instance": "host-a:9100", "job": "node"},
-            {"__name__": "solo", "instance": "remote_write"},
-        ],
-        [
-            {"__name__": "solo", "instance": "remote_write"},
-            {"__name__": "node_load1", "instance": "host-a:9100", "job": "node"},
-        ],
+    found = sorted(
+        (item["metric"] for item in _query(client, '{__name__=~".+"}', START)),
+        key=lambda m: m["__name__"],
     )
+    # Without an instance the series stays without one, as Prometheus shows it.
+    assert found == [
+        {"__name__": "node_load1", "instance": "host-a:9100", "job": "node"},
+        {"__name__": "solo"},
+    ]
+    assert _query(client, 'solo{instance=""}', START) != []
+    assert _query(client, 'solo{instance=~".+"}', START) == []
+
+
+def test_nan_inf_and_stale_markers_are_stored_bit_for_bit(client: TestClient) -> None:
+    stale = struct.unpack("<d", struct.pack("<Q", 0x7FF0000000000002))[0]
+    sent = [
+        _series(math.nan, T0, name="summary_quantile"),
+        _series(math.inf, T0, name="bound"),
+        _series(1.0, T0), _series(2.0, T0 + 15_000), _series(stale, T0 + 20_000),
+    ]  # fmt: skip
+    assert _write(client, *sent).status_code == 204
+    (nan,) = _query(client, "summary_quantile", START)
+    assert nan["value"][1] == "NaN"
+    (inf,) = _query(client, "bound", START)
+    assert inf["value"][1] == "+Inf"
+    # The stale marker ends the series at +20 s, not 5 minutes after its last value.
+    assert _query(client, "node_load1", START + 19) != []
+    assert _query(client, "node_load1", START + 21) == []
+    # A re-sent stale marker is the same bits: accepted, not a duplicate.
+    assert _write(client, _series(stale, T0 + 20_000)).status_code == 204
+    body = client.get(
+        "/api/v1/history",
+        params={
+            "metric": "node_load1",
+            "instance": "host-a:9100",
+            "start": START,
+            "end": START + 30,
+        },
+    ).json()
+    (series,) = body["series"]
+    assert [value for _ts, value in series["points"]] == [1.0, 2.0], "no marker in history"
+    nan_history = client.get(
+        "/api/v1/history",
+        params={
+            "metric": "summary_quantile",
+            "instance": "host-a:9100",
+            "start": START,
+            "end": START,
+        },
+    )
+    assert nan_history.status_code == 200, nan_history.text
 
 
 def test_a_metadata_only_request_is_204(client: TestClient) -> None:

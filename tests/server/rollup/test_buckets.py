@@ -389,3 +389,13 @@ def test_step_increases_add_up_to_the_total_increase(stream: Stream, step: int) 
         assert abs(float(increases.sum()) - want) <= scale
         rates = aggregate(buckets, "rate", step, None)
         np.testing.assert_allclose(rates * (step / 1000), increases, rtol=1e-12)
+
+
+def test_stale_markers_are_not_samples_of_a_bucket() -> None:
+    stale = float(np.array([0x7FF0000000000002], dtype=np.uint64).view(np.float64)[0])
+    buckets = rollup([1000, 2000, 3000], [1.0, 2.0, stale], 60_000)
+    assert (buckets.count.tolist(), buckets.last.tolist(), buckets.sum.tolist()) == (
+        [2.0],
+        [2.0],
+        [3.0],
+    )
