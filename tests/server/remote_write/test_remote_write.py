@@ -168,6 +168,7 @@ def test_nan_inf_and_stale_markers_are_stored_bit_for_bit(client: TestClient) ->
         },
     )
     assert nan_history.status_code == 200, nan_history.text
+    assert nan_history.json()["series"][0]["points"] == [[START, None]]  # NaN is null in JSON
 
 
 def test_a_metadata_only_request_is_204(client: TestClient) -> None:
