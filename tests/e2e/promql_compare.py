@@ -69,6 +69,14 @@ def differences(ours: dict[str, Any], theirs: dict[str, Any], limit: int = 3) ->
     return problems[:limit] + ([f"... {extra} more"] if extra > 0 else [])
 
 
+def order_differences(ours: dict[str, Any], theirs: dict[str, Any]) -> list[str]:
+    """Returns: how the order of two instant vectors' series differs (for ``sort`` and
+    ``sort_desc``, whose order is the answer); empty when it is the same."""
+    a = [json.dumps(item["metric"], sort_keys=True) for item in ours["result"]]
+    b = [json.dumps(item["metric"], sort_keys=True) for item in theirs["result"]]
+    return [] if a == b else [f"order differs: dcmon {a[:4]}, Prometheus {b[:4]}"]
+
+
 def series_count(data: dict[str, Any]) -> int:
     """Returns: the number of series (1 for a scalar or string)."""
     return len(points(data))

@@ -89,6 +89,10 @@ RANGE = (
     # double_exponential_smoothing, which 2.42 does not know; neither name works on both.
     f'absent_over_time(node_load1{{{N}}}[10s])',
     'absent_over_time(nonexistent_metric{job="x"}[10s])',
+    'rate(DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION[1s])',  # one sample per window: nothing
+    'last_over_time(DCGM_FI_DEV_GPU_TEMP[1s])',
+    'avg_over_time(DCGM_FI_DEV_GPU_TEMP[10s] offset 5s)',
+    'present_over_time(nonexistent_metric[5s])',
 )  # fmt: skip
 # Aggregations --------------------------------------------------------------------------------
 AGGREGATIONS = (
@@ -123,6 +127,13 @@ AGGREGATIONS = (
     'quantile(-0.5, DCGM_FI_DEV_GPU_TEMP)',
     'topk(scalar(count(up)) - 2, DCGM_FI_DEV_POWER_USAGE)',
     'stdvar(DCGM_FI_DEV_GPU_TEMP{gpu="0"})',
+    'topk(2.7, DCGM_FI_DEV_POWER_USAGE)',
+    'topk(0, DCGM_FI_DEV_POWER_USAGE)',
+    'bottomk by (gpu) (1, dcmon_gpu_nvlink_rx_bytes_total)',
+    'quantile without (gpu, UUID, pci_bus_id, device) (0.5, DCGM_FI_DEV_GPU_TEMP)',
+    'sum by (nonexistent_label) (up)',
+    'sum by (job) (rate({__name__=~"prometheus_http_requests_total|'
+    'promhttp_metric_handler_requests_total"}[10s]))',
     'sum by (job) (scrape_samples_scraped)',
     'max without (le) (prometheus_http_request_duration_seconds_bucket)',
     'sum(sum_over_time(DCGM_FI_DEV_POWER_USAGE[10s])) by (gpu)',
@@ -242,8 +253,22 @@ FUNCTIONS = (
     'clamp_max(DCGM_FI_DEV_GPU_TEMP, 55)',
     'absent(nonexistent_metric{job="x"})',
     'absent(up{job="node"})',
-    'sort(DCGM_FI_DEV_POWER_USAGE)',
+    'sort(DCGM_FI_DEV_POWER_USAGE)',  # instant answers of sort* are compared in order too
     'sort_desc(scrape_samples_scraped)',
+    'sort_desc(count_values("temp", DCGM_FI_DEV_GPU_TEMP))',
+    'sort(rate(prometheus_http_requests_total[20s]) > 0)',
+    'absent(nonexistent_metric{job="x",instance=~"y.*"})',
+    'absent(sum(nonexistent_metric))',
+    'absent_over_time(nonexistent_metric{a="b",c!="d"}[5s])',
+    'scalar(DCGM_FI_DEV_GPU_TEMP)',
+    'DCGM_FI_DEV_GPU_TEMP * 0 + Inf',
+    '-Inf * scalar(up{job="node"})',
+    'NaN',
+    'minute()',
+    'day_of_month()',
+    'day_of_year(vector(time()))',
+    'clamp(DCGM_FI_DEV_GPU_TEMP, 60, 40)',
+    'DCGM_FI_DEV_GPU_TEMP + on() DCGM_FI_DEV_POWER_USAGE',  # many-to-many: an error in both
     'scalar(up{job="node"})',
     'vector(scalar(count(up)))',
     'pi() * 2',
@@ -268,13 +293,15 @@ SUBQUERIES_WITH_INNER_RANGES = frozenset(
 exactly on a whole second (a target whose scrape offset is 0 ms, once in a few hundred runs)
 would meet their left-closed (2.42) or left-open (Prometheus 3) window edges."""
 
-HAND_WRITTEN: tuple[str, ...] = (
-    SELECTORS + RANGE + AGGREGATIONS + BINARY + SUBQUERIES + FUNCTIONS + STALENESS
-)
 EXPECTED_EMPTY = frozenset(
     {
         f"absent_over_time(node_load1{{{N}}}[10s])",
         'absent(up{job="node"})',
+        "rate(DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION[1s])",
+        "present_over_time(nonexistent_metric[5s])",
+        "clamp(DCGM_FI_DEV_GPU_TEMP, 60, 40)",
+        "topk(0, DCGM_FI_DEV_POWER_USAGE)",
+        "DCGM_FI_DEV_GPU_TEMP + on() DCGM_FI_DEV_POWER_USAGE",
     }
 )
 """Hand-written queries that answer nothing, by design; every other one must answer something
@@ -287,23 +314,32 @@ class KnownDifference:
 
     query: str
     reason: str
+    metric: str  # the recording rule's series it reads
+    stored_differently: bool  # dcmon holds other samples or labels for it (not only answers)
 
 
-# Each must still differ: the test fails once one agrees, so the list cannot go stale.
+# Each must still differ: the test fails once one agrees, so the list cannot go stale. A query
+# removed from here is compared as every other one (``RULE_QUERIES``).
 KNOWN_DIFFERENCES = (
     KnownDifference(
         "diff_test_nan",
         "remote_write receiver does not store NaN samples (server/remote_write/mapping.py, "
         "map_series keeps only finite values): Prometheus answers NaN, dcmon nothing",
+        "diff_test_nan",
+        True,
     ),
     KnownDifference(
         "diff_test_inf",
         "remote_write receiver does not store +Inf samples (same filter as NaN)",
+        "diff_test_inf",
+        True,
     ),
     KnownDifference(
         "diff_test_no_instance",
         'a remote-written series without an instance label is given instance="remote_write" '
         "(the node it is stored under); Prometheus shows it without one",
+        "diff_test_no_instance",
+        True,
     ),
     KnownDifference(
         "count_over_time(diff_test_intermittent[20s:1s])",
@@ -311,8 +347,24 @@ KNOWN_DIFFERENCES = (
         "one evaluation (1 s) after each sample, so one point of the 1 s grid sees it; dcmon does "
         "not store the marker and synthesises one at the series' own median sample spacing "
         "(server/query/staleness.py), 20 s later, so about 20 points see it",
+        "diff_test_intermittent",
+        False,
     ),
 )
+RULE_QUERIES = (
+    "diff_test_nan",
+    "diff_test_inf",
+    "diff_test_no_instance",
+    "count_over_time(diff_test_intermittent[20s:1s])",
+)
+"""Queries of the rule series that exist for the known differences, compared as usual unless
+they are known to differ."""
+
+
+_KNOWN = {k.query for k in KNOWN_DIFFERENCES}
+HAND_WRITTEN: tuple[str, ...] = (
+    SELECTORS + RANGE + AGGREGATIONS + BINARY + SUBQUERIES + FUNCTIONS + STALENESS
+) + tuple(q for q in RULE_QUERIES if q not in _KNOWN)
 
 
 def fill(expr: str, node: str) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from tests.e2e.promql_compare import close, differences, series_count
+from tests.e2e.promql_compare import close, differences, order_differences, series_count
 
 
 def _vector(*items: tuple[dict[str, str], float, str]) -> dict[str, Any]:
@@ -70,3 +70,11 @@ def test_many_differences_are_cut_to_the_limit_with_a_count() -> None:
     a = _vector(*(({"i": str(i)}, 1.0, "1") for i in range(6)))
     out = differences(a, _vector(), limit=3)
     assert len(out) == 4 and out[-1] == "... 3 more"
+
+
+def test_order_matters_only_where_asked() -> None:
+    a = _vector(({"a": "1"}, 1.0, "1"), ({"a": "2"}, 1.0, "2"))
+    b = _vector(({"a": "2"}, 1.0, "2"), ({"a": "1"}, 1.0, "1"))
+    assert differences(a, b) == []
+    assert order_differences(a, a) == []
+    assert order_differences(a, b) != []
