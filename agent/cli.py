@@ -49,6 +49,12 @@ def _rules() -> Entry:
     return command.main
 
 
+def _silence() -> Entry:
+    from server.notify import cli as command  # noqa: PLC0415 (imported when chosen)
+
+    return command.main
+
+
 def version(argv: list[str]) -> int:
     """``dcmon version``: print the version."""
     argparse.ArgumentParser(prog="dcmon version", description="Print dcmon's version.").parse_args(
@@ -70,6 +76,7 @@ COMMANDS: dict[str, Command] = {
     "demo": Command(_demo, "run a server and a local agent on this machine", "all"),
     "token": Command(_token, "create, list and revoke tokens; make token hashes", "server"),
     "rules": Command(_rules, "check, test and export alert rule files", "server"),
+    "silence": Command(_silence, "add, list and expire alert silences", "server"),
     "version": Command(lambda: version, "print the version", "agent"),
 }
 
