@@ -6,13 +6,16 @@ latest-value cache (warmed from the database so a restarted server serves /metri
 ingest, exposition and the routers, and runs maintenance in the background for the
 application's lifetime: database-wide work (compaction, then retention) only while this process
 is the maintenance leader (``server/storage/leader.py``), so several replicas can share one
-PostgreSQL. Every route carries one access rule (``server/auth/access.py``).
+PostgreSQL. The same leader evaluates the alerting and recording rules on a thread of its own
+(``server/alerting``), reloaded on SIGHUP. Every route carries one access rule
+(``server/auth/access.py``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 import time
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable
@@ -23,6 +26,10 @@ from sqlalchemy import Engine
 
 from agent import __version__
 from agent.wire.catalog import default_catalog
+from server.alerting import router as alerting_router
+from server.alerting.notifier import Notifier
+from server.alerting.pseudo_nodes import is_server_side
+from server.alerting.service import AlertingService
 from server.auth import Role, StaticAuthenticator
 from server.auth import router as auth_router
 from server.auth.credentials import CredentialStore
@@ -74,12 +81,14 @@ def create_app(
     clock: Callable[[], float] = time.time,
     engine: Engine | None = None,
     leader: Leadership | None = None,
+    notifier: Notifier | None = None,
 ) -> FastAPI:
     """Build the dcmon server application.
 
     Args:
-        leader: who runs the singleton maintenance; default: the advisory lock on PostgreSQL,
-            this process on SQLite (``leadership_for``).
+        leader: who runs the singleton maintenance and rule evaluation; default: the advisory
+            lock on PostgreSQL, this process on SQLite (``leadership_for``).
+        notifier: where alerts go after each rule evaluation round (default: nowhere).
     """
     engine = engine or make_engine(settings.effective_database_url())
     if settings.auto_migrate:
@@ -158,15 +167,21 @@ def create_app(
         clock=clock,
     )
 
+    alerting = AlertingService(settings, store, reader, catalog, leader, clock, notifier)
+
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         task = asyncio.create_task(_maintenance_loop(services))
+        alerting.start()
+        hangup = _on_sighup(alerting.reload)
         try:
             yield
         finally:
+            hangup()
             task.cancel()
             with suppress(asyncio.CancelledError):
                 await task
+            await asyncio.to_thread(alerting.stop)
             leader.close()
             writer.close()
             engine.dispose()
@@ -191,6 +206,7 @@ def create_app(
         ),
         clock,
     )
+    app.state.alerting = alerting
     app.state.remote_write = RemoteWriteService(
         store, reader, plan, latest, policy, metrics, IngestLimits.from_settings(settings), clock
     )
@@ -208,6 +224,7 @@ def create_app(
         jobs_router,
         exposition_router,
         query_router,
+        alerting_router,
         health_router,
         web_router,
     ):
@@ -219,11 +236,12 @@ def warm_latest(
     store: Store, reader: Reader, latest: LatestCache, policy: StalePolicy, now: float
 ) -> None:
     """Load each remembered agent node's newest batch from the database into the cache
-    (remote-write nodes are not in it while the server runs, so not after a restart either)."""
+    (remote-write and server-side nodes are not in it while the server runs, so not after a
+    restart either)."""
     for record in store.nodes():
         if now - record.last_push > policy.forget_after_seconds:
             continue
-        if record.node_id == node_id_of(record.name):
+        if record.node_id == node_id_of(record.name) or is_server_side(record.node_id, record.name):
             continue
         series = store.index.node(record.pk)
         values = reader.samples_at(
@@ -245,6 +263,26 @@ def warm_latest(
                 families=dict(families),
             )
         )
+
+
+def _on_sighup(reload: Callable[[], object]) -> Callable[[], None]:
+    """Reload the rules on SIGHUP (where the event loop may handle signals); returns the undo."""
+    loop = asyncio.get_running_loop()
+
+    def handle() -> None:
+        _log.info("SIGHUP: reloading the rule files")
+        loop.run_in_executor(None, reload)
+
+    try:
+        loop.add_signal_handler(signal.SIGHUP, handle)
+    except (ValueError, RuntimeError, NotImplementedError, AttributeError):
+        return lambda: None  # not the main thread (tests), or no SIGHUP on this platform
+
+    def undo() -> None:
+        with suppress(ValueError, RuntimeError):
+            loop.remove_signal_handler(signal.SIGHUP)
+
+    return undo
 
 
 def _node_counts(latest: LatestCache, policy: StalePolicy, now: float) -> tuple[int, int]:

@@ -156,6 +156,38 @@ class ServerSettings(BaseSettings):
         description="Most raw samples one PromQL query may load (Prometheus' "
         "--query.max-samples); past it the query fails with an execution error.",
     )
+    rule_files: list[str] = Field(
+        default_factory=list,
+        description="Prometheus rule files the server evaluates, as paths or globs "
+        "(a directory: its *.yaml and *.yml files), besides the shipped pack.",
+    )
+    rules_shipped: bool = Field(
+        default=True, description="Evaluate the rule pack shipped with dcmon (alerts/*.yaml)."
+    )
+    rule_evaluation_interval_seconds: Annotated[float, Field(ge=1, le=3600)] = Field(
+        default=60.0,
+        description="Interval of rule groups that set none (Prometheus' evaluation_interval); "
+        "also how often dcmon_node_up is recorded as a series.",
+    )
+    rule_query_offset_seconds: Annotated[float, Field(ge=0, le=3600)] | None = Field(
+        default=None,
+        description="How far behind the present rules evaluate (a group's query_offset "
+        "wins); default: the largest push interval among live nodes, so pushed data is "
+        "evaluated at its own time once it has arrived.",
+    )
+    rule_resend_delay_seconds: Annotated[float, Field(ge=1, le=3600)] = Field(
+        default=60.0,
+        description="How often a firing alert is sent again (Prometheus' "
+        "--rules.alert.resend-delay).",
+    )
+    rule_leader_check_seconds: Annotated[float, Field(ge=0.1, le=30)] = Field(
+        default=5.0,
+        description="How often a replica checks whether it leads rule evaluation; a new "
+        "leader takes over within this much after the old one's database session ends.",
+    )
+    external_url: str = Field(
+        default="", description="The server's public URL: alerts' generator URL, $externalURL."
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     @field_validator("storage_block_seconds")

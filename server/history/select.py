@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from server.alerting.pseudo_nodes import is_server_side
 from server.remote_write.mapping import DEFAULT_NODE, node_id_of
 from server.rollup.matchers import Matcher, matches_all
 from server.storage.series_index import IndexedSeries, SeriesIndex
@@ -30,8 +31,17 @@ _NO_INSTANCE_ID = node_id_of(DEFAULT_NODE)
 
 def node_instance(node: NodeNaming) -> str:
     """Returns: the ``instance`` label of the node's series: its name, or "" (no label) for
-    the node that holds remote-written series sent without one."""
-    return "" if node.node_id == _NO_INSTANCE_ID else node.name
+    the node that holds remote-written series sent without one and for a server-side node,
+    whose series (rule output, ``server/alerting/pseudo_nodes.py``) carry only their own."""
+    if node.node_id == _NO_INSTANCE_ID or is_server_side(node.node_id, node.name):
+        return ""
+    return node.name
+
+
+def instance_filters(node: NodeNaming) -> bool:
+    """Returns: whether matchers on ``instance`` can be checked against the node's
+    ``node_instance`` (not on a server-side node: each of its series has its own)."""
+    return not is_server_side(node.node_id, node.name)
 
 
 def visible_labels(
@@ -59,7 +69,7 @@ def select_series(
         if node is None:
             continue
         instance = node_instance(node)
-        if not matches_all(on_instance, {"instance": instance}):
+        if instance_filters(node) and not matches_all(on_instance, {"instance": instance}):
             continue
         for item in series:
             labels = visible_labels(instance, node.labels, item.labels())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from server.alerting.pseudo_nodes import is_server_side
 from server.latest.cache import LatestCache, NodeLatest, StalePolicy
 from server.storage.store import GpuRecord, NodeRecord, Store
 
@@ -47,6 +48,8 @@ def node_views(
     gpus = store.gpus_by_node() if with_gpus else {}
     views = []
     for record in store.nodes():
+        if is_server_side(record.node_id, record.name):
+            continue  # where rule output is stored, not a node (server/alerting)
         node_latest = cached.get(record.node_id)
         up = node_latest is not None and policy.is_up(node_latest, now)
         gpu_views = _gpu_views(gpus.get(record.pk, []), node_latest if up else None)

@@ -3,9 +3,10 @@
 Thin: parameters come from the query string and, on POST, a form body (as Prometheus reads
 them), the service answers in a worker thread, and errors become Prometheus' envelope here.
 Every route needs the READ rule; a Grafana data source sends the read token as a bearer header.
-``rules`` and ``alerts`` answer empty lists (dcmon evaluates no Prometheus rules), so Grafana's
-recording-rule lookup and alert list work; any other path under the prefix is a ``not_found``
-envelope (a known path asked with the wrong method: 405), never the framework's own body.
+``rules`` and ``alerts`` answer the rules the server evaluates (``server/alerting``), in
+Prometheus' shape, so Grafana's recording-rule lookup and alert list work; any other path under
+the prefix is a ``not_found`` envelope (a known path asked with the wrong method: 405), never
+the framework's own body.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.routing import Match
 
+from server.alerting import views
 from server.auth import READ
 from server.promql.errors import PromQLError
 from server.query.envelope import failure, success
@@ -221,16 +223,40 @@ async def buildinfo(request: Request, service: QueryServiceDep) -> JSONResponse:
     return await _respond(request, lambda _params: service.buildinfo())
 
 
-@_register("/rules", {"type": "alert or record"}, ("GET",))
+@_register(
+    "/rules",
+    {"type": "alert or record", "exclude_alerts": "true: rules without their alerts"},
+    ("GET",),
+)
 async def rules(request: Request) -> JSONResponse:
-    """Rule groups: always empty (dcmon evaluates no Prometheus recording or alerting rules)."""
-    return await _respond(request, lambda _params: Answer({"groups": []}, [], []))
+    """Rule groups with each rule's state, health, last error and evaluation time."""
+    alerting = getattr(request.app.state, "alerting", None)
+
+    def answer(params: Params) -> Answer:
+        kind = params.get("type")
+        if kind not in (None, "", "alert", "record"):
+            raise QueryError("bad_data", f'invalid parameter "type": unknown type {kind!r}')
+        if alerting is None:
+            return Answer({"groups": []}, [], [])
+        data = views.prometheus_rules(
+            alerting.evaluator.snapshot(), kind or None, params.get("exclude_alerts") == "true"
+        )
+        return Answer(data, [], [])
+
+    return await _respond(request, answer)
 
 
 @_register("/alerts", {}, ("GET",))
 async def alerts(request: Request) -> JSONResponse:
-    """Active alerts of Prometheus rules: always empty (dcmon evaluates none)."""
-    return await _respond(request, lambda _params: Answer({"alerts": []}, [], []))
+    """Pending and firing alerts of the rules the server evaluates."""
+    alerting = getattr(request.app.state, "alerting", None)
+
+    def answer(_params: Params) -> Answer:
+        if alerting is None:
+            return Answer({"alerts": []}, [], [])
+        return Answer(views.prometheus_alerts(alerting.evaluator.snapshot()), [], [])
+
+    return await _respond(request, answer)
 
 
 @router.api_route(

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from sqlalchemy.exc import SQLAlchemyError
 
 from agent.wire.catalog import Catalog, default_catalog
-from server.history.select import node_instance, visible_labels
+from server.history.select import instance_filters, node_instance, visible_labels
 from server.promql.plan import Matcher, MatchOp
 from server.promql.seam import RawSeries, labels_match
 from server.promql.values import NAME, IntArray, Labels, VectorSeries, make_labels
@@ -197,7 +197,7 @@ class StorageSource:
                 if node is None:
                     continue
                 instance = node_instance(node)
-                if not all(m.matches(instance) for m in on_instance):
+                if instance_filters(node) and not all(m.matches(instance) for m in on_instance):
                     continue
                 for item in series:
                     if since_ms is not None and (index.seen_ms(item.id) or 0) < since_ms:

@@ -262,3 +262,22 @@ class CredentialRow(Base):
     expires_at: Mapped[float | None] = mapped_column(Float)
     revoked_at: Mapped[float | None] = mapped_column(Float)
     replaces: Mapped[str | None] = mapped_column(String(32))
+
+
+class AlertStateRow(Base):
+    """One alert of a rule, as the evaluator left it after its last round (``server/alerting``).
+
+    ``alert_key`` is a hash of group, rule and labels; ``data`` the alert as JSON
+    (``server.rules.state.Alert.to_dict``: active since, fired, resolved, keep-firing since,
+    last sent, valid until). Written by the leader after each round, read when a server
+    becomes the leader, so a restart or failover keeps ``for`` timers and notification state.
+    """
+
+    __tablename__ = "alert_state"
+    __table_args__ = (Index("ix_alert_state_group_key", "group_key"),)
+
+    alert_key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    group_key: Mapped[str] = mapped_column(Text, doc="'<file>;<group name>'")
+    rule_key: Mapped[str] = mapped_column(Text, doc="the rule's name and labels (ruleset.py)")
+    data: Mapped[str] = mapped_column(Text)
+    updated_ms: Mapped[int] = mapped_column(BigInteger)

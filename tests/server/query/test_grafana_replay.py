@@ -37,10 +37,26 @@ def recording() -> list[dict[str, Any]]:
     return _recorded()
 
 
+RULES = """
+groups:
+  - name: grafana
+    rules:
+      - record: job:gpu_temp:avg
+        expr: avg by (Hostname) (DCGM_FI_DEV_GPU_TEMP)
+      - alert: GpuHot
+        expr: DCGM_FI_DEV_GPU_TEMP > 80
+"""
+
+
 @pytest.fixture
-def grafana(make_app: Callable[..., FastAPI]) -> Iterator[TestClient]:
-    """An app whose reads need the read token, filled with conftest.py's data."""
-    app = make_app(open_reads=False, read_token_sha256=[sha256_hex(READ_TOKEN)])
+def grafana(make_app: Callable[..., FastAPI], tmp_path: Path) -> Iterator[TestClient]:
+    """An app whose reads need the read token, filled with conftest.py's data, with one rule
+    file (so the rules lookup has a recording rule to find)."""
+    rules = tmp_path / "grafana-rules.yaml"
+    rules.write_text(RULES)
+    app = make_app(
+        open_reads=False, read_token_sha256=[sha256_hex(READ_TOKEN)], rule_files=[str(rules)]
+    )
     with TestClient(app) as client:
         fill(client)
         yield client
@@ -90,6 +106,16 @@ def check(response: Any, expect: dict[str, Any]) -> None:
         assert isinstance(data, dict) and set(expect["data_keys"]) <= set(data), data
     for key in expect.get("data_lacks", []):
         assert key not in data
+    if "recording_rules" in expect:
+        recorded = {
+            rule["name"]: rule["query"]
+            for group in data["groups"]
+            for rule in group["rules"]
+            if rule["type"] == "recording"
+        }
+        assert recorded == expect["recording_rules"], data
+        for group in data["groups"]:
+            assert {"name", "file", "rules", "interval", "lastEvaluation"} <= set(group)
     if "semver_at_least" in expect:
         assert _semver(data["version"]) >= _semver(expect["semver_at_least"])
     for metric, kind_of in expect.get("metadata_types", {}).items():

@@ -1,0 +1,92 @@
+"""Nodes whose alerts are held: down, or catching up on a backlog. Pure.
+
+Stage: alerting (inside a round). dcmon evaluates rules at ``now - query_offset`` and never
+replays missed rounds, so data an agent replays from its spool is seen at its own time and
+never fires a historic alert as if it were new. While a node is **catching up** (it pushes, but
+its newest batch is more than one of its intervals older than the evaluation time: it is
+still sending its backlog, oldest first) or **down** (no push within the stale window, the
+``dcmon_node_up == 0`` rule of ``/metrics``), the alerts that carry its ``instance`` label are
+held: no new alert starts, none resolves and no ``for`` timer restarts; they continue from
+where they were once the node is current again. A down node's alerts therefore stay as they
+were (the node-down alert explains them) instead of resolving silently because its data
+stopped. Rules whose expression reads ``dcmon_node_up`` (the node-down rules themselves) are
+never held.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, fields, is_dataclass
+
+from server.promql import plan
+from server.promql.errors import PromQLError
+from server.promql.parse import parse
+from server.promql.values import Labels, get_label
+from server.rules.state import Alert
+
+NODE_UP = "dcmon_node_up"
+
+
+@dataclass(frozen=True)
+class NodeStatus:
+    """What the hold and ``dcmon_node_up`` need of a node (times in ms, server clock for up)."""
+
+    name: str
+    labels: Mapping[str, str]
+    up: bool
+    newest_batch_ms: int
+    interval_ms: int
+
+
+def held_instances(nodes: Iterable[NodeStatus], at_ms: int) -> set[str]:
+    """Returns: the names of the nodes whose alerts are held at evaluation time ``at_ms``."""
+    return {
+        node.name
+        for node in nodes
+        if not node.up or node.newest_batch_ms < at_ms - node.interval_ms
+    }
+
+
+def reads_node_up(expr: str) -> bool:
+    """Returns: whether ``expr`` selects ``dcmon_node_up`` (such a rule is never held)."""
+    try:
+        tree = parse(expr)
+    except PromQLError:
+        return False
+    return any(
+        isinstance(node, plan.VectorSelector)
+        and any(m.name == "__name__" and m.matches(NODE_UP) for m in node.matchers)
+        for node in _walk(tree)
+    )
+
+
+def _walk(node: object) -> Iterable[object]:
+    yield node
+    if is_dataclass(node) and not isinstance(node, type):
+        for item in fields(node):
+            value = getattr(node, item.name)
+            for child in value if isinstance(value, tuple) else (value,):
+                if is_dataclass(child) and not isinstance(child, plan.Matcher | type):
+                    yield from _walk(child)
+
+
+def apply(
+    before: Mapping[Labels, Alert], after: Mapping[Labels, Alert], held: set[str]
+) -> tuple[dict[Labels, Alert], set[Labels]]:
+    """Returns: ``after`` with every alert of a held instance as it was in ``before`` (a new
+    one dropped, a vanished one restored), and the labels of the alerts so held."""
+    if not held:
+        return dict(after), set()
+    result: dict[Labels, Alert] = {}
+    kept: set[Labels] = set()
+    for labels, alert in after.items():
+        if get_label(labels, "instance") not in held:
+            result[labels] = alert
+        elif labels in before:
+            result[labels] = before[labels]
+            kept.add(labels)
+    for labels, alert in before.items():
+        if labels not in after and get_label(labels, "instance") in held:
+            result[labels] = alert
+            kept.add(labels)
+    return result, kept

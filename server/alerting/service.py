@@ -1,0 +1,129 @@
+"""Alerting wired to the server: rule files, storage source, state store, thread, reload.
+
+Stage: alerting (wiring). ``AlertingService`` builds the ``Evaluator`` over the server's own
+objects: a ``StorageSource`` per group round (the query limits, the staleness rules), the
+store for write-back, the ``alert_state`` table, the nodes of the database for the hold and
+``dcmon_node_up``, and a ``Notifier`` (none by default). ``reload`` re-reads the rule files
+(SIGHUP, the admin endpoint): unchanged rules keep their state, a broken file keeps its old
+rules and its problems are reported.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+from agent.wire.catalog import Catalog
+from server.alerting import hold
+from server.alerting.evaluator import Config, Evaluator
+from server.alerting.notifier import Notifier, NullNotifier
+from server.alerting.pseudo_nodes import is_server_side
+from server.alerting.ruleset import SHIPPED_DIR, RuleSet, discover, load
+from server.alerting.runner import Runner
+from server.alerting.statestore import DatabaseStateStore
+from server.alerting.writeback import StoreSeriesWriter
+from server.promql.seam import SeriesSource
+from server.query.source import Deadline, StaleRule, StorageSource
+from server.remote_write.mapping import node_id_of
+from server.settings import ServerSettings
+from server.storage.leader import Leadership
+from server.storage.reader import Reader
+from server.storage.store import Store
+
+_log = logging.getLogger(__name__)
+NAMING_MAX_AGE_SECONDS = 2.0
+
+
+class AlertingService:
+    def __init__(
+        self,
+        settings: ServerSettings,
+        store: Store,
+        reader: Reader,
+        catalog: Catalog,
+        leader: Leadership,
+        clock: Callable[[], float],
+        notifier: Notifier | None = None,
+        shipped_dir: Path | None = SHIPPED_DIR,
+    ) -> None:
+        self._settings = settings
+        self._store = store
+        self._reader = reader
+        self._catalog = catalog
+        self._clock = clock
+        self._shipped_dir = shipped_dir if settings.rules_shipped else None
+        offset = settings.rule_query_offset_seconds
+        config = Config(
+            default_interval_ms=round(settings.rule_evaluation_interval_seconds * 1000),
+            query_offset_ms=None if offset is None else round(offset * 1000),
+            resend_delay_ms=round(settings.rule_resend_delay_seconds * 1000),
+            external_url=settings.external_url,
+        )
+        self.evaluator = Evaluator(
+            config,
+            self._source,
+            StoreSeriesWriter(store),
+            DatabaseStateStore(store.engine, store.writer),
+            notifier or NullNotifier(),
+            self._node_statuses,
+        )
+        self.runner = Runner(self.evaluator, leader, clock, settings.rule_leader_check_seconds)
+        self._reload_lock = threading.Lock()
+        self.reload()
+
+    def reload(self) -> RuleSet:
+        """Re-read every rule file; returns the rule set now in use."""
+        with self._reload_lock:
+            sources = discover(self._settings.rule_files, self._shipped_dir)
+            ruleset = load(sources, self.evaluator.ruleset)
+            self.evaluator.set_rules(ruleset)
+            _log.info(
+                "rules loaded: %d groups from %d files (%d with errors)",
+                len(ruleset.groups),
+                len(sources),
+                len(ruleset.errors),
+            )
+            return ruleset
+
+    def start(self) -> None:
+        self.runner.start()
+
+    def stop(self) -> None:
+        self.runner.stop()
+
+    def _source(self) -> SeriesSource:
+        settings = self._settings
+        seconds = settings.query_timeout_seconds
+        deadline = Deadline.after(seconds, f"limit: query_timeout_seconds = {seconds:g}")
+        rule = StaleRule(
+            settings.stale_after_intervals, settings.stale_after_min_seconds, self._clock
+        )
+        return StorageSource(
+            self._store, self._reader, deadline, settings.query_max_samples, rule, self._catalog
+        )
+
+    def _node_statuses(self, now: float) -> list[hold.NodeStatus]:
+        """Every agent node not yet forgotten, judged up by the rule of ``/metrics``."""
+        settings = self._settings
+        statuses = []
+        for node in self._store.node_naming(NAMING_MAX_AGE_SECONDS).values():
+            if is_server_side(node.node_id, node.name) or node.node_id == node_id_of(node.name):
+                continue  # server-side and remote-write nodes
+            if now - node.last_push > settings.node_forget_after_seconds:
+                continue
+            window = max(
+                settings.stale_after_intervals * node.interval_seconds,
+                settings.stale_after_min_seconds,
+            )
+            statuses.append(
+                hold.NodeStatus(
+                    name=node.name,
+                    labels=dict(node.labels),
+                    up=now - node.last_push <= window,
+                    newest_batch_ms=round(node.last_batch_ts * 1000),
+                    interval_ms=round(node.interval_seconds * 1000),
+                )
+            )
+        return statuses
