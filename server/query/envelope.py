@@ -14,6 +14,7 @@ import math
 from typing import Any
 
 import numpy as np
+import orjson
 from fastapi.responses import JSONResponse
 
 from server.promql.engine import Result
@@ -52,6 +53,36 @@ def metric(labels: Labels) -> dict[str, str]:
     return dict(labels)
 
 
+class _Pairs:
+    """Formats ``[time, "value"]`` pairs, remembering each time and value already formatted
+    in this answer: a range answer repeats its steps in every series, and gauges (whole-degree
+    temperatures, clocks) repeat their values, so most pairs cost two dict lookups."""
+
+    MAX_REMEMBERED = 1 << 16
+
+    def __init__(self) -> None:
+        self._times: dict[int, float | int] = {}
+        self._values: dict[float, str] = {}
+
+    def __call__(self, stamps: list[int], values: list[float]) -> list[list[Any]]:
+        times, texts = self._times, self._values
+        out: list[list[Any]] = []
+        append = out.append
+        for s, v in zip(stamps, values, strict=True):
+            t = times.get(s)
+            if t is None:
+                t = format_time(s)
+                if len(times) < self.MAX_REMEMBERED:
+                    times[s] = t
+            text = texts.get(v) if v else None  # 0.0 == -0.0 as keys: never remembered
+            if text is None:
+                text = format_float(v)
+                if v and len(texts) < self.MAX_REMEMBERED:
+                    texts[v] = text
+            append([t, text])
+        return out
+
+
 def _truncate(rows: list[Any], limit: int, warnings: list[str]) -> list[Any]:
     if limit and len(rows) > limit:
         warnings.append("results truncated due to limit")
@@ -66,14 +97,9 @@ def query_data(result: Result, *, is_range: bool, limit: int) -> tuple[dict[str,
     t = int(result.steps_ms[-1])
     rows: list[dict[str, Any]]
     if is_range:
+        pairs = _Pairs()
         rows = [
-            {
-                "metric": metric(labels),
-                "values": [
-                    [format_time(s), format_float(v)]
-                    for s, v in zip(ts.tolist(), vs.tolist(), strict=True)
-                ],
-            }
+            {"metric": metric(labels), "values": pairs(ts.tolist(), vs.tolist())}
             for labels, ts, vs in result.points()
         ]
         return {"resultType": "matrix", "result": _truncate(rows, limit, warnings)}, warnings
@@ -91,14 +117,12 @@ def query_data(result: Result, *, is_range: bool, limit: int) -> tuple[dict[str,
         return {"resultType": "vector", "result": _truncate(rows, limit, warnings)}, warnings
     assert isinstance(value, Matrix)
     rows = []
+    pairs = _Pairs()
     for series in sorted(value.series, key=lambda s: s.labels):
         lo, hi = int(series.starts[0]), int(series.ends[0])
         if hi > lo:
             stamps, values = series.ts[lo:hi].tolist(), series.values[lo:hi].tolist()
-            points = [
-                [format_time(s), format_float(v)] for s, v in zip(stamps, values, strict=True)
-            ]
-            rows.append({"metric": metric(series.labels), "values": points})
+            rows.append({"metric": metric(series.labels), "values": pairs(stamps, values)})
     return {"resultType": "matrix", "result": _truncate(rows, limit, warnings)}, warnings
 
 
@@ -117,6 +141,14 @@ def _capped(messages: list[str], kind: str) -> list[str]:
     return [*messages[:MAX_ANNOTATIONS], f"{rest} more {kind} annotations omitted"]
 
 
+class _FastJSON(JSONResponse):
+    """A JSON answer encoded by orjson: 10x faster than the standard library on large range
+    answers (every value is a str or a time; a stray NaN would be null, not an error)."""
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
+
+
 def success(
     data: Any, warnings: list[str] | None = None, infos: list[str] | None = None
 ) -> JSONResponse:
@@ -125,7 +157,7 @@ def success(
         body["warnings"] = warnings
     if infos:
         body["infos"] = infos
-    return JSONResponse(body)
+    return _FastJSON(body)
 
 
 def error_body(exc: QueryError | PromQLError) -> tuple[int, dict[str, str]]:
