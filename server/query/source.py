@@ -28,7 +28,7 @@ from server.promql.seam import RawSeries, labels_match
 from server.promql.values import NAME, IntArray, Labels, VectorSeries, make_labels
 from server.query import tiers
 from server.query.errors import QueryError
-from server.query.staleness import NodeClock, down_at_ms, read_slack_ms, with_markers
+from server.query.staleness import NodeClock, down_at_ms, read_slack_ms, with_markers_all
 from server.remote_write.mapping import node_id_of
 from server.storage.reader import Reader
 from server.storage.series_index import IndexedSeries
@@ -125,14 +125,18 @@ class StorageSource:
             data = self._reader.raw(series, max(start_ms, raw_after + 1), read_end_ms)
         except SQLAlchemyError as exc:
             raise QueryError("internal", f"reading samples failed: {exc}") from exc
+        loaded = [data[item.series.id] for item in found]
+        self.samples_loaded += sum(len(ts) for ts, _ in loaded)
+        if self._stale_rule is not None:
+            loaded = with_markers_all(
+                [
+                    (ts, values, self._clock(f.series.node_pk))
+                    for f, (ts, values) in zip(found, loaded, strict=True)
+                ]
+            )
         result = []
-        for item in found:
-            ts, values = data[item.series.id]
-            self.samples_loaded += len(ts)
-            if len(ts) and self._stale_rule is not None:
-                clock = self._clock(item.series.node_pk)
-                ts, values = with_markers(ts, values, clock)
-            ts, values = tiers.stitch(front[item.series.id], (ts, values))
+        for item, samples in zip(found, loaded, strict=True):
+            ts, values = tiers.stitch(front[item.series.id], samples)
             self.samples_loaded += len(front[item.series.id][0])
             if len(ts):
                 result.append(RawSeries(item.labels, ts, values))

@@ -105,3 +105,41 @@ def with_markers(ts: IntArray, values: FloatArray, node: NodeClock) -> tuple[Int
     merged_values = np.concatenate([values, np.full(len(mark_ts), stale_nan())])
     order = np.argsort(merged_ts, kind="stable")
     return merged_ts[order], merged_values[order]
+
+
+def with_markers_all(
+    items: list[tuple[IntArray, FloatArray, NodeClock]],
+) -> list[tuple[IntArray, FloatArray]]:
+    """Returns: ``with_markers`` of each (ts, values, node), the same answers, with the gap
+    search done once over all series of known interval (most series have no gap, and a
+    numpy call per series costs more than the search itself)."""
+    out: list[tuple[IntArray, FloatArray]] = [(ts, values) for ts, values, _ in items]
+    known = [i for i, (ts, _, node) in enumerate(items) if node.interval_ms is not None and len(ts)]
+    for i, (ts, values, node) in enumerate(items):
+        if node.interval_ms is None:
+            out[i] = with_markers(ts, values, node)
+    if not known:
+        return out
+    lengths = np.fromiter((len(items[i][0]) for i in known), dtype=np.int64, count=len(known))
+    all_ts = np.concatenate([items[i][0] for i in known])
+    limits = np.repeat(
+        np.fromiter((items[i][2].interval_ms or 0 for i in known), np.float64, len(known))
+        * GAP_INTERVALS,
+        lengths,
+    )
+    gaps = np.diff(all_ts) > limits[1:]
+    ends = np.cumsum(lengths)
+    gaps[ends[:-1] - 1] = False  # a "gap" from one series' last sample to the next's first
+    with_gap = set(np.searchsorted(ends, np.flatnonzero(gaps), side="right").tolist())
+    for position, i in enumerate(known):
+        ts, values, node = items[i]
+        if position in with_gap:
+            out[i] = with_markers(ts, values, node)
+            continue
+        interval = node.interval_ms or 0
+        last = int(ts[-1])
+        if last < node.newest_batch_ms - TAIL_SLACK_INTERVALS * interval or (
+            node.down_at_ms is not None and node.down_at_ms > last
+        ):
+            out[i] = with_markers(ts, values, node)
+    return out

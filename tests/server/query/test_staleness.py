@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 
 from agent.wire.schema import MetricFamily
 from server.promql.values import is_stale
-from server.query.staleness import NodeClock, down_at_ms, with_markers
+from server.query.staleness import NodeClock, down_at_ms, with_markers, with_markers_all
 from server.remote_write.proto import TimeSeries, encode_write_request
 from tests.factories import identity, make_batch
 from tests.server.conftest import START, TOKEN, FakeClock, push
@@ -142,3 +142,24 @@ def test_pushes_after_a_query_reach_its_successors(client: TestClient, clock: Fa
         clock.now = START + 10 * i
         _push(client, i + 1, clock.now, {"node_load1": 1.0})
     assert _instant(client, "node_load5", START + 11) == []
+
+
+def test_markers_for_many_series_at_once_equal_one_at_a_time() -> None:
+    rng = np.random.default_rng(3)
+    items = []
+    for i in range(40):
+        clock = NodeClock(
+            None if i % 7 == 0 else 10_000,
+            10_000,
+            int(rng.integers(50_000, 400_000)),
+            None if i % 3 else int(rng.integers(100_000, 500_000)),
+        )
+        steps = rng.choice([10_000, 10_000, 10_000, 20_000, 35_000], size=int(rng.integers(1, 30)))
+        ts = np.cumsum(steps).astype(np.int64) + int(rng.integers(0, 5_000))
+        items.append((ts, rng.normal(size=len(ts)), clock))
+    items.append((np.array([], dtype=np.int64), np.array([]), AGENT))
+    batched = with_markers_all(items)
+    for (ts, values, clock), (got_ts, got_values) in zip(items, batched, strict=True):
+        want_ts, want_values = with_markers(ts, values, clock)
+        assert got_ts.tolist() == want_ts.tolist()
+        assert got_values.view(np.uint64).tolist() == want_values.view(np.uint64).tolist()
