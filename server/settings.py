@@ -162,7 +162,9 @@ class ServerSettings(BaseSettings):
         "(a directory: its *.yaml and *.yml files), besides the shipped pack.",
     )
     rules_shipped: bool = Field(
-        default=True, description="Evaluate the rule pack shipped with dcmon (alerts/*.yaml)."
+        default=False,
+        description="Evaluate the rule pack shipped with dcmon (alerts/*.yaml); off by "
+        "default until a site turns it on (its output is stored like any series).",
     )
     rule_evaluation_interval_seconds: Annotated[float, Field(ge=1, le=3600)] = Field(
         default=60.0,

@@ -2,18 +2,23 @@
 
 Stage: alerting (wiring). ``AlertingService`` builds the ``Evaluator`` over the server's own
 objects: a ``StorageSource`` per group round (the query limits, the staleness rules), the
-store for write-back, the ``alert_state`` table, the nodes of the database for the hold and
-``dcmon_node_up``, and a ``Notifier`` (none by default). ``reload`` re-reads the rule files
-(SIGHUP, the admin endpoint): unchanged rules keep their state, a broken file keeps its old
-rules and its problems are reported.
+store for write-back (on a shared database the series index first learns the series other
+replicas created, so a rule sees them within a second), the ``alert_state`` table, the nodes
+of the database for the hold and ``dcmon_node_up``, and a ``Notifier`` (none by default).
+``reload`` re-reads the rule files (SIGHUP, the admin endpoint): unchanged rules keep their
+state, a broken file keeps its old rules and its problems are reported.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
+
+from sqlalchemy import Table, select
+from sqlalchemy.exc import SQLAlchemyError
 
 from agent.wire.catalog import Catalog
 from server.alerting import hold
@@ -30,10 +35,14 @@ from server.remote_write.mapping import node_id_of
 from server.settings import ServerSettings
 from server.storage.leader import Leadership
 from server.storage.reader import Reader
+from server.storage.series_index import IndexedSeries
 from server.storage.store import Store
+from server.storage.tables import SeriesRow
 
 _log = logging.getLogger(__name__)
 NAMING_MAX_AGE_SECONDS = 2.0
+INDEX_REFRESH_SECONDS = 1.0
+_series: Table = SeriesRow.__table__  # type: ignore[assignment]
 
 
 class AlertingService:
@@ -71,6 +80,8 @@ class AlertingService:
         )
         self.runner = Runner(self.evaluator, leader, clock, settings.rule_leader_check_seconds)
         self._reload_lock = threading.Lock()
+        self._leader = leader
+        self._index_refreshed = -INDEX_REFRESH_SECONDS
         self.reload()
 
     def reload(self) -> RuleSet:
@@ -94,6 +105,8 @@ class AlertingService:
         self.runner.stop()
 
     def _source(self) -> SeriesSource:
+        if self._leader.shared:
+            self._refresh_index()
         settings = self._settings
         seconds = settings.query_timeout_seconds
         deadline = Deadline.after(seconds, f"limit: query_timeout_seconds = {seconds:g}")
@@ -103,6 +116,36 @@ class AlertingService:
         return StorageSource(
             self._store, self._reader, deadline, settings.query_max_samples, rule, self._catalog
         )
+
+    def _refresh_index(self) -> None:
+        """Add the series other replicas created since the index last grew (ids only grow),
+        at most once a second, so rules see a new series at once instead of after the next
+        maintenance pass reloads the whole index."""
+        now = time.monotonic()
+        if now - self._index_refreshed < INDEX_REFRESH_SECONDS:
+            return
+        self._index_refreshed = now
+        index = self._store.index
+        newest = max(index.ids(), default=0)
+        try:
+            with self._store.engine.connect() as conn:
+                rows = conn.execute(
+                    select(
+                        _series.c.id,
+                        _series.c.node_pk,
+                        _series.c.metric,
+                        _series.c.labels,
+                        _series.c.last_seen_ms,
+                    ).where(_series.c.id > newest)
+                ).all()
+        except SQLAlchemyError as exc:
+            _log.warning("reading new series for the rules failed: %s", exc)
+            return
+        if rows:
+            index.add(
+                (IndexedSeries(r.id, r.node_pk, r.metric, r.labels) for r in rows),
+                {r.id: r.last_seen_ms for r in rows},
+            )
 
     def _node_statuses(self, now: float) -> list[hold.NodeStatus]:
         """Every agent node not yet forgotten, judged up by the rule of ``/metrics``."""

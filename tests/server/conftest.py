@@ -43,12 +43,10 @@ def clock() -> FakeClock:
 @pytest.fixture
 def make_app(tmp_path: Path, clock: FakeClock) -> Callable[..., FastAPI]:
     """Apps with the shared ingest token and open reads (reads without a token), as most tests
-    of the read API want; the auth tests pass ``open_reads=False``. The shipped rule pack is
-    off (its output series would appear in every test's data); alerting tests turn it on."""
+    of the read API want; the auth tests pass ``open_reads=False``."""
 
     def factory(**overrides: Any) -> FastAPI:
         overrides.setdefault("open_reads", True)
-        overrides.setdefault("rules_shipped", False)  # rule output only where a test asks
         settings = ServerSettings(
             data_dir=tmp_path, ingest_token_sha256=[sha256_hex(TOKEN)], **overrides
         )
