@@ -10,8 +10,8 @@ own, else the configured one, else the largest push interval among live nodes, s
 is evaluated at its own time once it has arrived.
 
 After each group: alerts of held nodes are restored (``hold``), the round's samples are
-stored (``writeback``), the alerts due for sending go to the ``Notifier`` (Prometheus'
-``needs_sending``/``mark_sent``), and the state is saved (``statestore``). Every failure is
+stored (``writeback``), the alerts due for sending go to the ``Notifier`` (``sending``), and
+the state is saved (``statestore``). Every failure is
 logged and counted in ``failures`` and the loop goes on; a rule that fails keeps its state.
 Only the leader evaluates: ``lead`` loads the persisted state (a restart or failover continues
 timers), ``follow`` stops evaluating and ``refresh`` keeps a follower's view of alerts current.
@@ -20,7 +20,6 @@ Thread safety: every public method takes one lock.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import threading
 import time
@@ -28,10 +27,11 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
-from server.alerting import hold
-from server.alerting.notifier import Notification, Notifier
-from server.alerting.pseudo_nodes import PseudoNode, group_node, server_node
+from server.alerting import hold, sending
+from server.alerting.notifier import Notifier
+from server.alerting.pseudo_nodes import group_node, server_node
 from server.alerting.ruleset import LoadedGroup, RuleSet, rule_keys
+from server.alerting.runs import GroupRun, RuleStatus, carry, phase, slot_at_or_before
 from server.alerting.statestore import StateStore, StateStoreError
 from server.alerting.writeback import RoundSink, SeriesWriter
 from server.promql.errors import EvalError
@@ -60,32 +60,6 @@ class Config:
     external_url: str = ""
 
 
-@dataclass
-class RuleStatus:
-    health: str = "unknown"  # unknown | ok | err (Prometheus' words)
-    last_error: str = ""
-    last_evaluation_s: float | None = None
-    evaluation_seconds: float = 0.0
-
-
-@dataclass
-class GroupRun:
-    loaded: LoadedGroup
-    keys: list[str]
-    interval_ms: int
-    phase_ms: int
-    node: PseudoNode
-    exempt: list[bool]  # never held (reads dcmon_node_up)
-    state: grouping.GroupState = field(default_factory=grouping.GroupState)
-    rules: list[RuleStatus] = field(default_factory=list)
-    held: dict[int, set[Labels]] = field(default_factory=dict)
-    next_ms: int | None = None
-    last_evaluation_s: float | None = None
-    evaluation_seconds: float = 0.0
-    missed: int = 0
-    evaluations: int = 0
-
-
 class _Mapped:
     """The source with the query layer's errors as the engine's, so a rule fails alone."""
 
@@ -97,14 +71,6 @@ class _Mapped:
             return self._base.select(matchers, start_ms, end_ms)
         except QueryError as exc:
             raise EvalError(exc.message) from exc
-
-
-def _phase(key: str, interval_ms: int) -> int:
-    return int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big") % interval_ms
-
-
-def _slot_at_or_before(now_ms: int, interval_ms: int, phase_ms: int) -> int:
-    return (now_ms - phase_ms) // interval_ms * interval_ms + phase_ms
 
 
 class Evaluator:
@@ -148,7 +114,7 @@ class Evaluator:
             for run in runs:
                 previous = old.pop(run.loaded.key, None)
                 if previous is not None:
-                    _carry(previous, run)
+                    carry(previous, run)
             for gone in old.values():
                 try:
                     self._states.save(gone.loaded.key, {}, 0)
@@ -167,7 +133,7 @@ class Evaluator:
             loaded=loaded,
             keys=rule_keys(group),
             interval_ms=interval_ms,
-            phase_ms=_phase(loaded.key, interval_ms),
+            phase_ms=phase(loaded.key, interval_ms),
             node=group_node(loaded.key, group.name, interval_ms / 1000),
             exempt=exempt,
             rules=[RuleStatus() for _ in group.rules],
@@ -224,14 +190,14 @@ class Evaluator:
                 statuses = self._node_statuses(now)
                 self._write_node_up(statuses, now_ms, now)
                 interval = self._config.default_interval_ms
-                self._node_up_next_ms = _slot_at_or_before(now_ms, interval, 0) + interval
+                self._node_up_next_ms = slot_at_or_before(now_ms, interval, 0) + interval
             next_due = self._node_up_next_ms or now_ms + self._config.default_interval_ms
             for run in self._runs:
                 if run.next_ms is None:
-                    slot = _slot_at_or_before(now_ms, run.interval_ms, run.phase_ms)
+                    slot = slot_at_or_before(now_ms, run.interval_ms, run.phase_ms)
                     run.next_ms = slot if slot == now_ms else slot + run.interval_ms
                 if now_ms >= run.next_ms:
-                    slot = _slot_at_or_before(now_ms, run.interval_ms, run.phase_ms)
+                    slot = slot_at_or_before(now_ms, run.interval_ms, run.phase_ms)
                     run.missed += (slot - run.next_ms) // run.interval_ms
                     if statuses is None:
                         statuses = self._node_statuses(now)
@@ -354,40 +320,23 @@ class Evaluator:
         alerts[index] = after
 
     def _send(self, run: GroupRun, ts_ms: int, now: float) -> None:
-        resend = self._config.resend_delay_ms
-        due: list[tuple[int, machine.Alert]] = []
-        for index, alerts in run.state.alerts.items():
-            rule = run.loaded.group.rules[index]
-            assert isinstance(rule, AlertingRule)
-            for alert in alerts.values():
-                if machine.needs_sending(alert, ts_ms, resend, rule.dcmon.notify_delay_ms):
-                    due.append((index, alert))
-        if not due:
+        config = self._config
+        marked = sending.due(
+            run.loaded.group, run.state.alerts, ts_ms, config.resend_delay_ms, run.interval_ms
+        )
+        if not marked:
             return
-        marked = [(i, machine.mark_sent(a, ts_ms, resend, run.interval_ms)) for i, a in due]
+        notifications = [
+            sending.notification(a, run.loaded.key, config.external_labels, config.external_url)
+            for _, a in marked
+        ]
         try:
-            self._notifier.send([self._notification(run, a) for _, a in marked], now)
+            self._notifier.send(notifications, now)
         except Exception as exc:  # noqa: BLE001 (the notifier is foreign code; retry next round)
             self._fail("notify", f"group {run.loaded.key}: {exc}")
             return
         for index, sent in marked:
             run.state.alerts[index][sent.labels] = sent
-
-    def _notification(self, run: GroupRun, alert: machine.Alert) -> Notification:
-        labels = {**self._config.external_labels, **dict(alert.labels)}
-        if alert.resolved_at_ms is not None:
-            ends = alert.resolved_at_ms
-        else:
-            ends = alert.valid_until_ms or 0
-        return Notification(
-            labels=labels,
-            annotations=dict(alert.annotations),
-            starts_at=(alert.fired_at_ms or alert.active_at_ms) / 1000,
-            ends_at=ends / 1000,
-            resolved=alert.resolved_at_ms is not None,
-            generator_url=self._config.external_url,
-            rule_group=run.loaded.key,
-        )
 
     def _save(self, run: GroupRun, ts_ms: int) -> None:
         by_rule = {
@@ -420,26 +369,3 @@ class Evaluator:
                 )
                 for run in self._runs
             ]
-
-
-def _carry(previous: GroupRun, run: GroupRun) -> None:
-    """Moves the state of ``previous``'s rules that ``run`` still has (same key) into it."""
-    index_of = {key: i for i, key in enumerate(previous.keys)}
-    alerts: dict[int, dict[Labels, machine.Alert]] = {}
-    written: dict[int, set[Labels]] = {}
-    for index, key in enumerate(run.keys):
-        old = index_of.get(key)
-        if old is None:
-            continue
-        if old in previous.state.alerts:
-            alerts[index] = previous.state.alerts[old]
-        if old in previous.state.written:
-            written[index] = previous.state.written[old]
-        run.rules[index] = previous.rules[old]
-    run.state = grouping.GroupState(alerts, written)
-    if run.interval_ms == previous.interval_ms:
-        run.next_ms = previous.next_ms
-    run.missed = previous.missed
-    run.evaluations = previous.evaluations
-    run.last_evaluation_s = previous.last_evaluation_s
-    run.evaluation_seconds = previous.evaluation_seconds

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from server.alerting.evaluator import GroupRun
+from server.alerting.runs import GroupRun
 from server.rules.model import AlertingRule, RecordingRule
 from server.rules.state import Alert, State
 

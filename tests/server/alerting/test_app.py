@@ -196,3 +196,32 @@ def test_reload_endpoint_needs_admin_and_keeps_rules_of_a_broken_file(tmp_path: 
         assert answer.status_code == 200
         names = [r["name"] for r in s.client.get("/api/v1/rules").json()["groups"][0]["rules"]]
         assert names == ["instance:load:max", "fleet:load:sum", "Loaded", "Down"]
+
+
+def test_the_shipped_pack_evaluates_over_real_storage_without_errors(tmp_path: Path) -> None:
+    clock = FakeClock(START)
+    settings = ServerSettings(
+        data_dir=tmp_path, ingest_token_sha256=[sha256_hex(TOKEN)], rules_shipped=True
+    )
+    with TestClient(create_app(settings, clock=clock)) as client:
+        alerting: AlertingService = client.app.state.alerting  # type: ignore[attr-defined]
+        alerting.stop()
+        alerting.evaluator.lead()
+        runs = alerting.evaluator.snapshot()
+        assert {run.loaded.file for run in runs} >= {"alerts/gpu.yaml"}
+        for seq in range(1, 31):
+            clock.now = START + 10 * seq
+            assert push(client, make_batch(seq, clock.now)).status_code == 200
+        longest = max(run.interval_ms for run in runs) / 1000
+        t = clock.now
+        while t <= clock.now + longest:
+            alerting.evaluator.tick(t)
+            t += 5
+        failed = {
+            (run.loaded.key, run.loaded.group.rules[i].name): status.last_error
+            for run in alerting.evaluator.snapshot()
+            for i, status in enumerate(run.rules)
+            if status.health != "ok"
+        }
+        assert failed == {}
+        assert all(run.evaluations >= 1 for run in alerting.evaluator.snapshot())
