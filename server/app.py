@@ -51,6 +51,7 @@ from server.jobs.store import JobStore
 from server.latest import router as latest_router
 from server.latest.cache import LatestCache, NodeLatest, StalePolicy
 from server.nodes import router as nodes_router
+from server.notify import router as silences_router
 from server.query import router as query_router
 from server.query.service import QueryLimits, QueryService
 from server.remote_write import router as remote_write_router
@@ -222,6 +223,7 @@ def create_app(
         status_router,
         events_router,
         jobs_router,
+        silences_router,
         exposition_router,
         query_router,
         alerting_router,
