@@ -41,6 +41,10 @@ WRITE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 PROMETHEUS = "/prometheus/api/v1"
 READ_POSTS = {f"{PROMETHEUS}/{name}" for name in ("query", "query_range", "series", "labels")}
 READ_POSTS.add(f"{PROMETHEUS}/query_exemplars")
+# Any other path under the prefix, with any method: it only answers Prometheus' 404 (or 405 for
+# a known path asked with the wrong method) and changes nothing, so it takes the read rule like
+# the rest of the query API (an unauthenticated caller learns nothing about which paths exist).
+PROMETHEUS_OTHER = f"{PROMETHEUS}/{{rest:path}}"
 OTHER_NODE = "fedcba9876543210fedcba9876543210"
 PUBLIC_PATHS = {"/healthz", "/readyz"}
 # The OpenAPI schema and its two viewers are open on purpose: they describe the API (paths,
@@ -111,7 +115,7 @@ def test_every_route_has_exactly_one_rule(routes: list[tuple[Route, Access]]) ->
     by_path = {(route.path, method): rule for route, rule in routes for method in route.methods}
     assert {path for (path, _), rule in by_path.items() if rule is PUBLIC} == PUBLIC_PATHS
     for (path, method), rule in by_path.items():
-        if method in WRITE_METHODS and path not in READ_POSTS:
+        if method in WRITE_METHODS and path not in READ_POSTS | {PROMETHEUS_OTHER}:
             assert rule not in (READ, PUBLIC), f"{method} {path} writes with the {rule.name} rule"
         if path.startswith("/api/v1/admin/"):
             assert rule is ADMIN, f"{method} {path} is an admin route with the {rule.name} rule"
@@ -119,6 +123,8 @@ def test_every_route_has_exactly_one_rule(routes: list[tuple[Route, Access]]) ->
     assert by_path[("/api/v1/token/rotate", "POST")] is NODE
     assert by_path[("/api/v1/ingest", "POST")] is INGEST
     assert all(by_path[(path, "POST")] is READ for path in READ_POSTS)
+    other = {method: rule for (path, method), rule in by_path.items() if path == PROMETHEUS_OTHER}
+    assert set(other) >= WRITE_METHODS and set(other.values()) == {READ}
     assert by_path[("/metrics", "GET")] is READ
     assert by_path[("/", "GET")] is READ
 
@@ -188,6 +194,21 @@ def _request_kwargs(method: str, path: str) -> dict[str, Any]:
         params = {"query": "up", "start": "0", "end": "60", "step": "15", "match[]": "up"}
         return {"params": params}
     return {}
+
+
+def test_other_prometheus_paths_only_answer_not_found_or_not_allowed(
+    routes: list[tuple[Route, Access]], closed: TestClient
+) -> None:
+    """Why the catch-all may carry the read rule for every method: it writes nothing."""
+    token = _issue(services_of(closed).credentials, Role.READ)
+    methods = next(route.methods for route, _ in routes if route.path == PROMETHEUS_OTHER)
+    for method in sorted(methods):
+        unknown = _call(closed, method, f"{PROMETHEUS}/admin/tsdb/delete_series", token)
+        assert unknown.status_code == 404, method
+        assert unknown.json()["errorType"] == "not_found", method
+    wrong_method = _call(closed, "DELETE", f"{PROMETHEUS}/query", token)
+    assert wrong_method.status_code == 405
+    assert wrong_method.json()["status"] == "error"
 
 
 def _call(client: TestClient, method: str, path: str, token: str | None) -> Any:
