@@ -7,7 +7,9 @@ ingest, exposition and the routers, and runs maintenance in the background for t
 application's lifetime: database-wide work (compaction, then retention) only while this process
 is the maintenance leader (``server/storage/leader.py``), so several replicas can share one
 PostgreSQL. The same leader evaluates the alerting and recording rules on a thread of its own
-(``server/alerting``), reloaded on SIGHUP. Every route carries one access rule
+(``server/alerting``), reloaded on SIGHUP, and hands the alerts due to the notifier
+(``server/notify``: the Alertmanagers and direct receivers of ``[notify]``, with silences and
+the notification log in the database). Every route carries one access rule
 (``server/auth/access.py``).
 """
 
@@ -19,8 +21,9 @@ import signal
 import time
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager, suppress
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppress
 
+import httpx
 from fastapi import FastAPI
 from sqlalchemy import Engine
 
@@ -52,6 +55,11 @@ from server.latest import router as latest_router
 from server.latest.cache import LatestCache, NodeLatest, StalePolicy
 from server.nodes import router as nodes_router
 from server.notify import router as silences_router
+from server.notify.build import build_notifier
+from server.notify.metrics import PrometheusCounts
+from server.notify.nflog_store import SqlNotificationLog
+from server.notify.service import Notifier as NotifyPipeline
+from server.notify.silence_store import SilenceStore
 from server.query import router as query_router
 from server.query.service import QueryLimits, QueryService
 from server.remote_write import router as remote_write_router
@@ -89,7 +97,12 @@ def create_app(
     Args:
         leader: who runs the singleton maintenance and rule evaluation; default: the advisory
             lock on PostgreSQL, this process on SQLite (``leadership_for``).
-        notifier: where alerts go after each rule evaluation round (default: nowhere).
+        notifier: where alerts go after each rule evaluation round; the caller starts and
+            closes it. Default: the notifier ``settings.notify`` describes (Alertmanagers,
+            direct receivers), started and closed with the application.
+
+    Raises:
+        NotifyConfigError: the receivers file of ``settings.notify`` is invalid.
     """
     engine = engine or make_engine(settings.effective_database_url())
     if settings.auto_migrate:
@@ -122,6 +135,12 @@ def create_app(
     warm_latest(store, reader, latest, policy, clock())
     catalog = default_catalog()
     metrics = ServerMetrics(catalog, lambda: _node_counts(latest, policy, clock()))
+    try:
+        notifiers = _Notifiers.make(notifier, settings, engine, writer, metrics, clock)
+    except Exception:  # a bad receivers file: nothing is left running
+        writer.close()
+        engine.dispose()
+        raise
     leader = leader or leadership_for(engine)
     metrics.watch_leadership(lambda: leader.is_leader)
     credentials = CredentialStore(engine, writer, clock)
@@ -168,30 +187,12 @@ def create_app(
         clock=clock,
     )
 
-    alerting = AlertingService(settings, store, reader, catalog, leader, clock, notifier)
-
-    @asynccontextmanager
-    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        task = asyncio.create_task(_maintenance_loop(services))
-        alerting.start()
-        hangup = _on_sighup(alerting.reload)
-        try:
-            yield
-        finally:
-            hangup()
-            task.cancel()
-            with suppress(asyncio.CancelledError):
-                await task
-            await asyncio.to_thread(alerting.stop)
-            leader.close()
-            writer.close()
-            engine.dispose()
-
+    alerting = AlertingService(settings, store, reader, catalog, leader, clock, notifiers.notifier)
     app = FastAPI(
         title="dcmon",
         version=__version__,
         summary="Monitoring for AI/GPU clusters: ingest, history, nodes, Prometheus exposition.",
-        lifespan=lifespan,
+        lifespan=_lifespan(services, alerting, notifiers, writer, engine),
     )
     app.state.services = services
     app.state.templates = make_templates()
@@ -232,6 +233,101 @@ def create_app(
     ):
         app.include_router(module.router)
     return app
+
+
+def _lifespan(
+    services: Services,
+    alerting: AlertingService,
+    notifiers: _Notifiers,
+    writer: Writer,
+    engine: Engine,
+) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    """Returns: the application's lifespan: background work started, then stopped in order."""
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        task = asyncio.create_task(_maintenance_loop(services))
+        notifiers.start()
+        alerting.start()
+        hangup = _on_sighup(alerting.reload)
+        try:
+            yield
+        finally:
+            hangup()
+            task.cancel()
+            with suppress(asyncio.CancelledError):
+                await task
+            await asyncio.to_thread(alerting.stop)
+            # Before the writer: the notifier logs what it sent through it.
+            await asyncio.to_thread(notifiers.close)
+            services.leader.close()
+            writer.close()
+            engine.dispose()
+
+    return lifespan
+
+
+class _Notifiers:
+    """Where rule evaluation sends alerts: the caller's notifier (the caller starts and closes
+    it), or the one built from ``[notify]`` with the HTTP client it owns, started and closed
+    with the application."""
+
+    def __init__(
+        self,
+        notifier: Notifier,
+        owned: NotifyPipeline | None = None,
+        client: httpx.Client | None = None,
+    ) -> None:
+        self.notifier = notifier
+        self._owned = owned
+        self._client = client
+
+    @classmethod
+    def make(
+        cls,
+        given: Notifier | None,
+        settings: ServerSettings,
+        engine: Engine,
+        writer: Writer,
+        metrics: ServerMetrics,
+        clock: Callable[[], float],
+    ) -> _Notifiers:
+        """Raises: NotifyConfigError (a bad receivers file)."""
+        if given is not None:
+            return cls(given)
+        notify = settings.notify
+        if not notify.external_url:
+            notify = notify.model_copy(update={"external_url": settings.external_url})
+        client = httpx.Client(timeout=notify.alertmanager_timeout_seconds)
+        try:
+            notifier = build_notifier(
+                notify,
+                silences=SilenceStore(engine, writer, clock).active,
+                nflog=SqlNotificationLog(engine, writer),
+                counts=PrometheusCounts(metrics.registry),
+                clock=clock,
+                client=client,
+            )
+        except Exception:
+            client.close()
+            raise
+        if notify.alertmanager_urls or notify.receivers_file is not None:
+            _log.info(
+                "notifications: %d Alertmanagers%s",
+                len(notify.alertmanager_urls),
+                f", direct receivers from {notify.receivers_file}" if notify.receivers_file else "",
+            )
+        return cls(notifier, notifier, client)
+
+    def start(self) -> None:
+        if self._owned is not None:
+            self._owned.start()
+
+    def close(self) -> None:
+        if self._owned is not None:
+            self._owned.close()
+        if self._client is not None:
+            self._client.close()
 
 
 def warm_latest(

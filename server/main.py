@@ -18,6 +18,7 @@ from agent import __version__
 from server.app import create_app
 from server.auth.credentials import Credential
 from server.auth.principal import Role
+from server.notify.config import NotifyConfigError
 from server.settings import ServerSettings, SettingsError, load_settings
 from server.storage.db import make_engine
 from server.storage.migrate import current_revision, upgrade
@@ -115,7 +116,11 @@ def serve(settings: ServerSettings) -> int:
     if problem is not None:
         _log.error("%s", problem)
         return 2
-    app = create_app(settings)
+    try:
+        app = create_app(settings)
+    except NotifyConfigError as exc:
+        _log.error("notify: %s", _one_line(str(exc)))
+        return 2
     for warning in credential_warnings(settings, app.state.services.credentials.list()):
         _log.warning("%s", warning)
     scheme = "https" if settings.tls_cert_file is not None else "http"
@@ -258,6 +263,11 @@ def _uvicorn_tls(settings: ServerSettings) -> dict[str, Any]:
 
 class _EncryptedKeyError(Exception):
     """The key asks for a pass phrase (the server runs unattended and has none)."""
+
+
+def _one_line(message: str) -> str:
+    """Returns: ``message`` with its lines joined by "; " (one log line for the operator)."""
+    return "; ".join(part.strip() for part in message.splitlines() if part.strip())
 
 
 def _redacted(url: str) -> str:

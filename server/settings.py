@@ -21,6 +21,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from server.notify.config import NotifySettings
 from server.storage.tiers import block_ms_of
 
 DEFAULT_CONFIG_FILE = Path("/etc/dcmon/server.toml")
@@ -189,6 +190,10 @@ class ServerSettings(BaseSettings):
     )
     external_url: str = Field(
         default="", description="The server's public URL: alerts' generator URL, $externalURL."
+    )
+    notify: NotifySettings = Field(
+        default_factory=NotifySettings,
+        description="Alertmanagers and direct receivers ([notify]).",
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 

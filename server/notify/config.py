@@ -38,9 +38,8 @@ class NotifySettings(BaseModel):
         description="Alertmanagers to send alerts to (each one gets every alert), e.g. "
         "http://alertmanager:9093; a path prefix is kept.",
     )
-    alertmanager_timeout_seconds: Annotated[float, Field(gt=0, le=300)] = 10.0
-    resend_delay_seconds: Annotated[float, Field(gt=0, le=3600)] = Field(
-        default=60.0, description="Firing alerts are re-sent this often (Prometheus' 1m)."
+    alertmanager_timeout_seconds: Annotated[float, Field(gt=0, le=300)] = Field(
+        default=10.0, description="Longest one request to an Alertmanager may take."
     )
     receivers_file: Path | None = Field(
         default=None,
@@ -48,7 +47,9 @@ class NotifySettings(BaseModel):
         "Alertmanager's format (route, receivers, inhibit_rules).",
     )
     external_url: str = Field(
-        default="", description="dcmon's URL as people reach it; externalURL in webhooks."
+        default="",
+        description="dcmon's URL as people reach it; externalURL in webhooks (empty: the "
+        "server's external_url).",
     )
 
 

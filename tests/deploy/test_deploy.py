@@ -8,6 +8,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from pydantic import BaseModel
 
 from agent.config import load_settings as load_agent_settings
 from server.settings import ServerSettings
@@ -64,10 +65,19 @@ def test_units_pass_systemd_analyze(unit: str, tmp_path: Path) -> None:
 def test_the_server_example_lists_every_setting() -> None:
     """README: the annotated example holds every key; a new setting must be added to it."""
     text = (DEPLOY / "config" / "server.toml").read_text()
-    keys = {
-        line.lstrip("# ").split("=")[0].strip()
-        for line in text.splitlines()
-        if "=" in line.split("#", 1)[0] or (line.startswith("# ") and " = " in line)
-    }
-    missing = sorted(set(ServerSettings.model_fields) - keys)
+    keys: set[str] = set()
+    section = ""
+    for line in text.splitlines():
+        if line.startswith("["):  # a [section] line: the keys below are "section.key"
+            section = line.split("]", 1)[0].strip("[ ")
+            keys.add(section)
+        elif "=" in line.split("#", 1)[0] or (line.startswith("# ") and " = " in line):
+            key = line.lstrip("# ").split("=")[0].strip()
+            keys.add(f"{section}.{key}" if section else key)
+    wanted = set(ServerSettings.model_fields)
+    for name, field in ServerSettings.model_fields.items():
+        if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
+            wanted |= {f"{name}.{key}" for key in field.annotation.model_fields}
+    assert "notify.receivers_file" in wanted
+    missing = sorted(wanted - keys)
     assert missing == []
