@@ -1,7 +1,7 @@
 """Which rule files the server evaluates, loaded and keyed: the shipped pack and the site's.
 
-Stage: configuration -> alerting. Files are the shipped pack (``alerts/*.yaml`` next to the
-``server`` package, when present and enabled) and every file matching the ``rule_files``
+Stage: configuration -> alerting. Files are the shipped pack (``alerts/*.yaml``, see
+``SHIPPED_DIR``, when present and enabled) and every file matching the ``rule_files``
 globs, in that order, each file once. ``load`` reads them all; a file that fails keeps the
 groups it had in the previous rule set (none at start-up) and its problems are reported, so
 a broken edit never drops rules that were running.
@@ -28,8 +28,16 @@ from server.rules.model import Group
 
 _log = logging.getLogger(__name__)
 
-SHIPPED_DIR = Path(__file__).resolve().parent.parent.parent / "alerts"
-"""The rule pack shipped with dcmon (``alerts/`` beside the ``server`` package)."""
+
+def _shipped_dir() -> Path:
+    here = Path(__file__).resolve().parent
+    packaged = here / "pack"  # where the wheel puts alerts/ (pyproject.toml's force-include)
+    return packaged if packaged.is_dir() else here.parent.parent / "alerts"
+
+
+SHIPPED_DIR = _shipped_dir()
+"""The rule pack shipped with dcmon: ``alerts/`` beside the ``server`` package in a source
+tree, ``server/alerting/pack`` in an installed wheel."""
 
 
 @dataclass(frozen=True)
