@@ -5,6 +5,7 @@ with a token made on first run. Their settings are written to ``server.toml`` an
 in the data directory and the children are started from those files, so the commands the
 banner prints start the same server and agent by hand. The server listens on 127.0.0.1 only
 and serves reads without a token (``open_reads``), so the dashboard opens in a browser as it is.
+It evaluates the shipped rule pack (``rules_shipped``), so its alerts show at /api/v1/alerts.
 
 The demo supervises (``server.demo_supervisor``): a server that dies is restarted with backoff
 while the agent keeps collecting into its spool, which is what a newcomer should see ride out an
@@ -106,6 +107,7 @@ def _run(args: argparse.Namespace, data_dir: Path) -> int:
             "data_dir": str(data_dir),
             "ingest_token_sha256": [token_hash],
             "open_reads": True,
+            "rules_shipped": True,  # the demo evaluates the shipped rule pack
         },
         "dcmon demo's server: dcmon server --config this-file",
     )

@@ -183,6 +183,7 @@ def test_the_printed_commands_start_the_same_server_and_agent_by_hand(tmp_path: 
     token = (data / "agent.token").read_text().strip()
     assert settings.ingest_token_sha256 == [sha256_hex(token)]
     assert (settings.listen_port, settings.data_dir, settings.open_reads) == (port, data, True)
+    assert settings.rules_shipped  # the demo evaluates the shipped pack
 
     with running([*DCMON, "server", "--config", str(config)], tmp_path / "server.log") as server:
         wait_for(lambda: _ready(url), 60, "the server started by hand")
