@@ -132,8 +132,9 @@ def test_the_cli_dispatch_is_in_the_graph(graph: grimp.ImportGraph) -> None:
         "server.demo",
         "server.tokens",
         "server.rules.cli",
+        "server.notify.cli",
     } <= dispatched
-    assert set(COMMANDS) == {"agent", "server", "demo", "token", "rules", "version"}
+    assert set(COMMANDS) == {"agent", "server", "demo", "token", "rules", "silence", "version"}
     agent_contract = _contract(AGENT_CONTRACT)
     assert agent_contract.check(copy.deepcopy(graph), verbose=False).kept
     leak = _with_import(graph, "agent.main", "server.app")
