@@ -32,8 +32,12 @@ def quote(text: str) -> str:
     return json.dumps(text, ensure_ascii=False)
 
 
-def firing_selector(alertname: str) -> str:
-    return f'ALERTS{{alertname={quote(alertname)}, alertstate="firing"}}'
+def firing_selector(alertname: str, labels: Pairs = ()) -> str:
+    """Returns: the selector of the rule's own firing alerts: its name and its fixed labels
+    (two rules may share an alert name and differ in, say, ``severity``); a templated label
+    value cannot be matched and is left out."""
+    fixed = "".join(f", {k}={quote(v)}" for k, v in labels if "{{" not in v)
+    return f'ALERTS{{alertname={quote(alertname)}, alertstate="firing"{fixed}}}'
 
 
 def alert_only_labels(rule: AlertingRule, group_labels: Pairs = ()) -> list[str]:
@@ -92,7 +96,7 @@ def effective_expr(rule: AlertingRule, group_labels: Pairs = ()) -> str:
     if ext.hold is None and ext.no_data is NoData.OK:
         return rule.expr
     ignored = ", ".join(alert_only_labels(rule, group_labels))
-    firing = firing_selector(rule.alert)
+    firing = firing_selector(rule.alert, (*group_labels, *rule.labels))
     parts = [f"({rule.expr})"]
     if ext.hold is not None:
         parts.append(f"(({ext.hold}) and ignoring({ignored}) {firing})")

@@ -201,3 +201,51 @@ def test_state_round_trips_through_plain_data() -> None:
     assert restored == alerts
     assert state.needs_sending(alerts[(("a", "x"),)], 0, 60_000, notify_delay_ms=0)
     assert not state.needs_sending(alerts[(("a", "x"),)], 0, 60_000, notify_delay_ms=60_000)
+
+
+SHARED_NAME_RULES = """\
+groups:
+  - name: shared
+    interval: 1m
+    rules:
+      - alert: X
+        expr: m > 5
+        keep_firing_for: 1m
+        labels: {severity: warning}
+        dcmon: {hold: m > 4}
+      - alert: X
+        expr: m > 10
+        keep_firing_for: 1m
+        labels: {severity: critical}
+        dcmon: {hold: m > 9}
+"""
+SHARED_NAME_TEST = """\
+rule_files: [rules.yaml]
+evaluation_interval: 1m
+tests:
+  - interval: 1m
+    input_series:
+      - series: m
+        values: 6x3 9.5x5
+    alert_rule_test:
+      - eval_time: 6m
+        alertname: X
+        exp_alerts:
+          - exp_labels: {severity: warning}
+"""
+
+
+def test_hysteresis_of_rules_sharing_an_alert_name_reads_only_its_own_alerts(
+    tmp_path: Path,
+) -> None:
+    # The critical rule's hold (m > 9) must not be satisfied by the firing warning alert.
+    (tmp_path / "rules.yaml").write_text(SHARED_NAME_RULES)
+    (tmp_path / "test.yaml").write_text(SHARED_NAME_TEST)
+    assert run_file(str(tmp_path / "test.yaml")).errors == []
+    exported = tmp_path / "exported"
+    exported.mkdir()
+    rules = load_text(SHARED_NAME_RULES, "rules.yaml")
+    (exported / "rules.yaml").write_text(export_text([rules]))
+    (exported / "test.yaml").write_text(SHARED_NAME_TEST)
+    ran = _promtool("test", "rules", str(exported / "test.yaml"))
+    assert ran.returncode == 0, ran.stdout + ran.stderr
