@@ -16,7 +16,7 @@ never held.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, fields, is_dataclass
+from dataclasses import dataclass
 
 from server.promql import plan
 from server.promql.errors import PromQLError
@@ -56,18 +56,8 @@ def reads_node_up(expr: str) -> bool:
     return any(
         isinstance(node, plan.VectorSelector)
         and any(m.name == "__name__" and m.matches(NODE_UP) for m in node.matchers)
-        for node in _walk(tree)
+        for node in plan.walk(tree)
     )
-
-
-def _walk(node: object) -> Iterable[object]:
-    yield node
-    if is_dataclass(node) and not isinstance(node, type):
-        for item in fields(node):
-            value = getattr(node, item.name)
-            for child in value if isinstance(value, tuple) else (value,):
-                if is_dataclass(child) and not isinstance(child, plan.Matcher | type):
-                    yield from _walk(child)
 
 
 def apply(

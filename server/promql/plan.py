@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import enum
 import re
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass, field, fields, is_dataclass
 
 from server.promql.regex import compile_re2
 
@@ -224,3 +225,15 @@ Expr = (
     | Binary
     | Unary
 )
+
+
+def walk(node: object) -> Iterator[object]:
+    """Yields: ``node`` and every plan node below it, depth first (matchers are leaves of
+    their selector, not nodes)."""
+    yield node
+    if is_dataclass(node) and not isinstance(node, type):
+        for item in fields(node):
+            value = getattr(node, item.name)
+            for child in value if isinstance(value, tuple) else (value,):
+                if is_dataclass(child) and not isinstance(child, Matcher | type):
+                    yield from walk(child)

@@ -18,8 +18,7 @@ its own state (``AlertsOverlay``) and has no such limit.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
-from dataclasses import fields, is_dataclass
+from collections.abc import Sequence
 
 from server.promql import plan
 from server.promql.parse import parse
@@ -49,17 +48,6 @@ def alert_only_labels(rule: AlertingRule, group_labels: Pairs = ()) -> list[str]
     return names
 
 
-def _walk(node: object) -> Iterator[object]:
-    yield node
-    if is_dataclass(node) and not isinstance(node, type):
-        for item in fields(node):
-            value = getattr(node, item.name)
-            children = value if isinstance(value, tuple) else (value,)
-            for child in children:
-                if is_dataclass(child) and not isinstance(child, plan.Matcher | type):
-                    yield from _walk(child)
-
-
 def _selector_text(selector: plan.VectorSelector) -> str:
     inner = ", ".join(
         f"{m.name}{m.op.value}{quote(m.value)}" for m in selector.matchers if m.name != "__name__"
@@ -78,7 +66,7 @@ def data_selector(rule: AlertingRule) -> str:
         return rule.dcmon.data
     selectors = {
         _selector_text(node)
-        for node in _walk(parse(rule.expr))
+        for node in plan.walk(parse(rule.expr))
         if isinstance(node, plan.VectorSelector)
     }
     if len(selectors) != 1:

@@ -10,7 +10,6 @@ import shutil
 import subprocess
 import tomllib
 from collections.abc import Iterator
-from dataclasses import fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
@@ -135,16 +134,6 @@ def test_every_rule_is_documented_and_has_a_known_severity() -> None:
         assert dict(rule.labels).get("severity") in SEVERITIES, where
 
 
-def _walk(node: object) -> Iterator[object]:
-    yield node
-    if is_dataclass(node) and not isinstance(node, type):
-        for item in fields(node):
-            value = getattr(node, item.name)
-            for child in value if isinstance(value, tuple) else (value,):
-                if is_dataclass(child) and not isinstance(child, plan.Matcher | type):
-                    yield from _walk(child)
-
-
 def _series_names(spec_name: str, spec_type: str) -> list[str]:
     if spec_type in ("histogram", "summary"):
         return [f"{spec_name}{suffix}" for suffix in ("_bucket", "_sum", "_count")]
@@ -165,7 +154,7 @@ def selector_problems(expr: str, known: dict[str, frozenset[str]]) -> list[str]:
     """Returns: each selector of ``expr`` that names no exported series, has no metric name,
     or matches a label that series does not have."""
     problems = []
-    for node in _walk(parse(expr)):
+    for node in plan.walk(parse(expr)):
         if not isinstance(node, plan.VectorSelector):
             continue
         if node.name is None:
@@ -203,7 +192,7 @@ def test_every_selector_names_a_metric_dcmon_exports() -> None:
 
 def _xid_codes(rule: AlertingRule) -> tuple[str, set[int]]:
     """Returns: the xid matcher's operator and codes of an XID rule's only selector."""
-    (selector,) = [n for n in _walk(parse(rule.expr)) if isinstance(n, plan.VectorSelector)]
+    (selector,) = [n for n in plan.walk(parse(rule.expr)) if isinstance(n, plan.VectorSelector)]
     (matcher,) = [m for m in selector.matchers if m.name == "xid"]
     assert re.fullmatch(r"\d+(\|\d+)*", matcher.value), matcher.value
     return matcher.op.value, {int(code) for code in matcher.value.split("|")}
