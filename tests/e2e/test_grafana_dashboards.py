@@ -42,6 +42,7 @@ import httpx
 import pytest
 
 from tests.e2e.processes import agent_argv, get, running, server_spec, wait_for
+from tests.e2e.promql_compare import differences
 from tests.integration import free_port, require_binary
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -52,7 +53,6 @@ COLLECT_SECONDS = 40
 RANGE_SECONDS = 30
 STEP_SECONDS = 5
 RATE_INTERVAL = "6s"
-RELATIVE_TOLERANCE = 1e-9
 NODE_NAME = "dash-node"
 # Targets where dcmon and Prometheus are known to differ, with why: each must still differ, so a
 # fix shows up as a failure here and the entry is removed.
@@ -212,39 +212,6 @@ def variables(
 
 
 # --- comparing ----------------------------------------------------------------------------
-
-
-def _close(a: float, b: float) -> bool:
-    if math.isnan(a) or math.isnan(b):
-        return math.isnan(a) and math.isnan(b)
-    return a == b or abs(a - b) <= RELATIVE_TOLERANCE * max(abs(a), abs(b))
-
-
-def _points(data: dict[str, Any]) -> dict[str, list[tuple[float, float]]]:
-    kind, result = data["resultType"], data["result"]
-    if kind == "scalar":
-        return {"(scalar)": [(float(result[0]), float(result[1]))]}
-    rows: dict[str, list[tuple[float, float]]] = {}
-    for item in result:
-        pairs = item["values"] if kind == "matrix" else [item["value"]]
-        rows[json.dumps(item["metric"], sort_keys=True)] = [(float(t), float(v)) for t, v in pairs]
-    return rows
-
-
-def differences(ours: dict[str, Any], theirs: dict[str, Any]) -> list[str]:
-    """Returns: how dcmon's ``data`` differs from Prometheus' (empty when the same)."""
-    if ours["resultType"] != theirs["resultType"]:
-        return [f"result type {ours['resultType']} vs {theirs['resultType']}"]
-    a, b = _points(ours), _points(theirs)
-    problems = [f"only in dcmon: {key}" for key in sorted(a.keys() - b.keys())]
-    problems += [f"only in Prometheus: {key}" for key in sorted(b.keys() - a.keys())]
-    for key in sorted(a.keys() & b.keys()):
-        if [t for t, _ in a[key]] != [t for t, _ in b[key]]:
-            problems.append(f"{key}: {len(a[key])} vs {len(b[key])} points at different times")
-        elif not all(_close(x, y) for (_, x), (_, y) in zip(a[key], b[key], strict=True)):
-            pairs = [(x, y) for (_, x), (_, y) in zip(a[key], b[key], strict=True)]
-            problems.append(f"{key}: values {pairs[:3]}...")
-    return problems
 
 
 def has_data(data: dict[str, Any]) -> bool:
