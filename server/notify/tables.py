@@ -1,9 +1,11 @@
-"""The notification tables: silences and the notification log (migration 0007).
+"""The notification tables: silences and the notification log (0007), send claims (0008).
 
 Declared on the storage ``Base`` so one metadata describes the whole schema; times are Unix
 seconds. Matchers are stored as JSON (``[{"name", "value", "isRegex", "isEqual"}]``, the
 Alertmanager API's shape). The notification log has one row per (receiver, group key):
-the fingerprints last notified and when, plus the digest of that set.
+the fingerprints last notified and when, plus the digest of that set. A claim row exists
+while one server process is sending a group's notification to a receiver (``nflog.py``):
+its primary key is what lets only one of several replicas send it.
 """
 
 from __future__ import annotations
@@ -38,3 +40,15 @@ class NotificationLogRow(Base):
     digest: Mapped[str] = mapped_column(String(64))
     sent_at: Mapped[float] = mapped_column(Float)
     expires_at: Mapped[float] = mapped_column(Float)
+
+
+class NotificationClaimRow(Base):
+    __tablename__ = "notification_claims"
+    __table_args__ = (Index("ix_notification_claims_until", "until"),)
+
+    receiver: Mapped[str] = mapped_column(String(256), primary_key=True)
+    group_key: Mapped[str] = mapped_column(String(1024), primary_key=True)
+    owner: Mapped[str] = mapped_column(String(128), doc="the sending process (host:pid:random)")
+    digest: Mapped[str] = mapped_column(String(64), doc="the set being sent (nflog.digest)")
+    claimed_at: Mapped[float] = mapped_column(Float)
+    until: Mapped[float] = mapped_column(Float, doc="after this, another sender may take over")
