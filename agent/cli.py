@@ -55,6 +55,12 @@ def _silence() -> Entry:
     return command.main
 
 
+def _alerts() -> Entry:
+    from server.alerting import cli as command  # noqa: PLC0415 (imported when chosen)
+
+    return command.alerts_main
+
+
 def version(argv: list[str]) -> int:
     """``dcmon version``: print the version."""
     argparse.ArgumentParser(prog="dcmon version", description="Print dcmon's version.").parse_args(
@@ -75,7 +81,8 @@ COMMANDS: dict[str, Command] = {
     "server": Command(_server, "run the dcmon server (ingest, API, /metrics, web)", "server"),
     "demo": Command(_demo, "run a server and a local agent on this machine", "all"),
     "token": Command(_token, "create, list and revoke tokens; make token hashes", "server"),
-    "rules": Command(_rules, "check, test and export alert rule files", "server"),
+    "rules": Command(_rules, "check, test, export and list alert rules", "server"),
+    "alerts": Command(_alerts, "list a server's pending and firing alerts", "server"),
     "silence": Command(_silence, "add, list and expire alert silences", "server"),
     "version": Command(lambda: version, "print the version", "agent"),
 }

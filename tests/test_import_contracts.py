@@ -133,8 +133,11 @@ def test_the_cli_dispatch_is_in_the_graph(graph: grimp.ImportGraph) -> None:
         "server.tokens",
         "server.rules.cli",
         "server.notify.cli",
+        "server.alerting.cli",
     } <= dispatched
-    assert set(COMMANDS) == {"agent", "server", "demo", "token", "rules", "silence", "version"}
+    assert set(COMMANDS) == {
+        "agent", "server", "demo", "token", "rules", "alerts", "silence", "version"
+    }  # fmt: skip
     agent_contract = _contract(AGENT_CONTRACT)
     assert agent_contract.check(copy.deepcopy(graph), verbose=False).kept
     leak = _with_import(graph, "agent.main", "server.app")

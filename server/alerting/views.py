@@ -5,8 +5,9 @@ Stage: alerting -> API. ``prometheus_rules``/``prometheus_alerts`` give what Pro
 recording, with state, health, lastError, evaluationTime, lastEvaluation and alerts[]), so
 Grafana's alert list and rule views read dcmon as they read Prometheus. A rule's ``query`` is
 its expression as written. ``dcmon_rules``/``dcmon_alerts`` are dcmon's API: the same facts in
-plain numbers (Unix seconds), plus missed iterations, file errors, failure counts and whether
-an alert is held (``hold.py``).
+plain numbers (Unix seconds; a rule's expression as ``expr``, an alerting rule's ``state`` as
+Prometheus words it, a recording rule's null), plus missed iterations, file errors, failure
+counts and whether an alert is held (``hold.py``).
 """
 
 from __future__ import annotations
@@ -186,16 +187,19 @@ def dcmon_rules(
         rules = []
         for index, rule in enumerate(run.loaded.group.rules):
             status = run.rules[index]
+            active = _active(run.state.alerts.get(index, {}).values())
+            recording = isinstance(rule, RecordingRule)
             rules.append(
                 {
                     "name": rule.name,
-                    "type": "recording" if isinstance(rule, RecordingRule) else "alerting",
+                    "type": "recording" if recording else "alerting",
                     "expr": rule.expr,
+                    "state": None if recording else _rule_state(active),
                     "health": status.health,
                     "last_error": status.last_error or None,
                     "last_evaluation": status.last_evaluation_s,
                     "evaluation_seconds": status.evaluation_seconds,
-                    "alerts": len(_active(run.state.alerts.get(index, {}).values())),
+                    "alerts": len(active),
                 }
             )
         groups.append(

@@ -1,8 +1,11 @@
-"""``dcmon rules check|test|export``: validate rule files, run their unit tests, export them.
+"""``dcmon rules check|test|export|list``: validate rule files, run their unit tests, export
+them, list what a server evaluates.
 
     dcmon rules check FILE...           like ``promtool check rules``: every problem, exit 1
     dcmon rules test TEST_FILE...       like ``promtool test rules``: SUCCESS or FAILED, exit 1
     dcmon rules export FILE... [-o OUT] pure Prometheus rules (stdout or OUT)
+    dcmon rules list [--json] ...       a running server's groups and rules
+                                        (``server/alerting/cli.py``, its own options)
 
 Exit codes: 0 success, 1 a check or test failed, 2 bad usage.
 """
@@ -12,6 +15,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from server.alerting.cli import rules_main
 from server.rules.errors import RuleFileError
 from server.rules.export import export_text
 from server.rules.load import load_file
@@ -29,6 +33,8 @@ def parser() -> argparse.ArgumentParser:
     export = sub.add_parser("export", help="write pure Prometheus rule files")
     export.add_argument("files", nargs="+")
     export.add_argument("-o", "--output", help="file to write (default: standard output)")
+    # Listed for --help; its options are its own parser's (``main`` hands it the rest).
+    sub.add_parser("list", help="list a running server's rule groups and rules", add_help=False)
     return p
 
 
@@ -89,6 +95,8 @@ def export(files: list[str], output: str | None) -> int:
 
 
 def main(argv: list[str]) -> int:
+    if argv[:1] == ["list"]:
+        return rules_main(argv[1:])
     args = parser().parse_args(argv)
     if args.action == "check":
         return check(args.files)
