@@ -191,11 +191,17 @@ def test_every_selector_names_a_metric_dcmon_exports() -> None:
 
 
 def _xid_codes(rule: AlertingRule) -> tuple[str, set[int]]:
-    """Returns: the xid matcher's operator and codes of an XID rule's only selector."""
-    (selector,) = [n for n in plan.walk(parse(rule.expr)) if isinstance(n, plan.VectorSelector)]
-    (matcher,) = [m for m in selector.matchers if m.name == "xid"]
-    assert re.fullmatch(r"\d+(\|\d+)*", matcher.value), matcher.value
-    return matcher.op.value, {int(code) for code in matcher.value.split("|")}
+    """Returns: the xid matcher's operator and codes of an XID rule, which every one of its
+    selectors (the increase and the new-counter arms) must share."""
+    found = set()
+    for node in plan.walk(parse(rule.expr)):
+        if isinstance(node, plan.VectorSelector):
+            (matcher,) = [m for m in node.matchers if m.name == "xid"]
+            assert re.fullmatch(r"\d+(\|\d+)*", matcher.value), matcher.value
+            found.add((matcher.op.value, matcher.value))
+    assert len(found) == 1, f"{rule.alert}: its selectors differ in their xid codes: {found}"
+    ((op, codes),) = found
+    return op, {int(code) for code in codes.split("|")}
 
 
 def _xid_classes(table: dict[str, Any]) -> dict[str, set[int]]:
