@@ -23,10 +23,12 @@ What must hold (counted at the notifier, the Alertmanager's place):
     is behind has its alerts held, skipped rounds are not evaluated afterwards. A historic
     alert is not recorded either: the condition is in the stored data at its own time, so the
     rule's expression as a range query shows it (asserted below); an alert state for a past
-    no round evaluated would be a second, invented history beside that one.
-(b) no ``NodeDown`` for ``gpu01`` and ``gpu02``: they look down for a few seconds after the
-    server's start, until their backoff brings them back, far less than NodeDown's ``for``,
-    and a node replaying its backlog pushes, so it is up;
+    no round evaluated would be a second, invented history beside that one. (A query offset
+    much larger than the push interval would evaluate the outage itself once its data is in,
+    and fire HighLoad late: this test fails with ``rule_query_offset_seconds = 600``.)
+(b) no ``NodeDown`` for ``gpu01`` and ``gpu02``: after the server's start they look down
+    until their backoff brings them back (at most its 60 s), less than the staleness window
+    plus NodeDown's ``for``, and a node replaying its backlog pushes, so it is up;
 (c) ``NodeDown`` for ``gpu03`` fires once (one firing episode, resent while it lasts) and is
     resolved once, after it boots;
 (d) ``ScratchFull`` of ``gpu03`` (down) and of ``gpu02`` (catching up) stays firing, never
