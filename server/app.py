@@ -135,14 +135,14 @@ def create_app(
     warm_latest(store, reader, latest, policy, clock())
     catalog = default_catalog()
     metrics = ServerMetrics(catalog, lambda: _node_counts(latest, policy, clock()))
+    leader = leader or leadership_for(engine)
+    metrics.watch_leadership(lambda: leader.is_leader)
     try:
-        notifiers = _Notifiers.make(notifier, settings, engine, writer, metrics, clock)
+        notifiers = _Notifiers.make(notifier, settings, engine, writer, metrics, clock, leader)
     except Exception:  # a bad receivers file: nothing is left running
         writer.close()
         engine.dispose()
         raise
-    leader = leader or leadership_for(engine)
-    metrics.watch_leadership(lambda: leader.is_leader)
     credentials = CredentialStore(engine, writer, clock)
     authenticator = ChainAuthenticator(
         StaticAuthenticator(
@@ -291,6 +291,7 @@ class _Notifiers:
         writer: Writer,
         metrics: ServerMetrics,
         clock: Callable[[], float],
+        leader: Leadership,
     ) -> _Notifiers:
         """Raises: NotifyConfigError (a bad receivers file)."""
         if given is not None:
@@ -307,6 +308,7 @@ class _Notifiers:
                 counts=PrometheusCounts(metrics.registry),
                 clock=clock,
                 client=client,
+                leading=leader.check,
             )
         except Exception:
             client.close()

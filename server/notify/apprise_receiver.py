@@ -17,6 +17,10 @@ from server.notify.delivery import DeliveryError
 from server.notify.model import rfc3339
 from server.notify.receiver import Message
 
+APPRISE_TIMEOUT_S = 30.0
+"""A bound on one ``notify`` call: Apprise's services use their own socket timeouts (a few
+seconds each), not one that dcmon sets."""
+
 
 class AppriseMissingError(RuntimeError):
     """An Apprise receiver is configured but the library is not installed."""
@@ -76,6 +80,10 @@ class AppriseIntegration:
     @property
     def send_resolved(self) -> bool:
         return self._send_resolved
+
+    @property
+    def timeout_s(self) -> float:
+        return APPRISE_TIMEOUT_S
 
     def notify(self, message: Message) -> None:
         kind = self._types.FAILURE if message.firing else self._types.SUCCESS

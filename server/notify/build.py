@@ -2,7 +2,9 @@
 
 ``build_notifier(settings, silences=..., nflog=..., counts=...)`` returns a ``Notifier`` not yet
 started; the caller (the server's alerting wiring) starts and closes it. One ``httpx.Client``
-serves every webhook and Alertmanager. Raises ``NotifyConfigError`` for a bad receivers file.
+serves every webhook and Alertmanager. ``leading`` fences the direct receivers: the server
+passes its leadership check, so only the rule leader sends (``pipeline.py``). Raises
+``NotifyConfigError`` for a bad receivers file.
 """
 
 from __future__ import annotations
@@ -66,6 +68,7 @@ def build_notifier(
     counts: Counts,
     clock: Callable[[], float] = time.time,
     client: httpx.Client | None = None,
+    leading: Callable[[], bool] = lambda: True,
 ) -> Notifier:
     client = client or httpx.Client(timeout=settings.alertmanager_timeout_seconds)
     outboxes = [
@@ -83,6 +86,8 @@ def build_notifier(
             nflog,
             counts,
             external_url=settings.external_url,
+            leading=leading,
+            clock=clock,
             stop=stop,
         )
         direct = DirectNotifier(config.route, pipeline, nflog, clock=clock, stop=stop)

@@ -43,6 +43,11 @@ class Integration(Protocol):
     @property
     def send_resolved(self) -> bool: ...
 
+    @property
+    def timeout_s(self) -> float:
+        """The longest one ``notify`` call takes, in seconds (it bounds a send claim)."""
+        ...
+
     def notify(self, message: Message) -> None:
         """Raises: DeliveryError."""
         ...

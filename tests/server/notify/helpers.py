@@ -26,6 +26,7 @@ class Recorder:
     """An integration that records messages; ``failures`` makes the next attempts fail."""
 
     kind = "record"
+    timeout_s = 1.0
 
     def __init__(self, *, send_resolved: bool = True) -> None:
         self.send_resolved = send_resolved
