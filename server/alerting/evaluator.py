@@ -14,7 +14,8 @@ stored (``writeback``), the alerts due for sending go to the ``Notifier`` (``sen
 the state is saved (``statestore``). Every failure is
 logged and counted in ``failures`` and the loop goes on; a rule that fails keeps its state.
 Only the leader evaluates: ``lead`` loads the persisted state (a restart or failover continues
-timers), ``follow`` stops evaluating and ``refresh`` keeps a follower's view of alerts current.
+timers; each group's first round then re-sends every alert sent before, ``sending.due``'s
+``resend_all``), ``follow`` stops evaluating and ``refresh`` keeps a follower's view current.
 Thread safety: every public method takes one lock.
 """
 
@@ -95,6 +96,7 @@ class Evaluator:
         self._ruleset = RuleSet()
         self._runs: list[GroupRun] = []
         self._leading = False
+        self._resend: set[str] = set()  # groups whose first round as leader is still to come
         self._node_up_next_ms: int | None = None
         self.failures: Counter[str] = Counter()
         self.rounds = 0
@@ -151,6 +153,7 @@ class Evaluator:
         with self._lock:
             self._load_state()
             self._leading = True
+            self._resend = {run.loaded.key for run in self._runs}
             for run in self._runs:
                 run.next_ms = None
             self._node_up_next_ms = None
@@ -321,10 +324,17 @@ class Evaluator:
 
     def _send(self, run: GroupRun, ts_ms: int, now: float) -> None:
         config = self._config
+        key = run.loaded.key
         marked = sending.due(
-            run.loaded.group, run.state.alerts, ts_ms, config.resend_delay_ms, run.interval_ms
+            run.loaded.group,
+            run.state.alerts,
+            ts_ms,
+            config.resend_delay_ms,
+            run.interval_ms,
+            resend_all=key in self._resend,
         )
         if not marked:
+            self._resend.discard(key)
             return
         notifications = [
             sending.notification(a, run.loaded.key, config.external_labels, config.external_url)
@@ -335,6 +345,7 @@ class Evaluator:
         except Exception as exc:  # noqa: BLE001 (the notifier is foreign code; retry next round)
             self._fail("notify", f"group {run.loaded.key}: {exc}")
             return
+        self._resend.discard(key)
         for index, sent in marked:
             run.state.alerts[index][sent.labels] = sent
 
