@@ -9,8 +9,9 @@ is the maintenance leader (``server/storage/leader.py``), so several replicas ca
 PostgreSQL. The same leader evaluates the alerting and recording rules on a thread of its own
 (``server/alerting``), reloaded on SIGHUP, and hands the alerts due to the notifier
 (``server/notify``: the Alertmanagers and direct receivers of ``[notify]``, with silences and
-the notification log in the database). Every route carries one access rule
-(``server/auth/access.py``).
+the notification log in the database). Every replica stores its own ingest counters and its
+nodes' clock skew as series for the rules (``server/alerting/self_series.py``). Every route
+carries one access rule (``server/auth/access.py``).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from agent.wire.catalog import default_catalog
 from server.alerting import router as alerting_router
 from server.alerting.notifier import Notifier
 from server.alerting.pseudo_nodes import is_server_side
+from server.alerting.self_series import SelfSeriesLoop
 from server.alerting.service import AlertingService
 from server.auth import Role, StaticAuthenticator
 from server.auth import router as auth_router
@@ -188,11 +190,12 @@ def create_app(
     )
 
     alerting = AlertingService(settings, store, reader, catalog, leader, clock, notifiers.notifier)
+    self_series = SelfSeriesLoop.of_server(settings, metrics, latest, policy, store, clock)
     app = FastAPI(
         title="dcmon",
         version=__version__,
         summary="Monitoring for AI/GPU clusters: ingest, history, nodes, Prometheus exposition.",
-        lifespan=_lifespan(services, alerting, notifiers, writer, engine),
+        lifespan=_lifespan(services, alerting, notifiers, writer, engine, self_series),
     )
     app.state.services = services
     app.state.templates = make_templates()
@@ -209,6 +212,7 @@ def create_app(
         clock,
     )
     app.state.alerting = alerting
+    app.state.self_series = self_series
     app.state.remote_write = RemoteWriteService(
         store, reader, plan, latest, policy, metrics, IngestLimits.from_settings(settings), clock
     )
@@ -241,6 +245,7 @@ def _lifespan(
     notifiers: _Notifiers,
     writer: Writer,
     engine: Engine,
+    self_series: SelfSeriesLoop,
 ) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
     """Returns: the application's lifespan: background work started, then stopped in order."""
 
@@ -249,6 +254,7 @@ def _lifespan(
         task = asyncio.create_task(_maintenance_loop(services))
         notifiers.start()
         alerting.start()
+        self_series.start()
         hangup = _on_sighup(alerting.reload)
         try:
             yield
@@ -258,6 +264,7 @@ def _lifespan(
             with suppress(asyncio.CancelledError):
                 await task
             await asyncio.to_thread(alerting.stop)
+            await asyncio.to_thread(self_series.stop)
             # Before the writer: the notifier logs what it sent through it.
             await asyncio.to_thread(notifiers.close)
             services.leader.close()
