@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from contextlib import ExitStack
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +49,10 @@ def _env(rules: Path) -> dict[str, str]:
         # the other created (the rule source's own refresh reads only ids above its newest).
         "DCMON_SERVER_MAINTENANCE_INTERVAL_SECONDS": "2",
     }
+
+
+def _ready(spec: ServerSpec) -> bool:
+    return get(f"{spec.url}/readyz").status_code == 200
 
 
 def _leading(spec: ServerSpec) -> bool:
@@ -91,7 +96,7 @@ def test_each_replica_writes_its_refusals_and_skew_and_the_leader_sees_both(
     with ExitStack() as stack:
         for n, spec in enumerate(specs):
             stack.enter_context(running(spec.argv, tmp_path / f"server-{n}.log", _env(rules)))
-            wait_for(lambda spec=spec: get(f"{spec.url}/readyz").status_code == 200, 60, "ready")
+            wait_for(partial(_ready, spec), 60, "ready")
         wait_for(lambda: any(_leading(s) for s in specs), 30, "a rule leader")
         leader = next(s for s in specs if _leading(s))
         follower = next(s for s in specs if s is not leader)
