@@ -272,15 +272,17 @@ def _host_series(cpus: int) -> list[SeriesSpec]:
     return specs
 
 
-def node_series(profile: Profile) -> list[SeriesSpec]:
+def node_series(profile: Profile, extra: Sequence[SeriesSpec] = ()) -> list[SeriesSpec]:
     """Returns: the series of one simulated node, grouped by metric name (family order).
 
     ``full`` is an 8-GPU H100 node with 8 CPUs' worth of host series (400 series); ``small``
-    is 8 GPUs x 4 metrics (32 series), for long histories.
+    is 8 GPUs x 4 metrics (32 series), for long histories. ``extra`` (a benchmark's own
+    series, e.g. those its rules read) are added to the profile's.
     """
     specs = _gpu_series(8, profile)
     if profile == "full":
         specs += _host_series(8)
+    specs += extra
     order: dict[str, int] = {}
     for spec in specs:
         order.setdefault(spec.name, len(order))
@@ -313,8 +315,10 @@ class Layout:
     counter: np.ndarray[Any, np.dtype[np.bool_]]
 
     @classmethod
-    def build(cls, profile: Profile, interval_seconds: float) -> Layout:
-        specs = node_series(profile)
+    def build(
+        cls, profile: Profile, interval_seconds: float, extra: Sequence[SeriesSpec] = ()
+    ) -> Layout:
+        specs = node_series(profile, extra)
         # dcmon: the batch document; the first two placeholders are seq (%d) and timestamp (%s).
         parts = [
             '{"schema_version":1,"node":' + _MARK_NODE + ',"seq":%d,"timestamp":%s,'
