@@ -63,6 +63,20 @@ class GpuSettings(_Section):
         description="Make each simulated call take the median cost measured on a real H100 "
         "(benchmarks).",
     )
+    simulated_seed: Annotated[int, Field(ge=0)] = Field(
+        default=0,
+        description="Varies the simulated GPUs' identities and workload; give each simulated "
+        "node on one server its own seed.",
+    )
+    simulated_faults: Literal["none", "demo"] = Field(
+        default="none",
+        description="Scripted trouble on the simulated GPUs: 'demo' is the timeline of "
+        "'dcmon demo --scenario faults' (an XID, an overheating GPU, a silent node).",
+    )
+    simulated_faults_start: float | None = Field(
+        default=None,
+        description="Unix time the fault timeline starts at (default: when the agent starts).",
+    )
     init_retry_seconds: Annotated[float, Field(gt=0)] = 300.0
     call_deadline_seconds: Annotated[float, Field(gt=0, le=600)] = Field(
         default=10.0,

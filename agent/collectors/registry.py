@@ -6,16 +6,19 @@ individual ones off (``collectors.disabled``) or default-off ones on (``collecto
 
 from __future__ import annotations
 
+import time
 from contextlib import ExitStack
 from dataclasses import dataclass
 
 from agent.collectors.base import Collector, HostPaths
 from agent.collectors.gpu import GpuCollector, open_backend
+from agent.collectors.gpu.faults import FaultPlan, demo_plan
 from agent.collectors.host import HOST_COLLECTORS, HostOptions, build_host_collectors
 from agent.collectors.power import IpmiPowerCollector, IpmiPowerOptions
 from agent.config import AgentSettings, ConfigError
 from agent.events import EventsCollector, KmsgReader, NvmlEventSource, XidSource, labels_resolver
 from agent.events.model import XidEvent
+from agent.events.simulated_source import SimulatedXidSource
 from agent.jobs import JobsCollector
 
 GPU_COLLECTOR = "gpu"
@@ -97,12 +100,15 @@ def build_collectors(settings: AgentSettings, hostname: str, stack: ExitStack) -
         stack.callback(power.close)  # stops its reading thread
         collectors.append(power)
     gpu: GpuCollector | None = None
+    faults = fault_plan(settings)
     if GPU_COLLECTOR in enabled:
         simulated = settings.gpu.backend == "simulated"
         backend = open_backend(
             "simulated" if simulated else "nvml",
             simulated_count=settings.gpu.simulated_count,
             simulated_latency=settings.gpu.simulated_latency,
+            seed=settings.gpu.simulated_seed,
+            faults=faults,
         )
         gpu = GpuCollector(
             backend,
@@ -119,20 +125,38 @@ def build_collectors(settings: AgentSettings, hostname: str, stack: ExitStack) -
         jobs = JobsCollector.on_host(paths, gpu.snapshots, hostname, settings.jobs.mapping_dir)
         collectors.append(jobs)  # after the GPU collector, so it sees this tick's snapshots
     events = (
-        _events_collector(settings, hostname, gpu, stack) if EVENTS_COLLECTOR in enabled else None
+        _events_collector(settings, hostname, gpu, stack, faults)
+        if EVENTS_COLLECTOR in enabled
+        else None
     )
     if events is not None:
         collectors.append(events)
     return BuiltCollectors(collectors, gpu, paths, events, jobs)
 
 
+def fault_plan(settings: AgentSettings) -> FaultPlan | None:
+    """Returns: the simulated GPUs' scripted faults, None for real GPUs or no faults."""
+    gpu = settings.gpu
+    if gpu.backend != "simulated" or gpu.simulated_faults == "none":
+        return None
+    start = gpu.simulated_faults_start
+    return demo_plan(time.time() if start is None else start)
+
+
 def _events_collector(
-    settings: AgentSettings, hostname: str, gpu: GpuCollector | None, stack: ExitStack
+    settings: AgentSettings,
+    hostname: str,
+    gpu: GpuCollector | None,
+    stack: ExitStack,
+    faults: FaultPlan | None,
 ) -> EventsCollector:
-    """XIDs from the kernel log and NVML's event API; a fatal one fences its GPU."""
+    """XIDs from the kernel log and NVML's event API (or the simulated GPUs' fault plan);
+    a fatal one fences its GPU."""
     sources: list[XidSource] = []
     if settings.events.kmsg_path is not None:
         sources.append(KmsgReader(settings.events.kmsg_path))
+    if gpu is not None and settings.events.nvml and faults is not None:
+        sources.append(SimulatedXidSource(faults, time.time))
     if gpu is not None and settings.events.nvml and settings.gpu.backend in ("auto", "nvml"):
         nvml_events = NvmlEventSource(quiet_when_absent=settings.gpu.backend == "auto")
         nvml_events.start()

@@ -6,7 +6,10 @@ Stage: sources (``KmsgReader``, ``NvmlEventSource``) -> (this) -> samples (catal
 (kmsg names a GPU by a short PCI bus id, NVML by index and long bus id), classifies the code with
 the XID table, and:
 
-- counts it per GPU and code: ``dcmon_gpu_xid_errors_total{…, xid}`` (a raw counter);
+- counts it per GPU and code: ``dcmon_gpu_xid_errors_total{…, xid}`` (a raw counter). A
+  GPU's counter for a code is born at zero: the tick of the code's first XID reports it at 0
+  and the count follows from the next tick, so ``increase()`` sees the first XID too (a series
+  that appeared at 1 would show no increase, and the alert on it would never fire);
 - reports the last code per GPU: ``DCGM_FI_DEV_XID_ERRORS`` (as dcgm-exporter does);
 - queues an ``XidEvent`` for the next batch (bounded; the oldest are dropped and counted);
 - calls ``on_fatal(event)`` when the code (or its root cause) is fatal for driver calls.
@@ -151,6 +154,8 @@ class EventsCollector:
         self._events: deque[XidEvent] = deque()
         self._dropped = 0
         self._counts: dict[tuple[tuple[tuple[str, str], ...], int], int] = {}
+        # counts of counters created this tick: reported from the next one (born at zero)
+        self._unborn: dict[tuple[tuple[tuple[str, str], ...], int], int] = {}
         self._last: dict[tuple[tuple[str, str], ...], int] = {}
         self._series_capped = False
         self._ticks = 0
@@ -167,6 +172,9 @@ class EventsCollector:
             now: the tick's wall-clock Unix time in seconds.
         """
         self._ticks += 1
+        for counter, count in self._unborn.items():
+            self._counts[counter] += count
+        self._unborn.clear()
         observations = [obs for source in self._sources for obs in source.poll(now)]
         # kmsg first, so that an NVML twin in the same tick is the one dropped.
         observations.sort(key=lambda obs: (obs.source != "kmsg", obs.time))
@@ -291,7 +299,11 @@ class EventsCollector:
                     "XID counters: %d series reached; new ones are not counted", self._max_series
                 )
             return
-        self._counts[key] = self._counts.get(key, 0) + 1
+        if key in self._counts and key not in self._unborn:
+            self._counts[key] += 1
+        else:
+            self._counts.setdefault(key, 0)
+            self._unborn[key] = self._unborn.get(key, 0) + 1
         self._last[series] = code
 
     def _samples(self) -> list[Sample]:

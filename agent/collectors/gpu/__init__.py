@@ -23,6 +23,7 @@ from agent.collectors.gpu.backend import (
     Utilization,
 )
 from agent.collectors.gpu.collector import GpuCollector, GpuInventory
+from agent.collectors.gpu.faults import FaultPlan
 from agent.collectors.gpu.nvml_backend import PynvmlBackend
 from agent.collectors.gpu.simulated import SimulatedBackend
 
@@ -34,6 +35,7 @@ def open_backend(
     simulated_model: str | None = None,
     simulated_latency: bool = False,
     seed: int = 0,
+    faults: FaultPlan | None = None,
 ) -> NvmlBackend:
     """Returns: a backend, not yet initialised (the collector calls ``init``).
 
@@ -43,12 +45,17 @@ def open_backend(
         simulated_model: simulated GPU model (default: NVIDIA H100 80GB HBM3).
         simulated_latency: make each simulated call take its cost measured on a real H100.
         seed: varies the simulated GPUs' workload and identities.
+        faults: scripted trouble for the simulated GPUs.
     """
     if kind == "nvml":
         return PynvmlBackend()
     if kind == "simulated":
         return SimulatedBackend(
-            simulated_count, model=simulated_model, seed=seed, call_latency=simulated_latency
+            simulated_count,
+            model=simulated_model,
+            seed=seed,
+            call_latency=simulated_latency,
+            faults=faults,
         )
     raise ValueError(f"unknown GPU backend {kind!r}; use 'nvml' or 'simulated'")
 

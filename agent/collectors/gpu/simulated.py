@@ -23,7 +23,8 @@ Values and limits are those of a real probe of an H100 80GB HBM3 (driver 580.159
 ``PROBE_MEDIAN_US``), and of the same model read through this collector idle (72 W, 42 C, SM
 345 MHz, GpuIdle) and under a bf16 GEMM (700 W cap, SwPowerCap, SM 1320-1395 MHz, ~70 C core,
 ~62 C HBM). With ``call_latency=True`` each call also takes the median time the same call took
-on that probe, for overhead benchmarks.
+on that probe, for overhead benchmarks. With ``faults`` (``faults.FaultPlan``) the node also
+has scripted trouble: a hot GPU reads hot and reports the thermal slowdown reason.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ from agent.collectors.gpu.backend import (
     ProcessUtilization,
     Utilization,
 )
+from agent.collectors.gpu.faults import FaultPlan
 from agent.collectors.gpu.scripted import (
     H100_FIELDS,
     H100_MAX_MEM_CLOCK_MHZ,
@@ -435,6 +437,8 @@ class SimulatedBackend(ScriptedBackend):
         call_latency: make each call take its median cost from the H100 probe.
         sleep: how to wait for the simulated latency (tests pass a recorder).
         processes: run one simulated process on each busy GPU (default: no processes).
+        faults: scripted trouble (``faults.FaultPlan``): hot GPUs read hot and slowed; its
+            XIDs come through ``SimulatedXidSource``.
     """
 
     def __init__(
@@ -448,6 +452,7 @@ class SimulatedBackend(ScriptedBackend):
         call_latency: bool = False,
         sleep: Callable[[float], None] = _pause,
         processes: bool = False,
+        faults: FaultPlan | None = None,
     ) -> None:
         if count < 0:
             raise ValueError("count must be >= 0")
@@ -461,6 +466,7 @@ class SimulatedBackend(ScriptedBackend):
         self.gpus = [SimulatedGpu(spec, seed, index, boot) for index in range(count)]
         self._sleep = sleep
         self._processes = processes
+        self.faults = faults
         super().__init__(
             [self._device_script(gpu, seed) for gpu in self.gpus],
             # Shown wherever the driver version is (inventory, dashboard, API), so simulated
@@ -473,6 +479,17 @@ class SimulatedBackend(ScriptedBackend):
         micros = PROBE_MEDIAN_US.get(call, 0.0)
         if micros:
             self._sleep(micros / 1e6)
+
+    def _temperature_c(self, gpu: SimulatedGpu, t: float) -> int:
+        base = gpu.temperature_c(t)
+        return base if self.faults is None else self.faults.temperature_c(gpu.index, t, base)
+
+    def _clocks_event_reasons(self, gpu: SimulatedGpu, t: float) -> int:
+        base = gpu.state(t).clocks_event_reasons
+        if self.faults is None or not self.faults.overheated(gpu.index, t):
+            return base
+        # a hot GPU is slowed for heat, and is not idle
+        return (base | ClocksEventReason.SW_THERMAL_SLOWDOWN) & ~ClocksEventReason.GPU_IDLE
 
     def _device_script(self, gpu: SimulatedGpu, seed: int) -> DeviceScript:
         spec, index, now = gpu.spec, gpu.index, self.clock
@@ -549,14 +566,14 @@ class SimulatedBackend(ScriptedBackend):
             utilization=lambda _: gpu.state(now()).utilization,
             power_usage_mw=lambda _: gpu.state(now()).power_mw,
             total_energy_mj=lambda _: math.floor(gpu.energy_j(now()) * 1000),
-            temperature_c=lambda _: gpu.temperature_c(now()),
+            temperature_c=lambda _: self._temperature_c(gpu, now()),
             memory_temperature_c=lambda _: gpu.memory_temperature_c(now()),
             clocks_mhz={
                 Clock.SM: lambda _: gpu.state(now()).sm_clock_mhz,
                 Clock.MEM: spec.mem_clock_mhz,
             },
             max_clocks_mhz={Clock.SM: spec.max_sm_clock_mhz, Clock.MEM: spec.mem_clock_mhz},
-            clocks_event_reasons=lambda _: gpu.state(now()).clocks_event_reasons,
+            clocks_event_reasons=lambda _: self._clocks_event_reasons(gpu, now()),
             fields=fields(),
             pcie_throughput_kib_per_s={PcieCounter.TX: pcie_kib_s, PcieCounter.RX: pcie_kib_s},
             nvlink_states=nvlink,

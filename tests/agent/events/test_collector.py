@@ -80,6 +80,12 @@ def _collector(*sources: ScriptedSource, **kwargs: object) -> EventsCollector:
     )
 
 
+def _settled(collector: EventsCollector, now: float) -> dict[tuple[str, str], float]:
+    """Returns: the counters as the next tick (nothing new) reports them: a counter is born at
+    zero in the tick of its first XID and carries the count from the next one."""
+    return _counters(collector.collect(now))
+
+
 def _counters(samples: list) -> dict[tuple[str, str], float]:  # type: ignore[type-arg]
     return {
         (s.labels["gpu"], s.labels["xid"]): s.value for s in samples if s.name == XID_ERRORS_TOTAL
@@ -94,7 +100,7 @@ def test_the_same_xid_from_nvml_and_kmsg_is_one_event_with_the_kmsg_details() ->
             "kmsg", [kmsg(94, "00000000:2A:00.0", time=NOW - 1.5, pid=51877, message=text)]
         ),
     )
-    samples = collector.collect(NOW)
+    collector.collect(NOW)
     (event,) = collector.drain_events()
     assert (event.source, event.code, event.pid, event.message) == ("kmsg", 94, 51877, text)
     assert (event.gpu_index, event.uuid, event.pci_bus_id) == (1, gpu_uuid(1), bus_id(1))
@@ -103,7 +109,7 @@ def test_the_same_xid_from_nvml_and_kmsg_is_one_event_with_the_kmsg_details() ->
         "warning",
         "RESTART_APP",
     )
-    assert _counters(samples) == {("1", "94"): 1.0}
+    assert _settled(collector, NOW + 10) == {("1", "94"): 1.0}
 
 
 def test_a_twin_in_the_next_tick_is_not_counted_again() -> None:
@@ -112,9 +118,9 @@ def test_a_twin_in_the_next_tick_is_not_counted_again() -> None:
         ScriptedSource("kmsg", [], [kmsg(48, "0000:18:00", time=NOW - 0.4)]),
     )
     collector.collect(NOW)
-    samples = collector.collect(NOW + 10)
+    collector.collect(NOW + 10)
     assert [event.source for event in collector.drain_events()] == ["nvml"]
-    assert _counters(samples) == {("0", "48"): 1.0}
+    assert _settled(collector, NOW + 10) == {("0", "48"): 1.0}
 
 
 def test_repeats_from_one_source_and_distant_twins_are_separate_events() -> None:
@@ -127,9 +133,9 @@ def test_repeats_from_one_source_and_distant_twins_are_separate_events() -> None
         ),
     )
     collector.collect(NOW)
-    samples = collector.collect(NOW + 10)
+    collector.collect(NOW + 10)
     assert sorted(event.source for event in collector.drain_events()) == ["kmsg", "kmsg", "nvml"]
-    assert _counters(samples) == {("2", "13"): 3.0}
+    assert _settled(collector, NOW + 10) == {("2", "13"): 3.0}
 
 
 def test_twins_drained_in_one_tick_pair_up_one_to_one_whatever_their_times() -> None:
@@ -145,13 +151,13 @@ def test_twins_drained_in_one_tick_pair_up_one_to_one_whatever_their_times() -> 
             ],
         ),
     )
-    samples = collector.collect(NOW)
+    collector.collect(NOW)
     assert [(e.source, e.pid) for e in collector.drain_events()] == [
         ("kmsg", 1),
         ("kmsg", 2),
         ("kmsg", 3),
     ]
-    assert _counters(samples) == {("2", "13"): 3.0}
+    assert _settled(collector, NOW + 10) == {("2", "13"): 3.0}
 
 
 def test_the_same_code_on_another_gpu_is_not_a_twin() -> None:
@@ -159,8 +165,8 @@ def test_the_same_code_on_another_gpu_is_not_a_twin() -> None:
         ScriptedSource("nvml", [nvml(79, 4)]),
         ScriptedSource("kmsg", [kmsg(79, "0000:9a:00"), kmsg(79, "0000:ba:00")]),
     )
-    samples = collector.collect(NOW)
-    assert _counters(samples) == {("4", "79"): 1.0, ("6", "79"): 1.0}
+    collector.collect(NOW)
+    assert _settled(collector, NOW + 10) == {("4", "79"): 1.0, ("6", "79"): 1.0}
 
 
 def test_counters_per_gpu_and_code_and_the_last_xid_gauge() -> None:
@@ -171,12 +177,18 @@ def test_counters_per_gpu_and_code_and_the_last_xid_gauge() -> None:
     )
     collector = _collector(source)
     first = collector.collect(NOW)
-    assert _counters(first) == {("0", "48"): 1.0, ("0", "63"): 1.0}
+    # a counter is born at zero in the tick of its code's first XID, so that increase() over
+    # the series sees that XID; the last-XID gauge has it at once
+    assert _counters(first) == {("0", "48"): 0.0, ("0", "63"): 0.0}
+    assert {s.labels["gpu"]: s.value for s in first if s.name == LAST_XID} == {"0": 63.0}
     second = collector.collect(NOW + 10)
-    assert _counters(second) == {("0", "48"): 2.0, ("0", "63"): 1.0, ("4", "79"): 1.0}
+    assert _counters(second) == {("0", "48"): 2.0, ("0", "63"): 1.0, ("4", "79"): 0.0}
     last = {s.labels["gpu"]: s.value for s in second if s.name == LAST_XID}
     assert last == {"0": 48.0, "4": 79.0}
-    assert collector.collect(NOW + 20) == second  # counters are cumulative, nothing new
+    third = collector.collect(NOW + 20)
+    assert _counters(third) == {("0", "48"): 2.0, ("0", "63"): 1.0, ("4", "79"): 1.0}
+    assert collector.collect(NOW + 30) == third  # counters are cumulative, nothing new
+    second = third
     problems = catalog_problems(second, source="events")
     assert not problems, problems
     sample = next(s for s in second if s.name == XID_ERRORS_TOTAL and s.labels["xid"] == "79")
@@ -288,10 +300,12 @@ def test_the_recorded_kernel_log_end_to_end(tmp_path: Path) -> None:
     )
     try:
         samples = collector.collect(NOW)
+        assert set(_counters(samples).values()) == {0.0}  # born at zero...
+        settled = _settled(collector, NOW + 10)  # ...counted from the next tick
     finally:
         collector.close()
     assert not reader.active
-    assert _counters(samples) == {
+    assert settled == {
         ("0", "48"): 1.0,
         ("0", "63"): 1.0,
         ("1", "94"): 1.0,

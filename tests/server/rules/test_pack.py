@@ -217,6 +217,31 @@ def _xid_classes(table: dict[str, Any]) -> dict[str, set[int]]:
     }
 
 
+def _drops_instance(expr: str) -> list[str]:
+    """Returns: the aggregations of ``expr`` whose result no longer carries ``instance``."""
+    return [
+        f"{node.op} {'without' if node.without else 'by'} ({', '.join(node.grouping)})"
+        for node in plan.walk(parse(expr))
+        if isinstance(node, plan.Aggregate) and (("instance" in node.grouping) == node.without)
+    ]
+
+
+def test_every_alert_keeps_the_node_it_is_about() -> None:
+    """A node's alert must carry its ``instance``: the hold of a down or catching-up node and
+    the NodeDown inhibition find its alerts by it (an alert without it resolves silently)."""
+    pack = [load_file(str(path)) for path in RULE_FILES]
+    problems = [
+        f"{name}: {rule.alert}: {agg}"
+        for name, rule in _alerting(pack)
+        for agg in _drops_instance(rule.expr)
+    ]
+    assert problems == []
+    # the check can fail
+    assert _drops_instance("max by (gpu) (x) > 1") == ["max by (gpu)"]
+    assert _drops_instance("sum without (instance) (x)") == ["sum without (instance)"]
+    assert _drops_instance("max by (instance, gpu) (x)") == []
+
+
 def test_xid_classes_match_the_agents_xid_table() -> None:
     table = tomllib.loads(XID_TABLE.read_text())
     classes = _xid_classes(table)
