@@ -5,7 +5,9 @@ with a token made on first run. Their settings are written to ``server.toml`` an
 in the data directory and the children are started from those files, so the commands the
 banner prints start the same server and agent by hand. The server listens on 127.0.0.1 only
 and serves reads without a token (``open_reads``), so the dashboard opens in a browser as it is.
-It evaluates the shipped rule pack (``rules_shipped``), so its alerts show at /api/v1/alerts.
+It evaluates the shipped rule pack (``rules_shipped``), so its alerts show on the dashboard page
+and at /api/v1/alerts; ``--scenario faults`` (``server.demo_faults``) adds a simulated GPU node
+whose faults make them fire and resolve, and a webhook receiver that prints them.
 
 The demo supervises (``server.demo_supervisor``): a server that dies is restarted with backoff
 while the agent keeps collecting into its spool, which is what a newcomer should see ride out an
@@ -22,9 +24,11 @@ import json
 import os
 import socket
 import sys
+import time
 from collections.abc import Mapping
 from pathlib import Path
 
+from server import demo_faults
 from server.auth.secrets import (
     TokenFileError,
     new_token,
@@ -64,6 +68,21 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--simulated-gpus", type=int, default=4, help="how many (default 4)")
     p.add_argument("--interval", type=float, default=5.0, help="agent interval in seconds")
+    p.add_argument(
+        "--scenario",
+        choices=["none", "faults"],
+        default="none",
+        help="faults: add a simulated GPU node that throws an XID, overheats and goes silent, "
+        "and a webhook receiver that prints the alerts (about 20 minutes to see them all fire "
+        "and resolve)",
+    )
+    p.add_argument(
+        "--faults-skip",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="start the faults timeline this far in (e.g. 55: the XID comes 5 s after start)",
+    )
     return p
 
 
@@ -99,18 +118,22 @@ def _run(args: argparse.Namespace, data_dir: Path) -> int:
     backend = _gpu_backend(args.gpus)
     base_url = f"http://127.0.0.1:{port}"
     server_config, agent_config = data_dir / "server.toml", data_dir / "agent.toml"
-    write_toml(
-        server_config,
-        {
-            "listen_host": "127.0.0.1",
-            "listen_port": port,
-            "data_dir": str(data_dir),
-            "ingest_token_sha256": [token_hash],
-            "open_reads": True,
-            "rules_shipped": True,  # the demo evaluates the shipped rule pack
-        },
-        "dcmon demo's server: dcmon server --config this-file",
-    )
+    python = [sys.executable, "-m", "agent"]
+    scenario = None
+    server_values: dict[str, TomlValue | Mapping[str, TomlValue]] = {
+        "listen_host": "127.0.0.1",
+        "listen_port": port,
+        "data_dir": str(data_dir),
+        "ingest_token_sha256": [token_hash],
+        "open_reads": True,
+        "rules_shipped": True,  # the demo evaluates the shipped rule pack
+    }
+    if args.scenario == "faults":
+        scenario = demo_faults.prepare(
+            data_dir, base_url, args.interval, python, time.time(), args.faults_skip, write_toml
+        )
+        server_values["notify"] = scenario.notify
+    write_toml(server_config, server_values, "dcmon demo's server: dcmon server --config this-file")
     write_toml(
         agent_config,
         {
@@ -122,15 +145,19 @@ def _run(args: argparse.Namespace, data_dir: Path) -> int:
         },
         "dcmon demo's agent: dcmon agent --config this-file",
     )
-    python = [sys.executable, "-m", "agent"]
     supervisor = Supervisor(
         server_argv=[*python, "server", "--config", str(server_config)],
         agent_argv=[*python, "agent", "--config", str(agent_config)],
         ready_url=f"{base_url}/readyz",
+        extras=() if scenario is None else scenario.extras,
     )
-    return supervisor.run(
-        lambda: _banner(base_url, data_dir, backend, args.simulated_gpus, server_config)
-    )
+
+    def started() -> None:
+        _banner(base_url, data_dir, backend, args.simulated_gpus, server_config)
+        if scenario is not None:
+            say("\n".join(demo_faults.banner_lines(scenario)) + "\n")
+
+    return supervisor.run(started)
 
 
 def hold_lock(data_dir: Path) -> int:

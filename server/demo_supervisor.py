@@ -6,10 +6,16 @@ agent starts. A child that exits is restarted after a backoff (1 s doubling to 3
 it has run for a minute), the other one is left alone: the agent spools while the server is
 away and delivers when it is back.
 
-SIGINT, SIGTERM and SIGHUP stop the agent first (so it delivers its last batch), then the
-server. The children run in their own sessions, so a Ctrl-C in the terminal reaches only the
-demo, which stops them in that order; and each child is told by the kernel to terminate should
-the demo itself die without stopping them (Linux ``PR_SET_PDEATHSIG``), so nothing is orphaned.
+More children may be supervised alike (``Extra``: the faults scenario's webhook receiver and
+its simulated GPU node), started after the server, and an extra child may be frozen
+(SIGSTOP) over windows of time and thawed (SIGCONT) after each: a node that hangs and comes
+back, as the scenario's "node goes silent".
+
+SIGINT, SIGTERM and SIGHUP stop the agents first (so they deliver their last batch), then the
+other children and the server. The children run in their own sessions, so a Ctrl-C in the
+terminal reaches only the demo, which stops them in that order; and each child is told by the
+kernel to terminate should the demo itself die without stopping them (Linux
+``PR_SET_PDEATHSIG``), so nothing is orphaned.
 """
 
 from __future__ import annotations
@@ -42,6 +48,17 @@ def say(text: str) -> None:
         print(text, flush=True)
 
 
+@dataclass(frozen=True)
+class Extra:
+    """A further child: its name, command line, whether it is an agent (stopped first) and
+    the windows (seconds after the supervisor starts) it is frozen for."""
+
+    name: str
+    argv: list[str]
+    agent: bool = False
+    frozen: tuple[tuple[float, float], ...] = ()
+
+
 @dataclass
 class Child:
     """One supervised process and its restart state."""
@@ -52,6 +69,8 @@ class Child:
     started_at: float = 0.0
     failures: int = 0
     restart_at: float | None = None
+    frozen: tuple[tuple[float, float], ...] = ()  # windows, seconds after the supervisor began
+    is_frozen: bool = False
 
     def start(self, now: float) -> None:
         self.popen = subprocess.Popen(  # noqa: S603 (our own argv)
@@ -77,10 +96,18 @@ class Child:
         self.restart_at = now + delay
         return delay
 
+    def freeze(self, frozen: bool) -> None:
+        """SIGSTOP (``frozen``) or SIGCONT the process."""
+        if self.popen is not None and self.popen.poll() is None:
+            self.popen.send_signal(signal.SIGSTOP if frozen else signal.SIGCONT)
+        self.is_frozen = frozen
+
     def stop(self) -> None:
         if self.popen is None or self.popen.poll() is not None:
             return
         self.popen.send_signal(signal.SIGTERM)
+        if self.is_frozen:
+            self.freeze(False)  # a stopped process acts on SIGTERM only once continued
         try:
             self.popen.wait(timeout=STOP_TIMEOUT_SECONDS)
         except subprocess.TimeoutExpired:
@@ -96,7 +123,9 @@ class Supervisor:
     agent_argv: list[str]
     ready_url: str
     clock: Callable[[], float] = time.monotonic
+    extras: tuple[Extra, ...] = ()
     _stop_signal: int | None = field(default=None, init=False)
+    _began: float = field(default=0.0, init=False)
 
     def run(self, started: Callable[[], None]) -> int:
         """Start both, call ``started`` once the server is ready, supervise until a stop signal.
@@ -105,8 +134,14 @@ class Supervisor:
         """
         for stop_signal in STOP_SIGNALS:
             signal.signal(stop_signal, self._request_stop)
+        self._began = self.clock()
         server = Child("server", self.server_argv)
-        agent = Child("agent", self.agent_argv)
+        agents = [Child("agent", self.agent_argv)]
+        others: list[Child] = []
+        for extra in self.extras:
+            (agents if extra.agent else others).append(
+                Child(extra.name, extra.argv, frozen=extra.frozen)
+            )
         try:
             server.start(self.clock())
             if not self._wait_ready(server):
@@ -114,20 +149,23 @@ class Supervisor:
                     return 0
                 print("dcmon demo: the server did not become ready", file=sys.stderr)
                 return 1
-            agent.start(self.clock())
+            for child in (*others, *agents):
+                child.start(self.clock())
             started()
             while self._stop_signal is None:
-                self._supervise(server, agent)
+                self._supervise(server, [*others, *agents])
                 time.sleep(POLL_SECONDS)
             say(f"\n{signal.Signals(self._stop_signal).name}: stopping the agent and the server")
             return 0
         finally:
-            agent.stop()
-            server.stop()
+            for child in (*agents, *others, server):
+                child.stop()
 
-    def _supervise(self, server: Child, agent: Child) -> None:
+    def _supervise(self, server: Child, children: list[Child]) -> None:
         now = self.clock()
-        for child in (server, agent):
+        for child in children:
+            self._thaw_or_freeze(child, now - self._began)
+        for child in (server, *children):
             status = child.exited()
             if status is not None:
                 delay = child.schedule_restart(now)
@@ -144,6 +182,16 @@ class Supervisor:
                 child.start(now)
                 assert child.popen is not None
                 say(f"dcmon demo: restarted the {child.name} (PID {child.popen.pid})")
+
+    def _thaw_or_freeze(self, child: Child, elapsed: float) -> None:
+        frozen = any(start <= elapsed < end for start, end in child.frozen)
+        if frozen == child.is_frozen:
+            return
+        child.freeze(frozen)
+        if frozen:
+            say(f"dcmon demo: {child.name} goes silent (process frozen with SIGSTOP)")
+        else:
+            say(f"dcmon demo: {child.name} is back (SIGCONT)")
 
     def _wait_ready(self, server: Child) -> bool:
         deadline = self.clock() + READY_TIMEOUT_SECONDS

@@ -1,4 +1,8 @@
-"""GET /: a plain page listing nodes and GPUs with their latest values (refreshes itself).
+"""GET /: a plain page listing the alerts, then nodes and GPUs with their latest values
+(refreshes itself). Alerts are those of the rules the server evaluates (the leader's last
+round, as ``GET /api/v1/alerts`` gives them): firing first, then pending, then those resolved
+in the last 15 minutes, each with its summary and whether it is held (its node is down or
+catching up).
 
 The page is rendered on the server, so it is a read like the API: it needs ``open_reads`` or an
 ``Authorization: Bearer <read token>`` header, which a browser does not send by itself; put a
@@ -17,6 +21,8 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.concurrency import run_in_threadpool
 
 from agent import __version__
+from server.alerting import views
+from server.alerting.service import AlertingService
 from server.auth import READ
 from server.deps import Services, ServicesDep
 from server.nodes.service import NodeView, node_views
@@ -42,7 +48,48 @@ def make_templates() -> Environment:
     )
 
 
-def page_model(services: Services) -> dict[str, object]:
+@dataclass(frozen=True)
+class AlertRow:
+    name: str
+    state: str  # firing, pending or resolved
+    severity: str
+    where: str  # instance, GPU
+    summary: str
+    since_seconds: float  # since it became active (resolved: since it resolved)
+    held: bool
+
+
+_STATE_ORDER = {"firing": 0, "pending": 1, "resolved": 2}
+
+
+def alert_rows(alerting: AlertingService | None, now: float) -> list[AlertRow]:
+    """Returns: the alerts for the page, firing first, then pending, then resolved."""
+    if alerting is None:
+        return []
+    body = views.dcmon_alerts(alerting.evaluator.snapshot(), include_resolved=True)
+    rows = []
+    for alert in body["alerts"]:
+        labels: dict[str, str] = alert["labels"]
+        where = labels.get("instance") or labels.get("Hostname", "")
+        if "gpu" in labels:
+            where = f"{where} GPU {labels['gpu']}".strip()
+        since = alert["resolved_at"] if alert["state"] == "resolved" else alert["active_at"]
+        rows.append(
+            AlertRow(
+                labels.get("alertname", alert["rule"]),
+                alert["state"],
+                labels.get("severity", ""),
+                where,
+                alert["annotations"].get("summary", ""),
+                max(0.0, now - (since or now)),
+                alert["held"],
+            )
+        )
+    rows.sort(key=lambda r: (_STATE_ORDER.get(r.state, 3), r.since_seconds, r.name, r.where))
+    return rows
+
+
+def page_model(services: Services, alerting: AlertingService | None = None) -> dict[str, object]:
     now = services.clock()
     rows: list[NodeRow] = []
     for view in node_views(services.store, services.latest, services.policy, now, with_gpus=True):
@@ -59,11 +106,13 @@ def page_model(services: Services) -> dict[str, object]:
         "up": sum(1 for row in rows if row.view.up),
         "gpus": sum(len(row.view.gpus) for row in rows),
         "version": __version__,
+        "alerts": alert_rows(alerting, now),
     }
 
 
 @router.get("/", response_class=HTMLResponse, include_in_schema=False)
 async def index(request: Request, services: ServicesDep) -> HTMLResponse:
-    model = await run_in_threadpool(page_model, services)
+    alerting: AlertingService | None = getattr(request.app.state, "alerting", None)
+    model = await run_in_threadpool(page_model, services, alerting)
     template = request.app.state.templates.get_template("index.html")
     return HTMLResponse(template.render(**model))
