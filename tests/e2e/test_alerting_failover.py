@@ -11,7 +11,6 @@ does not lead, so the kill interrupts no push.
 from __future__ import annotations
 
 import signal
-import threading
 import time
 from contextlib import ExitStack
 from pathlib import Path
@@ -20,10 +19,8 @@ from typing import Any
 import httpx
 import pytest
 
-from agent.wire.codec import encode_batch
-from agent.wire.schema import MetricFamily
 from tests.e2e.processes import Process, ServerSpec, get, replica_specs, running, wait_for
-from tests.factories import identity, make_batch
+from tests.e2e.pushing import Pusher
 from tests.server.conftest import postgres_server, postgres_url
 
 __all__ = ["postgres_server", "postgres_url"]
@@ -60,44 +57,6 @@ def _rules(spec: ServerSpec) -> dict[str, Any]:
 def _alerts(spec: ServerSpec) -> list[dict[str, Any]]:
     alerts: list[dict[str, Any]] = get(f"{spec.url}/api/v1/alerts").json()["alerts"]
     return alerts
-
-
-class Pusher(threading.Thread):
-    """One node pushing a batch a second to one replica until stopped."""
-
-    def __init__(self, spec: ServerSpec) -> None:
-        super().__init__(daemon=True)
-        self.spec = spec
-        self.stop = threading.Event()
-        self.acked = 0
-        self.errors: list[str] = []
-
-    def run(self) -> None:
-        token = self.spec.token_file.read_text().strip()
-        headers = {
-            "Authorization": f"Bearer {token}",
-            "Content-Type": "application/json",
-            "Content-Encoding": "gzip",
-        }
-        seq = 0
-        with httpx.Client(timeout=5.0) as client:
-            while not self.stop.is_set():
-                seq += 1
-                metrics = [MetricFamily(name="node_load1", samples=[({}, 5.0)])]
-                batch = make_batch(seq, time.time(), identity(), metrics, 1.0, seq == 1)
-                try:
-                    response = client.post(
-                        f"{self.spec.url}/api/v1/ingest",
-                        content=encode_batch(batch),
-                        headers=headers,
-                    )
-                    if response.status_code == 200:
-                        self.acked += 1
-                    else:
-                        self.errors.append(response.text)
-                except httpx.HTTPError as exc:
-                    self.errors.append(str(exc))
-                self.stop.wait(1.0)
 
 
 def test_the_follower_takes_over_and_continues_the_for_timer(

@@ -43,11 +43,13 @@ class Recorder:
 
 
 class Sink:
-    """An HTTP server on 127.0.0.1 recording JSON bodies; ``status`` is what it answers."""
+    """An HTTP server on 127.0.0.1 recording JSON bodies; ``status`` is what it answers (the
+    bodies of refused requests, answered 300 or more, are only counted in ``refused``)."""
 
     def __init__(self) -> None:
         self.bodies: list[Any] = []
         self.status = 200
+        self.refused = 0
         self.arrived = threading.Condition()
         sink = self
 
@@ -56,10 +58,12 @@ class Sink:
                 length = int(self.headers.get("Content-Length", "0"))
                 raw = self.rfile.read(length)
                 status = sink.status
-                if status < 300:
-                    with sink.arrived:
+                with sink.arrived:
+                    if status < 300:
                         sink.bodies.append(json.loads(raw or b"null"))
-                        sink.arrived.notify_all()
+                    else:
+                        sink.refused += 1
+                    sink.arrived.notify_all()
                 self.send_response(status)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
