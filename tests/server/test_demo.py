@@ -8,6 +8,7 @@ settings it runs the server with are in a config file that starts the same serve
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -197,3 +198,52 @@ def test_the_printed_commands_start_the_same_server_and_agent_by_hand(tmp_path: 
         )  # fmt: skip
         assert once.returncode == 0, once.stderr
         assert server.stop() == 0
+
+
+def _webhook_alerts(path: Path) -> list[tuple[str, str, str]]:
+    """Returns: (status, alertname, instance) of every alert the demo's webhook received."""
+    if not path.exists():
+        return []
+    out = []
+    for line in path.read_text().splitlines():
+        for alert in json.loads(line)["alerts"]:
+            labels = alert["labels"]
+            out.append((alert["status"], labels["alertname"], labels.get("instance", "")))
+    return out
+
+
+def test_the_faults_scenario_fires_an_xid_alert_to_the_page_and_the_webhook(
+    tmp_path: Path,
+) -> None:
+    """55 s into the timeline, so the XID comes 5 s after start: GpuXidFatal reaches the
+    webhook (printed in the terminal), /api/v1/alerts and the page within a round or two. The
+    rest of the timeline (each alert firing and resolving) is tests/server/test_demo_faults.py."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    with _demo(tmp_path, port, "--scenario", "faults", "--faults-skip", "55") as demo:
+        _started(demo, url)
+        assert len(_children(demo.popen.pid)) == 4  # server, webhook, two agents
+        hook = tmp_path / "data" / "webhook.jsonl"
+        wanted = ("firing", "GpuXidFatal", "demo-gpu-node")
+        wait_for(lambda: wanted in _webhook_alerts(hook), 150, "GpuXidFatal at the webhook")
+        assert "webhook: FIRING   GpuXidFatal  demo-gpu-node GPU 3" in demo.output()
+        names = {a["labels"]["alertname"] for a in get(f"{url}/api/v1/alerts").json()["alerts"]}
+        assert "GpuXidFatal" in names
+        page = get(f"{url}/").text
+        assert 'id="alerts"' in page and "reported fatal XID 79" in page
+        assert demo.stop(signal.SIGINT, timeout=40) == 0
+    assert "Traceback" not in demo.output()
+
+
+def test_the_faults_scenario_freezes_its_node_for_the_silence(tmp_path: Path) -> None:
+    port = free_port()
+    with _demo(tmp_path, port, "--scenario", "faults", "--faults-skip", "715") as demo:
+        _started(demo, f"http://127.0.0.1:{port}")
+        wait_for(lambda: "demo-gpu-node goes silent" in demo.output(), 30, "the silence")
+        (faulty,) = [
+            pid for pid, cmdline in _children(demo.popen.pid).items() if "demo-gpu-node" in cmdline
+        ]
+        state = Path(f"/proc/{faulty}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        assert state == "T", state  # stopped, as a hung node
+        assert demo.stop(signal.SIGINT, timeout=40) == 0  # a frozen agent still stops
+        assert not _alive(faulty)

@@ -7,7 +7,7 @@ collector, the events collector fed by ``SimulatedXidSource``, the batch builder
 the plan's silence, as its frozen process does in the demo. Each expected alert must fire in
 its window and resolve once after its fault ends, nothing else may fire, the page must list the
 firing alerts, and no alert of the silent node may resolve while it is down (they are held).
-The real demo (processes, webhook receiver) is run by ``tests/e2e/test_demo_faults.py``.
+The real demo (processes, webhook receiver) is run by ``tests/server/test_demo.py``.
 """
 
 from __future__ import annotations
