@@ -489,6 +489,7 @@ class Plan:
     prefix: str = "node-"
     first_index: int = 0
     seed: int = 1
+    extra: tuple[SeriesSpec, ...] = ()  # series beside the profile's (``node_series``)
 
 
 @dataclass
@@ -707,7 +708,7 @@ def _paced_loop(
 def _worker(plan: Plan, indices: list[int], pipe: multiprocessing.connection.Connection) -> None:
     """One generator process: build its nodes, report ready, push when told, report the tally."""
     try:
-        layout = Layout.build(plan.profile, plan.interval_seconds)
+        layout = Layout.build(plan.profile, plan.interval_seconds, plan.extra)
         lanes = _lanes(plan, layout, indices)
         threads = max(1, min(plan.connections, len(lanes)))
         shards = [lanes[i::threads] for i in range(threads)]

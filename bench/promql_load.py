@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from agent_overhead import BenchError
-from loadgen import Layout, Plan, SeriesSpec, SimNode
+from loadgen import Layout, Plan, SimNode
 
 from server.app import create_app
 from server.auth.principal import Principal, Role
@@ -47,14 +47,13 @@ def _worker(
     env: dict[str, str],
     indices: list[int],
     pipe: multiprocessing.connection.Connection,
-    extra: tuple[SeriesSpec, ...] = (),
 ) -> None:
     """Ingest ``plan``'s ticks of the nodes ``indices``; report (batches, samples) or an error."""
     try:
         assert plan.ticks is not None
         app = create_app(_settings(data_dir, env))
         services = app.state.services
-        layout = Layout.build(plan.profile, plan.interval_seconds, extra)
+        layout = Layout.build(plan.profile, plan.interval_seconds, plan.extra)
         nodes = [SimNode(layout, "dcmon", plan.seed, plan.prefix, i, plan.nodes) for i in indices]
         interval_ms = round(plan.interval_seconds * 1000)
         batches = samples = 0
@@ -76,15 +75,9 @@ def _worker(
 
 
 def load_in_process(
-    plan: Plan,
-    data_dir: Path,
-    env: dict[str, str],
-    workers: int,
-    timeout: float,
-    extra: tuple[SeriesSpec, ...] = (),
+    plan: Plan, data_dir: Path, env: dict[str, str], workers: int, timeout: float
 ) -> Loaded:
-    """Ingest every batch of ``plan`` into the dcmon database in ``data_dir`` (not running);
-    ``extra``: series every node has beside its profile's (``loadgen.node_series``).
+    """Ingest every batch of ``plan`` into the dcmon database in ``data_dir`` (not running).
 
     Raises:
         BenchError: a batch was refused, a worker failed or the load ran past ``timeout``.
@@ -101,7 +94,7 @@ def load_in_process(
     for share in (s for s in shares if s):
         ours, theirs = context.Pipe()
         process = context.Process(
-            target=_worker, args=(plan, data_dir, env, share, theirs, extra), daemon=True
+            target=_worker, args=(plan, data_dir, env, share, theirs), daemon=True
         )
         process.start()
         running.append((process, ours))

@@ -71,7 +71,7 @@ def _values(document: dict[str, Any]) -> list[float]:
 def backfill(plan: Plan, scratch: Path, data_dir: Path) -> int:
     """Write ``plan``'s samples into a Prometheus data folder; returns: the samples written."""
     assert plan.ticks is not None
-    layout = Layout.build(plan.profile, plan.interval_seconds)
+    layout = Layout.build(plan.profile, plan.interval_seconds, plan.extra)
     nodes = [
         SimNode(layout, "dcmon", plan.seed, plan.prefix, i, plan.nodes) for i in range(plan.nodes)
     ]
