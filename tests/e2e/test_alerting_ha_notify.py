@@ -123,7 +123,7 @@ def _logged_firing(url: str) -> bool:
     engine = make_engine(url)
     try:
         with engine.connect() as conn:
-            rows = conn.execute(select(NotificationLogRow.__table__.c.firing)).all()  # type: ignore[attr-defined]
+            rows = conn.execute(select(NotificationLogRow.__table__.c.firing)).all()
     finally:
         engine.dispose()
     return any(row.firing for row in rows)
