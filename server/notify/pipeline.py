@@ -13,9 +13,10 @@ change two of them may flush the same group: the old leader's dispatcher still h
 memory while the new leader builds it from the alerts it re-sends. Two fences keep that to
 one notification:
 
-- **leadership**: a flush, and every delivery attempt, first asks ``leading()`` (the
-  advisory lock, checked on its own connection); a process that no longer leads sends
-  nothing more, and abandons a retry loop at its next attempt (``Fenced``).
+- **leadership**: a flush that has news, before it claims, and every delivery attempt first
+  ask ``leading()`` (the advisory lock, checked on its own connection); a process that no
+  longer leads sends nothing more, and abandons a retry loop at its next attempt
+  (``Fenced``).
 - **a claim** on (receiver, group key) taken before sending (``nflog.Claim``): one holder at
   a time, the log read after winning it, so a second sender of the same set finds it logged
   and skips it, and one with another set waits for the next interval. The claim lasts one
@@ -124,9 +125,6 @@ class Pipeline:
         )
         if not alerts:
             return True
-        if not self._leading():
-            _log.info("group %s not notified: this server no longer leads", flush.group_key)
-            return True
         receiver = self._receivers[flush.route.receiver]
         ok = True
         for index, integration in enumerate(receiver.integrations):
@@ -156,6 +154,9 @@ class Pipeline:
         )
         if not news(self._nflog.get(log_name, key)):
             return True  # the common case, decided without a write
+        if not self._leading():
+            _log.info("group %s not notified: this server no longer leads", key)
+            return True
         lease = lease_s(integration)
         wall = self._clock()
         claim = self._nflog.claim(

@@ -3,7 +3,8 @@
 The evaluator decides what is due (Prometheus' ``needs_sending``); the notifier hands it to
 every configured Alertmanager (``AlertmanagerOutbox``, each its own queue and thread) and to
 the direct receivers (``DirectNotifier``: an in-process Alertmanager
-for sites without one: dispatcher, pipeline, notification log, silences). ``send`` only
+for sites without one: dispatcher, pipeline, notification log, silences; on several
+replicas only the leader's flushes send, once, see ``pipeline.py``). ``send`` only
 queues: it never blocks the evaluation on a receiver. Threads start in ``start`` and stop in
 ``close``; a failed flush is logged and counted, and the worker carries on.
 """
