@@ -189,7 +189,18 @@ def create_app(
         clock=clock,
     )
 
-    alerting = AlertingService(settings, store, reader, catalog, leader, clock, notifiers.notifier)
+    alerting = AlertingService(
+        settings,
+        store,
+        reader,
+        catalog,
+        leader,
+        clock,
+        notifiers.notifier,
+        clock_skews=lambda: {
+            n.node_id: n.clock_skew_seconds for n in latest.nodes() if n.clock_skew_seconds
+        },
+    )
     self_series = SelfSeriesLoop.of_server(settings, metrics, latest, policy, store, clock)
     app = FastAPI(
         title="dcmon",

@@ -129,7 +129,7 @@ class Evaluator:
         group = loaded.group
         interval_ms = group.interval_ms or self._config.default_interval_ms
         exempt = [
-            isinstance(rule, AlertingRule) and hold.reads_node_up(rule.expr) for rule in group.rules
+            isinstance(rule, AlertingRule) and hold.never_held(rule.expr) for rule in group.rules
         ]
         return GroupRun(
             loaded=loaded,

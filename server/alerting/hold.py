@@ -9,8 +9,13 @@ still sending its backlog, oldest first) or **down** (no push within the stale w
 held: no new alert starts, none resolves and no ``for`` timer restarts; they continue from
 where they were once the node is current again. A down node's alerts therefore stay as they
 were (the node-down alert explains them) instead of resolving silently because its data
-stopped. Rules whose expression reads ``dcmon_node_up`` (the node-down rules themselves) are
-never held.
+stopped. Rules whose expression reads a series the server itself keeps about each node's
+connection (``NEVER_HELD``: ``dcmon_node_up`` for the node-down rules, and
+``dcmon_node_clock_skew_seconds``) are never held: they are about the very thing that makes a
+node look down or behind.
+
+The newest batch is on the server's clock: the caller corrects the node's batch timestamp by
+its measured clock skew, so a node whose clock runs behind is not taken for one catching up.
 """
 
 from __future__ import annotations
@@ -25,11 +30,14 @@ from server.promql.values import Labels, get_label
 from server.rules.state import Alert
 
 NODE_UP = "dcmon_node_up"
+CLOCK_SKEW = "dcmon_node_clock_skew_seconds"
+NEVER_HELD = (NODE_UP, CLOCK_SKEW)
 
 
 @dataclass(frozen=True)
 class NodeStatus:
-    """What the hold and ``dcmon_node_up`` need of a node (times in ms, server clock for up)."""
+    """What the hold and ``dcmon_node_up`` need of a node (times in ms on the server's clock:
+    ``newest_batch_ms`` is the node's batch timestamp corrected by its clock skew)."""
 
     name: str
     labels: Mapping[str, str]
@@ -47,15 +55,18 @@ def held_instances(nodes: Iterable[NodeStatus], at_ms: int) -> set[str]:
     }
 
 
-def reads_node_up(expr: str) -> bool:
-    """Returns: whether ``expr`` selects ``dcmon_node_up`` (such a rule is never held)."""
+def never_held(expr: str) -> bool:
+    """Returns: whether ``expr`` selects a ``NEVER_HELD`` series (such a rule is never held)."""
     try:
         tree = parse(expr)
     except PromQLError:
         return False
     return any(
         isinstance(node, plan.VectorSelector)
-        and any(m.name == "__name__" and m.matches(NODE_UP) for m in node.matchers)
+        and any(
+            m.name == "__name__" and any(m.matches(name) for name in NEVER_HELD)
+            for m in node.matchers
+        )
         for node in plan.walk(tree)
     )
 

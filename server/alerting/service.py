@@ -4,7 +4,8 @@ Stage: alerting (wiring). ``AlertingService`` builds the ``Evaluator`` over the 
 objects: a ``StorageSource`` per group round (the query limits, the staleness rules), the
 store for write-back (on a shared database the series index first learns the series other
 replicas created, so a rule sees them within a second), the ``alert_state`` table, the nodes
-of the database for the hold and ``dcmon_node_up``, and a ``Notifier`` (none by default).
+of the database for the hold and ``dcmon_node_up`` (their batch times corrected by the clock
+skews ingest measured, from ``clock_skews``), and a ``Notifier`` (none by default).
 ``reload`` re-reads the rule files (SIGHUP, the admin endpoint): unchanged rules keep their
 state, a broken file keeps its old rules and its problems are reported.
 """
@@ -14,7 +15,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from sqlalchemy import Table, select
@@ -56,12 +57,14 @@ class AlertingService:
         clock: Callable[[], float],
         notifier: Notifier | None = None,
         shipped_dir: Path | None = SHIPPED_DIR,
+        clock_skews: Callable[[], Mapping[str, float]] | None = None,
     ) -> None:
         self._settings = settings
         self._store = store
         self._reader = reader
         self._catalog = catalog
         self._clock = clock
+        self._clock_skews = clock_skews or dict
         self._shipped_dir = shipped_dir if settings.rules_shipped else None
         offset = settings.rule_query_offset_seconds
         config = Config(
@@ -148,8 +151,11 @@ class AlertingService:
             )
 
     def _node_statuses(self, now: float) -> list[hold.NodeStatus]:
-        """Every agent node not yet forgotten, judged up by the rule of ``/metrics``."""
+        """Every agent node not yet forgotten, judged up by the rule of ``/metrics``; its newest
+        batch on the server's clock (the batch's time less the node's measured clock skew,
+        where this process measured one), so a node whose clock lags is not catching up."""
         settings = self._settings
+        skews = self._clock_skews()
         statuses = []
         for node in self._store.node_naming(NAMING_MAX_AGE_SECONDS).values():
             if is_server_side(node.node_id, node.name) or node.node_id == node_id_of(node.name):
@@ -165,7 +171,9 @@ class AlertingService:
                     name=node.name,
                     labels=dict(node.labels),
                     up=now - node.last_push <= window,
-                    newest_batch_ms=round(node.last_batch_ts * 1000),
+                    newest_batch_ms=round(
+                        (node.last_batch_ts - skews.get(node.node_id, 0.0)) * 1000
+                    ),
                     interval_ms=round(node.interval_seconds * 1000),
                 )
             )
