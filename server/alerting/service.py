@@ -17,8 +17,9 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import Table, select
+from sqlalchemy import Row, Table, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from agent.wire.catalog import Catalog
@@ -43,6 +44,8 @@ from server.storage.tables import SeriesRow
 _log = logging.getLogger(__name__)
 NAMING_MAX_AGE_SECONDS = 2.0
 INDEX_REFRESH_SECONDS = 1.0
+INDEX_REFRESH_OVERLAP_IDS = 10_000  # ids below the newest seen that are read again
+INDEX_REFRESH_CHUNK = 1_000
 _series: Table = SeriesRow.__table__  # type: ignore[assignment]
 
 
@@ -85,6 +88,7 @@ class AlertingService:
         self._reload_lock = threading.Lock()
         self._leader = leader
         self._index_refreshed = -INDEX_REFRESH_SECONDS
+        self._newest_seen_id: int | None = None
         self.reload()
 
     def reload(self) -> RuleSet:
@@ -121,29 +125,40 @@ class AlertingService:
         )
 
     def _refresh_index(self) -> None:
-        """Add the series other replicas created since the index last grew (ids only grow),
-        at most once a second, so rules see a new series at once instead of after the next
-        maintenance pass reloads the whole index."""
+        """Add the series other replicas created since the last look, at most once a second,
+        so rules see a new series at once instead of after the next maintenance pass reloads
+        the whole index. Ids come from one sequence but commit out of order (a replica's
+        transaction may commit id 100 after another's 101), so each look re-reads the ids of
+        the last ``INDEX_REFRESH_OVERLAP_IDS`` below the newest it saw and fetches the rows of
+        those the index lacks."""
         now = time.monotonic()
         if now - self._index_refreshed < INDEX_REFRESH_SECONDS:
             return
         self._index_refreshed = now
         index = self._store.index
-        newest = max(index.ids(), default=0)
+        if self._newest_seen_id is None:
+            self._newest_seen_id = max(index.ids(), default=0)
+        floor = self._newest_seen_id - INDEX_REFRESH_OVERLAP_IDS
         try:
             with self._store.engine.connect() as conn:
-                rows = conn.execute(
-                    select(
-                        _series.c.id,
-                        _series.c.node_pk,
-                        _series.c.metric,
-                        _series.c.labels,
-                        _series.c.last_seen_ms,
-                    ).where(_series.c.id > newest)
-                ).all()
+                ids = conn.execute(select(_series.c.id).where(_series.c.id > floor)).scalars().all()
+                missing = [i for i in ids if index.get(i) is None]
+                rows: list[Row[Any]] = []
+                for start in range(0, len(missing), INDEX_REFRESH_CHUNK):
+                    chunk = missing[start : start + INDEX_REFRESH_CHUNK]
+                    rows += conn.execute(
+                        select(
+                            _series.c.id,
+                            _series.c.node_pk,
+                            _series.c.metric,
+                            _series.c.labels,
+                            _series.c.last_seen_ms,
+                        ).where(_series.c.id.in_(chunk))
+                    ).all()
         except SQLAlchemyError as exc:
             _log.warning("reading new series for the rules failed: %s", exc)
             return
+        self._newest_seen_id = max(ids, default=self._newest_seen_id)
         if rows:
             index.add(
                 (IndexedSeries(r.id, r.node_pk, r.metric, r.labels) for r in rows),
