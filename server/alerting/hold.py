@@ -7,7 +7,10 @@ its newest batch is more than one of its intervals older than the evaluation tim
 still sending its backlog, oldest first) or **down** (no push within the stale window, the
 ``dcmon_node_up == 0`` rule of ``/metrics``), the alerts that carry its ``instance`` label are
 held: no new alert starts, none resolves and no ``for`` timer restarts; they continue from
-where they were once the node is current again. A down node's alerts therefore stay as they
+where they were once the node is current again. A node that has just come **back** is held
+too while the evaluation time (``now - query_offset``) is still before its return: its data
+there is the gap, which would otherwise resolve its alerts in the first round after it
+reconnects (Netdata's "postpone alerts on connect"). A down node's alerts therefore stay as they
 were (the node-down alert explains them) instead of resolving silently because its data
 stopped. Rules whose expression reads a series the server itself keeps about each node's
 connection (``NEVER_HELD``: ``dcmon_node_up`` for the node-down rules, and
@@ -44,6 +47,7 @@ class NodeStatus:
     up: bool
     newest_batch_ms: int
     interval_ms: int
+    up_since_ms: int = 0  # when it was last seen coming up (0: not known to have been down)
 
 
 def held_instances(nodes: Iterable[NodeStatus], at_ms: int) -> set[str]:
@@ -51,7 +55,9 @@ def held_instances(nodes: Iterable[NodeStatus], at_ms: int) -> set[str]:
     return {
         node.name
         for node in nodes
-        if not node.up or node.newest_batch_ms < at_ms - node.interval_ms
+        if not node.up
+        or node.newest_batch_ms < at_ms - node.interval_ms
+        or at_ms < node.up_since_ms
     }
 
 

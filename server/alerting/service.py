@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Row, Table, select
+from sqlalchemy import Table, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from agent.wire.catalog import Catalog
@@ -89,6 +89,8 @@ class AlertingService:
         self._leader = leader
         self._index_refreshed = -INDEX_REFRESH_SECONDS
         self._newest_seen_id: int | None = None
+        # node name -> up since (ms; 0: up at every look), None while down
+        self._up_since: dict[str, int | None] = {}
         self.reload()
 
     def reload(self) -> RuleSet:
@@ -143,7 +145,7 @@ class AlertingService:
             with self._store.engine.connect() as conn:
                 ids = conn.execute(select(_series.c.id).where(_series.c.id > floor)).scalars().all()
                 missing = [i for i in ids if index.get(i) is None]
-                rows: list[Row[Any]] = []
+                rows: list[Any] = []  # Row, whose type parameters vary by SQLAlchemy version
                 for start in range(0, len(missing), INDEX_REFRESH_CHUNK):
                     chunk = missing[start : start + INDEX_REFRESH_CHUNK]
                     rows += conn.execute(
@@ -168,9 +170,12 @@ class AlertingService:
     def _node_statuses(self, now: float) -> list[hold.NodeStatus]:
         """Every agent node not yet forgotten, judged up by the rule of ``/metrics``; its newest
         batch on the server's clock (the batch's time less the node's measured clock skew,
-        where this process measured one), so a node whose clock lags is not catching up."""
+        where this process measured one), so a node whose clock lags is not catching up; and
+        since when it is up as this process saw it (the first look that found it up after a
+        look that found it down: never before its return; 0 when no look found it down)."""
         settings = self._settings
         skews = self._clock_skews()
+        up_since, seen = self._up_since, dict[str, int | None]()
         statuses = []
         for node in self._store.node_naming(NAMING_MAX_AGE_SECONDS).values():
             if is_server_side(node.node_id, node.name) or node.node_id == node_id_of(node.name):
@@ -181,15 +186,25 @@ class AlertingService:
                 settings.stale_after_intervals * node.interval_seconds,
                 settings.stale_after_min_seconds,
             )
+            up = now - node.last_push <= window
+            since = None
+            if up:  # down at the last look: back since now at the latest
+                since = up_since.get(node.name, 0)
+                seen[node.name] = round(now * 1000) if since is None else since
+                since = seen[node.name]
+            else:
+                seen[node.name] = None
             statuses.append(
                 hold.NodeStatus(
                     name=node.name,
                     labels=dict(node.labels),
-                    up=now - node.last_push <= window,
+                    up=up,
                     newest_batch_ms=round(
                         (node.last_batch_ts - skews.get(node.node_id, 0.0)) * 1000
                     ),
+                    up_since_ms=since or 0,
                     interval_ms=round(node.interval_seconds * 1000),
                 )
             )
+        self._up_since = seen
         return statuses
