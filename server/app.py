@@ -461,3 +461,10 @@ def run_maintenance(services: Services) -> None:
     if lifecycle.deleted:
         _log.info("deleted %d series not written within the raw retention", lifecycle.deleted)
     services.store.delete_batch_records_before(now - BATCH_RECORD_RETENTION_SECONDS)
+    # silences expired past their retention, and notification-log entries past theirs
+    expired = SilenceStore(store.engine, store.writer, services.clock).gc()
+    forgotten = SqlNotificationLog(store.engine, store.writer).gc(now)
+    if expired or forgotten:
+        _log.info(
+            "deleted %d expired silences and %d old notification-log entries", expired, forgotten
+        )

@@ -14,12 +14,13 @@ from alembic.runtime.migration import MigrationContext
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from server.app import run_maintenance
 from server.auth.secrets import sha256_hex
 from server.notify import cli
 from server.notify.model import make_labels, rfc3339
 from server.notify.nflog import LogEntry
 from server.notify.nflog_store import SqlNotificationLog
-from server.notify.silence_store import SilenceStore
+from server.notify.silence_store import KEEP_EXPIRED_S, SilenceStore
 from server.storage.db import make_engine
 from server.storage.migrate import upgrade
 from server.storage.tables import Base
@@ -164,3 +165,19 @@ def test_schema_matches_the_tables_and_the_notification_log_persists(tmp_path: P
     finally:
         writer.close()
         engine.dispose()
+
+
+def test_maintenance_deletes_silences_expired_past_their_retention(
+    api: TestClient, clock: FakeClock
+) -> None:
+    made = api.post("/api/v1/silences", json=BODY, headers=_auth(ADMIN))
+    assert made.status_code == 201, made.text
+    silence_id = made.json()["silenceID"]
+    assert api.delete(f"/api/v1/silences/{silence_id}", headers=_auth(ADMIN)).status_code == 200
+    services = api.app.state.services  # type: ignore[attr-defined]
+    clock.now = START + KEEP_EXPIRED_S - 60  # expired, still within the retention: kept
+    run_maintenance(services)
+    assert api.get(f"/api/v1/silences/{silence_id}", headers=_auth(READER)).status_code == 200
+    clock.now = START + KEEP_EXPIRED_S + 60
+    run_maintenance(services)
+    assert api.get(f"/api/v1/silences/{silence_id}", headers=_auth(READER)).status_code == 404
