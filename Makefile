@@ -20,6 +20,7 @@ bench:
 	.venv/bin/python bench/query.py
 	.venv/bin/python bench/outage.py --runs 3
 	.venv/bin/python bench/promql.py
+	.venv/bin/python bench/alerting.py
 
 # Every benchmark's smoke mode, as CI runs it (about 2 minutes).
 bench-smoke:
