@@ -255,6 +255,12 @@ class AgentSettings(BaseSettings):
     interval_seconds: Annotated[float, Field(ge=1, le=3600)] = 10.0
     state_dir: Path = Path("/var/lib/dcmon-agent")
     node_name: Annotated[str, StringConstraints(min_length=1, max_length=253)] | None = None
+    hostname: Annotated[str, StringConstraints(min_length=1, max_length=253)] | None = Field(
+        default=None,
+        description="The host name the batches carry (the GPU series' Hostname label; default: "
+        "this machine's); set it where the agent's host name is not the node's, as in a "
+        "container, or for a simulated node.",
+    )
     labels: dict[str, str] = Field(default_factory=dict)
     inventory_refresh_seconds: Annotated[float, Field(ge=60)] = 3600.0
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

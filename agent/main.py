@@ -148,7 +148,7 @@ def build(
         ensure_directory(settings.state_dir)
         node_id = load_or_create_node_id(settings.state_dir)
         sequence = Sequence(settings.state_dir)
-    identity = node_identity(node_id, settings.node_name, settings.labels)
+    identity = node_identity(node_id, settings.node_name, settings.labels, settings.hostname)
     built = build_collectors(settings, identity.hostname, stack)
     spool: Spool = (
         open_spool(settings, wall=clock.time, monotonic=clock.monotonic)

@@ -72,6 +72,7 @@ def prepare(
             "token_file": str(data_dir / "agent.token"),
             "state_dir": str(data_dir / FAULTY_NODE),
             "node_name": FAULTY_NODE,
+            "hostname": FAULTY_NODE,  # not this machine's: its GPUs are its own
             "interval_seconds": interval,
             "gpu": {
                 "backend": "simulated",

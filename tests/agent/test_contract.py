@@ -9,6 +9,7 @@ NVML (a healthy 8-GPU H100 node), the agent's own collector in an agent with not
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterable
 from contextlib import ExitStack
 from dataclasses import replace
@@ -122,3 +123,14 @@ def test_a_metric_from_another_collector_than_the_catalog_names_is_reported() ->
     emitted = {"loadavg": [Sample("node_load1", {}, 0.5)]}
     assert _problems(emitted, wrong) == ["node_load1: catalog source 'cpu', emitted by 'loadavg'"]
     assert _problems(emitted) == []
+
+
+def test_the_hostname_setting_names_the_host_the_batches_carry(tmp_path: Path) -> None:
+    others = sorted(set(known_collectors()) - {"agent"})
+    base = {"state_dir": tmp_path, "gpu": {"backend": "none"}, "collectors": {"disabled": others}}
+    for extra, expected in (({}, socket.gethostname()), ({"hostname": "sim-node"}, "sim-node")):
+        settings = load_settings(None, {**base, **extra})
+        with ExitStack() as stack:
+            transport = MemoryTransport(lambda payload: Ack(status="accepted", seq=0))
+            batch = build(settings, stack, transport).agent.tick()
+        assert batch.node.hostname == expected
