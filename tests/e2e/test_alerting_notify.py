@@ -81,11 +81,14 @@ def _receivers(sink: Sink) -> dict[str, Any]:
 
 
 @contextmanager
-def _alertmanager(tmp_path: Path, sink: Sink) -> Iterator[str]:
-    """A real Alertmanager sending to ``sink``; yields its URL."""
+def _alertmanager(
+    tmp_path: Path, sink: Sink, configuration: dict[str, Any] | None = None
+) -> Iterator[str]:
+    """A real Alertmanager sending to ``sink`` (as ``configuration`` says, by default the
+    README's route and inhibit rule); yields its URL."""
     binary = require_binary("prometheus-alertmanager", "alertmanager")
     config = tmp_path / "am.yml"
-    config.write_text(json.dumps(_receivers(sink)))  # JSON is YAML
+    config.write_text(json.dumps(configuration or _receivers(sink)))  # JSON is YAML
     port = free_port()
     argv = [
         binary, f"--config.file={config}", f"--storage.path={tmp_path / 'am-data'}",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -48,6 +49,7 @@ class Sink:
 
     def __init__(self) -> None:
         self.bodies: list[Any] = []
+        self.arrivals: list[float] = []  # Unix time each kept body arrived
         self.status = 200
         self.refused = 0
         self.arrived = threading.Condition()
@@ -61,6 +63,7 @@ class Sink:
                 with sink.arrived:
                     if status < 300:
                         sink.bodies.append(json.loads(raw or b"null"))
+                        sink.arrivals.append(time.time())
                     else:
                         sink.refused += 1
                     sink.arrived.notify_all()
