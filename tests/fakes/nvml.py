@@ -259,6 +259,11 @@ class FakeGpu:
     limit_mw: int = 700_000
     energy_mj: int = 2_273_122
     temperature_c: int = 43
+    temperature_thresholds: dict[int, int] = field(
+        default_factory=lambda: {0: 92, 1: 89, 2: 95, 3: 87}
+    )
+    """nvmlTemperatureThresholds_t -> degrees C (shutdown, slowdown, memory max, GPU max: the
+    scripted twin's model values); absent thresholds answer NOT_SUPPORTED."""
     memory_temp: tuple[int, int, int | float] = (0, 1, 46)
     """(nvmlReturn, valueType, value) of the NVML_FI_DEV_MEMORY_TEMP field entry."""
     clocks_mhz: dict[int, int] = field(default_factory=lambda: {1: 885, 2: 2619})
@@ -437,6 +442,10 @@ class FakeNvmlLibrary:
             "NVML_CLOCK_MEM": 2,
             "NVML_CLOCK_VIDEO": 3,
             "NVML_TEMPERATURE_GPU": 0,
+            "NVML_TEMPERATURE_THRESHOLD_SHUTDOWN": 0,
+            "NVML_TEMPERATURE_THRESHOLD_SLOWDOWN": 1,
+            "NVML_TEMPERATURE_THRESHOLD_MEM_MAX": 2,
+            "NVML_TEMPERATURE_THRESHOLD_GPU_MAX": 3,
             "NVML_FI_DEV_MEMORY_TEMP": 82,
             "nvmlMemory_v2": 0x02000028,
             "nvmlTemperature_v1": 0x100000C,
@@ -627,6 +636,12 @@ class FakeNvmlLibrary:
 
         def nvmlDeviceGetTemperature(handle: FakeHandle, sensor: int) -> int:
             return self._device("nvmlDeviceGetTemperature", handle).temperature_c
+
+        def nvmlDeviceGetTemperatureThreshold(handle: FakeHandle, threshold: int) -> int:
+            gpu = self._device("nvmlDeviceGetTemperatureThreshold", handle)
+            if threshold not in gpu.temperature_thresholds:
+                raise FakeNVMLError(3)
+            return gpu.temperature_thresholds[threshold]
 
         def nvmlDeviceGetFieldValues(handle: FakeHandle, fieldIds: list[Any]) -> list[Any]:
             gpu = self._device("nvmlDeviceGetFieldValues", handle)

@@ -92,6 +92,20 @@ class Clock(enum.Enum):
     VIDEO = "video"
 
 
+class TemperatureThreshold(enum.IntEnum):
+    """NVML's temperature thresholds (``nvmlTemperatureThresholds_t``; part of NVML's ABI).
+
+    SHUTDOWN: the GPU shuts down for hardware protection. SLOWDOWN: hardware slowdown begins.
+    MEM_MAX / GPU_MAX: the highest temperature the memory / the GPU is meant to run at
+    (software slowdown keeps it below).
+    """
+
+    SHUTDOWN = 0
+    SLOWDOWN = 1
+    MEM_MAX = 2
+    GPU_MAX = 3
+
+
 class ClocksEventReason(enum.IntFlag):
     """Bits of ``clocks_event_reasons`` (NVML's ``nvmlClocksEventReason*``/``…Throttle…``)."""
 
@@ -334,6 +348,11 @@ class NvmlBackend(Protocol):
 
     def max_clock_mhz(self, index: int, which: Clock) -> int:
         """Returns: the highest clock of the domain, in MHz (slow on some GPUs: ~1.4 ms)."""
+        ...
+
+    def temperature_threshold_c(self, index: int, which: TemperatureThreshold) -> int:
+        """Returns: the GPU's temperature threshold ``which``, in degrees Celsius (fixed by the
+        board; NotSupported where the GPU does not report it)."""
         ...
 
     # Readings: cheap unless noted, read every tick.

@@ -38,6 +38,7 @@ from agent.collectors.gpu.backend import (
     PcieLink,
     ProcessUtilization,
     RemappedRows,
+    TemperatureThreshold,
     Utilization,
 )
 from agent.collectors.gpu.nvml import (
@@ -66,6 +67,15 @@ _CLOCK_CONSTANTS = {
 _PCIE_COUNTERS = {
     PcieCounter.TX: "NVML_PCIE_UTIL_TX_BYTES",
     PcieCounter.RX: "NVML_PCIE_UTIL_RX_BYTES",
+}
+
+# pynvml's names of ``nvmlTemperatureThresholds_t``; the enum's values are NVML's ABI, used
+# where a binding lacks a name.
+_THRESHOLD_CONSTANTS = {
+    TemperatureThreshold.SHUTDOWN: "NVML_TEMPERATURE_THRESHOLD_SHUTDOWN",
+    TemperatureThreshold.SLOWDOWN: "NVML_TEMPERATURE_THRESHOLD_SLOWDOWN",
+    TemperatureThreshold.MEM_MAX: "NVML_TEMPERATURE_THRESHOLD_MEM_MAX",
+    TemperatureThreshold.GPU_MAX: "NVML_TEMPERATURE_THRESHOLD_GPU_MAX",
 }
 
 # Hopper has 18 NVLinks; NVML answers INVALID_ARGUMENT past a GPU's last link.
@@ -126,6 +136,10 @@ class PynvmlBackend:
 
     def max_clock_mhz(self, index: int, which: Clock) -> int:
         return int(self._nvml.device("nvmlDeviceGetMaxClockInfo", index, self._clock_type(which)))
+
+    def temperature_threshold_c(self, index: int, which: TemperatureThreshold) -> int:
+        kind = getattr(self._nvml.module(), _THRESHOLD_CONSTANTS[which], int(which))
+        return int(self._nvml.device("nvmlDeviceGetTemperatureThreshold", index, kind))
 
     # Readings
 

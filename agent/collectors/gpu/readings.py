@@ -9,7 +9,9 @@ any driver sentinel (``0xFFFFFFFF`` and friends).
 
 Each reading's ``period`` follows what its call costs on an H100 (reference/gpu.md section 2):
 2-10 us calls every tick, 0.1-1 ms calls every 10-30 s, static-ish facts every 60 s, and the
-20 ms PCIe throughput sample once a minute, only where GPM cannot give PCIe rates.
+20 ms PCIe throughput sample once a minute, only where GPM cannot give PCIe rates. Facts fixed
+by the board (the temperature thresholds) are ``STATIC``: read once per NVML session, at the
+GPU's first read, and sent again every tick, so a rule can compare a live reading with them.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from agent.collectors.gpu.backend import (
     NvmlNotSupported,
     NvmlUnavailable,
     PcieCounter,
+    TemperatureThreshold,
 )
 
 _BYTES_PER_KIB = 1 << 10
@@ -58,6 +61,10 @@ POWER_USAGE = "DCGM_FI_DEV_POWER_USAGE"
 TOTAL_ENERGY = "DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION"
 GPU_TEMP = "DCGM_FI_DEV_GPU_TEMP"
 MEMORY_TEMP = "DCGM_FI_DEV_MEMORY_TEMP"
+SLOWDOWN_TEMP = "DCGM_FI_DEV_SLOWDOWN_TEMP"
+SHUTDOWN_TEMP = "DCGM_FI_DEV_SHUTDOWN_TEMP"
+GPU_MAX_OP_TEMP = "DCGM_FI_DEV_GPU_MAX_OP_TEMP"
+MEM_MAX_OP_TEMP = "DCGM_FI_DEV_MEM_MAX_OP_TEMP"
 SM_CLOCK = "DCGM_FI_DEV_SM_CLOCK"
 MEM_CLOCK = "DCGM_FI_DEV_MEM_CLOCK"
 CLOCKS_EVENT_REASONS = "DCGM_FI_DEV_CLOCKS_EVENT_REASONS"
@@ -209,6 +216,11 @@ def _temperature(value: int) -> float | None:
 
 def _memory_temperature(value: int) -> float | None:
     # Boards without an HBM sensor may answer 0 instead of NotSupported.
+    return float(value) if 0 < value <= _MAX_TEMPERATURE_C else None
+
+
+def _threshold(value: int) -> float | None:
+    # A threshold of 0 C (or below) would mean a GPU that is always too hot: a glitch.
     return float(value) if 0 < value <= _MAX_TEMPERATURE_C else None
 
 
@@ -472,6 +484,13 @@ def _read_mig(backend: NvmlBackend, index: int) -> Values:
     return out
 
 
+STATIC = math.inf
+"""The period of a fact fixed by the board: read once per NVML session (and again after the
+GPU was lost and came back); a read that failed for another reason than NotSupported is
+retried after ``STATIC_RETRY_SECONDS``."""
+STATIC_RETRY_SECONDS = 60.0
+
+
 @dataclass(frozen=True)
 class Reading:
     """One backend call (or a few that belong together) per GPU and the metrics it yields.
@@ -482,11 +501,22 @@ class Reading:
         period: seconds between reads; 0 reads every tick. Between reads the last values are
             sent again, so an expensive call (energy ~3 ms, violation status ~0.7 ms, PCIe
             throughput ~21 ms on an H100) costs its price once per period, not per tick.
+            ``STATIC`` reads once per session.
     """
 
     name: str
     read: Callable[[NvmlBackend, int], Values]
     period: float = 0.0
+
+
+def _temperature_threshold(which: TemperatureThreshold, metric: str) -> Reading:
+    """A reading of one temperature threshold: its own reading, so that a GPU lacking one
+    (NotSupported) still reports the others."""
+
+    def read(backend: NvmlBackend, index: int) -> Values:
+        return [(metric, _threshold(backend.temperature_threshold_c(index, which)), None)]
+
+    return Reading(f"{which.name.lower()}_temperature_threshold", read, period=STATIC)
 
 
 READINGS: tuple[Reading, ...] = (
@@ -543,6 +573,11 @@ READINGS: tuple[Reading, ...] = (
         lambda b, i: [(VGPU_LICENSE_STATUS, _flag(b.vgpu_license_status(i)), None)],
         period=60.0,
     ),
+    # Once per session: thresholds fixed by the board, sent every tick for the rules.
+    _temperature_threshold(TemperatureThreshold.SLOWDOWN, SLOWDOWN_TEMP),
+    _temperature_threshold(TemperatureThreshold.SHUTDOWN, SHUTDOWN_TEMP),
+    _temperature_threshold(TemperatureThreshold.GPU_MAX, GPU_MAX_OP_TEMP),
+    _temperature_threshold(TemperatureThreshold.MEM_MAX, MEM_MAX_OP_TEMP),
 )
 
 READING_NAMES: tuple[str, ...] = tuple(reading.name for reading in READINGS)

@@ -9,9 +9,11 @@ attribution, and whether the GPU or NVML itself went away. The GPU's static fact
 Capability probe: the first read of a GPU asks every reading once. Readings the GPU or driver
 does not support (NotSupported, FunctionNotFound) are recorded, listed in the inventory
 (``GpuFacts.unsupported``) and never asked again in this NVML session. Each reading runs on its
-own cadence (``Reading.period``); in between, its last samples are sent again. Any other error
-skips that reading, logged once per (GPU, reading, error); glitched values (utilization outside
-0-100 %, temperatures above 200 C) are dropped.
+own cadence (``Reading.period``); in between, its last samples are sent again. Facts fixed by
+the board (``STATIC`` readings: the temperature thresholds) are read with the probe, once per
+session, and sent again every tick. Any other error skips that reading, logged once per (GPU,
+reading, error), and a static one is tried again after ``STATIC_RETRY_SECONDS``; glitched values
+(utilization outside 0-100 %, temperatures above 200 C) are dropped.
 """
 
 from __future__ import annotations
@@ -41,6 +43,8 @@ from agent.collectors.gpu.readings import (
     GPU_UTIL,
     POWER_USAGE,
     READINGS,
+    STATIC,
+    STATIC_RETRY_SECONDS,
     TOTAL_ENERGY,
     Reading,
 )
@@ -214,6 +218,8 @@ class GpuSampler:
         values = self._guarded(reading.name, lambda: reading.read(self._backend, self.index))
         if values is None:
             self._cache.pop(reading.name, None)
+            if reading.period == STATIC and reading.name not in self._unsupported:
+                self._due[reading.name] = mono + STATIC_RETRY_SECONDS  # a passing failure
             return
         labels = self.labels
         fresh: list[Sample] = []

@@ -44,6 +44,7 @@ from agent.collectors.gpu.backend import (
     PcieLink,
     ProcessUtilization,
     RemappedRows,
+    TemperatureThreshold,
     Utilization,
 )
 
@@ -61,6 +62,16 @@ H100_MAX_SM_CLOCK_MHZ = 1980
 H100_MAX_MEM_CLOCK_MHZ = 2619
 H100_PCIE_LINK = PcieLink(generation=5, width=16, max_generation=5, max_width=16)
 H100_SUPPORTED_CLOCKS_EVENT_REASONS = 0x1FF
+
+# Model values, not measured: the probe above did not read the temperature thresholds, and no
+# H100 SXM figure is in the project's references. Chosen as plausible for a Hopper SXM part:
+# hardware slowdown at 89 C, shutdown at 92 C, operating limits 87 C (GPU) and 95 C (HBM).
+H100_MODEL_TEMPERATURE_THRESHOLDS_C: dict[TemperatureThreshold, int] = {
+    TemperatureThreshold.SHUTDOWN: 92,
+    TemperatureThreshold.SLOWDOWN: 89,
+    TemperatureThreshold.MEM_MAX: 95,
+    TemperatureThreshold.GPU_MAX: 87,
+}
 
 # Batched field values of the idle H100 (field id, scope) -> value: ECC on, no errors, no
 # violation time, no recovery needed. Retired pages and NVLink fields are absent, so they come
@@ -143,6 +154,10 @@ class DeviceScript:
     serial: Step[str] = "1650923000000"
     vbios_version: Step[str] = "96.00.99.00.01"
     enforced_power_limit_mw: Step[int] = H100_POWER_LIMIT_MW
+    temperature_thresholds_c: dict[TemperatureThreshold, Step[int]] = field(
+        default_factory=lambda: dict(H100_MODEL_TEMPERATURE_THRESHOLDS_C)
+    )
+    """Thresholds by kind (model values by default); a missing kind answers NotSupported."""
     memory_info: Step[MemoryInfo] = field(default_factory=_idle_memory)
     utilization: Step[Utilization] = field(default_factory=lambda: Utilization(0, 0))
     power_usage_mw: Step[int] = 128_727
@@ -282,6 +297,12 @@ class ScriptedBackend:
     def max_clock_mhz(self, index: int, which: Clock) -> int:
         step = self._clock_step(self._script(index).max_clocks_mhz, which)
         return self._device_step(index, f"max_clock_mhz:{which.value}", step)
+
+    def temperature_threshold_c(self, index: int, which: TemperatureThreshold) -> int:
+        steps = self._script(index).temperature_thresholds_c
+        missing = NvmlNotSupported(f"temperature threshold {which.name}: Not Supported", code=3)
+        call = f"temperature_threshold_c:{which.name.lower()}"
+        return self._device_step(index, call, steps.get(which, missing))
 
     # Readings
 

@@ -12,7 +12,8 @@ The model, per GPU (all of it a pure function of the seed, the GPU index and the
   SwPowerCap and lowering the SM clock) and carries a ripple that averages out over a phase;
 - energy is the exact integral of that power since the simulated driver load, so it is
   monotonic and consistent with power;
-- temperatures follow the power averaged over the last minute(s);
+- temperatures follow the power averaged over the last minute(s); the temperature thresholds
+  are the model's (``GpuSpec.temperature_thresholds_c``: model values, not measured);
 - idle phases report the GpuIdle clock-event reason and the idle SM clock;
 - counters that accumulate (power-violation time, NVLink traffic) and GPM's averages are exact
   integrals of the phases, like energy: GPM answers the mean activity between two of its reads;
@@ -48,6 +49,7 @@ from agent.collectors.gpu.backend import (
     NvmlNotSupported,
     PcieCounter,
     ProcessUtilization,
+    TemperatureThreshold,
     Utilization,
 )
 from agent.collectors.gpu.faults import FaultPlan
@@ -57,6 +59,7 @@ from agent.collectors.gpu.scripted import (
     H100_MAX_SM_CLOCK_MHZ,
     H100_MEMORY_RESERVED_BYTES,
     H100_MEMORY_TOTAL_BYTES,
+    H100_MODEL_TEMPERATURE_THRESHOLDS_C,
     H100_NAME,
     H100_POWER_LIMIT_MW,
     DeviceScript,
@@ -101,7 +104,8 @@ PROBE_MEDIAN_US: dict[str, float] = {
 
 @dataclass(frozen=True)
 class GpuSpec:
-    """What a model of GPU looks like to NVML: limits, memory and clocks."""
+    """What a model of GPU looks like to NVML: limits, memory, clocks and temperature
+    thresholds (degrees C)."""
 
     name: str
     memory_total_bytes: int
@@ -114,6 +118,7 @@ class GpuSpec:
     vbios_version: str
     nvlinks: int
     gpm: bool  # Hopper and newer
+    temperature_thresholds_c: dict[TemperatureThreshold, int]
 
 
 H100_SXM = GpuSpec(
@@ -128,6 +133,10 @@ H100_SXM = GpuSpec(
     vbios_version="96.00.99.00.01",
     nvlinks=18,
     gpm=True,
+    # Model values (not measured; see scripted.H100_MODEL_TEMPERATURE_THRESHOLDS_C): slowdown
+    # at 89 C, so the demo's overheated GPU (91 C) is past it and a busy one (~73 C) is not
+    # near it.
+    temperature_thresholds_c=H100_MODEL_TEMPERATURE_THRESHOLDS_C,
 )
 
 # Not probed: NVIDIA's A100 SXM4 80GB datasheet limits (400 W, 1410 MHz boost, 80 GiB HBM2e).
@@ -143,6 +152,13 @@ A100_SXM_80GB = GpuSpec(
     vbios_version="92.00.45.00.01",
     nvlinks=12,
     gpm=False,
+    # Model values, not measured and not from the datasheet (which gives none).
+    temperature_thresholds_c={
+        TemperatureThreshold.SHUTDOWN: 92,
+        TemperatureThreshold.SLOWDOWN: 89,
+        TemperatureThreshold.MEM_MAX: 95,
+        TemperatureThreshold.GPU_MAX: 85,
+    },
 )
 
 GPU_SPECS: dict[str, GpuSpec] = {spec.name: spec for spec in (H100_SXM, A100_SXM_80GB)}
@@ -562,6 +578,7 @@ class SimulatedBackend(ScriptedBackend):
             serial=f"{1650923000000 + (seed * 131 + index) % 10**6:013d}",
             vbios_version=spec.vbios_version,
             enforced_power_limit_mw=spec.power_limit_mw,
+            temperature_thresholds_c=dict(spec.temperature_thresholds_c),
             memory_info=memory,
             utilization=lambda _: gpu.state(now()).utilization,
             power_usage_mw=lambda _: gpu.state(now()).power_mw,

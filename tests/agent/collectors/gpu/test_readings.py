@@ -22,6 +22,7 @@ from agent.collectors.gpu.readings import (
     CLOCKS_EVENT_REASON_LABELS,
     READING_NAMES,
     READINGS,
+    STATIC,
     Reading,
     Values,
 )
@@ -42,6 +43,12 @@ BY_NAME = {reading.name: reading for reading in READINGS}
 # What the probed H100 SXM VM does not offer (reference/gpu.md section 2), and what only other
 # GPUs have: pre-Ampere retired pages, NVLink state, vGPU licensing, and the 20 ms PCIe sample
 # (GPM gives PCIe rates on Hopper).
+THRESHOLD_READINGS = {
+    "slowdown_temperature_threshold": "DCGM_FI_DEV_SLOWDOWN_TEMP",
+    "shutdown_temperature_threshold": "DCGM_FI_DEV_SHUTDOWN_TEMP",
+    "gpu_max_temperature_threshold": "DCGM_FI_DEV_GPU_MAX_OP_TEMP",
+    "mem_max_temperature_threshold": "DCGM_FI_DEV_MEM_MAX_OP_TEMP",
+}
 UNSUPPORTED_ON_H100_VM = {"retired_pages", "nvlink", "vgpu_license", "pcie_throughput"}
 
 
@@ -73,7 +80,9 @@ def test_every_reading_has_a_unique_name_and_a_sane_period() -> None:
     assert len(set(READING_NAMES)) == len(READINGS)
     for reading in READINGS:
         assert reading.name == reading.name.lower() and " " not in reading.name
-        assert 0 <= reading.period <= 60
+        assert 0 <= reading.period <= 60 or reading.period == STATIC, reading.name
+    # Only the facts fixed by the board are read once per session.
+    assert {r.name for r in READINGS if r.period == STATIC} == set(THRESHOLD_READINGS)
     # Calls measured at 0.1 ms and more on an H100 are not made every tick.
     slow = {
         "total_energy",

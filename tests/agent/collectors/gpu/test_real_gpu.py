@@ -60,6 +60,11 @@ MAY_BE_UNSUPPORTED = SETUP_DEPENDENT | {
     "recovery_action",
     "clocks_event_reason_flags",
     "pcie_replay",
+    # Thresholds a board may not report (memory and GPU operating limits, older boards).
+    "slowdown_temperature_threshold",
+    "shutdown_temperature_threshold",
+    "gpu_max_temperature_threshold",
+    "mem_max_temperature_threshold",
 }
 # Metrics whose presence depends on state, not on support: per-instance MIG series, ECC
 # counters (only while ECC is on), per-reason flags, and per-field entries of batched reads.
