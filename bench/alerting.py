@@ -18,14 +18,18 @@ The pack's long windows see less than they ask for: ``predict_linear(...[6h])`` 
 ``[1h]`` rates read ``--minutes`` of data. Rule queries run at the slot (query offset 0), as
 Prometheus' do by default.
 
-Not measured here (yet): the latency from a sample's ingest to the webhook receiving its alert.
+``--latency`` adds the other half: the latency from a sample's ingest to the webhook receiving
+its alert, through real server processes, beside Prometheus -> Alertmanager
+(``bench/alerting_latency.py`` at its own sizes: 100 background nodes, 10 s, 10 trips);
+``--smoke`` runs its smoke too.
 
     .venv/bin/python bench/alerting.py --nodes 100                 # 3 runs x 10 rounds
     .venv/bin/python bench/alerting.py --nodes 1000 --runs 1 --rounds 3 --minutes 15
     .venv/bin/python bench/alerting.py --nodes 100 --profile --json out.json
+    .venv/bin/python bench/alerting.py --latency                   # ... then sample -> webhook
     .venv/bin/python bench/alerting.py --smoke   # CI: 3 nodes x 12 min, 2 rounds; fails on
                                                  # any rule error or failure, or (under CI) a
-                                                 # missing Prometheus
+                                                 # missing Prometheus; then the latency smoke
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+import alerting_latency
 from agent_overhead import BenchError, cpu_model, peer_required, smoke_verdict
 from alerting_eval import EvalJob, EvalResult, evaluate
 from alerting_load import RULE_SERIES, exported, pack_copy, promtool_check, series_per_node
@@ -175,9 +180,27 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=2, help="loading processes")
     parser.add_argument("--timeout", type=float, default=3600.0, help="bound on each phase")
     parser.add_argument(
+        "--latency",
+        action="store_true",
+        help="then measure sample -> webhook latency (bench/alerting_latency.py's defaults)",
+    )
+    parser.add_argument(
         "--smoke", action="store_true", help="CI: 3 nodes x 12 min, 2 rounds at 5 s"
     )
     args = parser.parse_args()
+    status = rounds(parser, args)
+    if status == 130 or not (args.latency or args.smoke):
+        return status
+    print(flush=True)
+    latency = argparse.Namespace(
+        nodes=100, interval=10.0, trips=10, no_peer=args.no_peer, smoke=args.smoke,
+        json=args.json.with_suffix(".latency.json") if args.json else None,
+    )  # fmt: skip
+    return max(status, alerting_latency.run(latency))
+
+
+def rounds(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    """The cost per round of the pack (everything but ``--latency``); returns: exit status."""
     if args.smoke:
         args.nodes, args.minutes, args.runs, args.rounds, args.interval = 3, 12.0, 1, 2, 5.0
     window = (args.rounds + 3) * args.interval

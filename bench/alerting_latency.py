@@ -247,15 +247,21 @@ class TripNode:
                 "Content-Type": "application/json", "Content-Encoding": "gzip",
                 "Authorization": f"Bearer {server.token}",
             }  # fmt: skip
-            try:
-                connection.request("POST", "/api/v1/ingest", body, headers)
-                response = connection.getresponse()
-                answer = response.read()
-            except (OSError, http.client.HTTPException) as exc:
-                connection.close()
-                raise BenchError(f"the trip node's push to {name} failed: {exc}") from exc
+            for attempt in (1, 2):  # the server closes a keep-alive connection idle > 5 s
+                try:
+                    connection.request("POST", "/api/v1/ingest", body, headers)
+                    response = connection.getresponse()
+                    answer = response.read()
+                    break
+                except (OSError, http.client.HTTPException) as exc:
+                    connection.close()
+                    if attempt == 2:
+                        raise BenchError(f"the trip node's push to {name} failed: {exc}") from exc
             acks[name] = time.monotonic()
-            if response.status != 200 or json.loads(answer).get("status") != "accepted":
+            if response.status != 200 or json.loads(answer).get("status") not in (
+                "accepted",
+                "duplicate",
+            ):
                 raise BenchError(
                     f"{name} refused the trip node's push: {response.status} {answer!r}"
                 )
