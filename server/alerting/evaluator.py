@@ -26,6 +26,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager, ExitStack
 from dataclasses import dataclass, field, replace
 
 from server.alerting import hold, sending
@@ -84,8 +85,14 @@ class Evaluator:
         notifier: Notifier,
         nodes: NodeDirectory,
         monotonic: Callable[[], float] = time.perf_counter,
+        round_scope: Callable[[float], AbstractContextManager[object]] | None = None,
     ) -> None:
+        """Args:
+        round_scope: entered (with ``now``) around the groups one tick evaluates, e.g. to
+            share one storage snapshot and its head rows among them; default: nothing.
+        """
         self._config = config
+        self._round_scope = round_scope
         self._sources = sources
         self._writer = writer
         self._states = states
@@ -195,20 +202,35 @@ class Evaluator:
                 interval = self._config.default_interval_ms
                 self._node_up_next_ms = slot_at_or_before(now_ms, interval, 0) + interval
             next_due = self._node_up_next_ms or now_ms + self._config.default_interval_ms
-            for run in self._runs:
-                if run.next_ms is None:
-                    slot = slot_at_or_before(now_ms, run.interval_ms, run.phase_ms)
-                    run.next_ms = slot if slot == now_ms else slot + run.interval_ms
-                if now_ms >= run.next_ms:
-                    slot = slot_at_or_before(now_ms, run.interval_ms, run.phase_ms)
-                    run.missed += (slot - run.next_ms) // run.interval_ms
-                    if statuses is None:
-                        statuses = self._node_statuses(now)
-                    self._evaluate(run, slot, now, statuses)
-                    run.next_ms = slot + run.interval_ms
-                next_due = min(next_due, run.next_ms)
+            with ExitStack() as scope:
+                opened = False
+                for run in self._runs:
+                    if run.next_ms is None:
+                        slot = slot_at_or_before(now_ms, run.interval_ms, run.phase_ms)
+                        run.next_ms = slot if slot == now_ms else slot + run.interval_ms
+                    if now_ms >= run.next_ms:
+                        slot = slot_at_or_before(now_ms, run.interval_ms, run.phase_ms)
+                        run.missed += (slot - run.next_ms) // run.interval_ms
+                        if statuses is None:
+                            statuses = self._node_statuses(now)
+                        if not opened:
+                            opened = True
+                            self._enter_round(scope, now)
+                        self._evaluate(run, slot, now, statuses)
+                        run.next_ms = slot + run.interval_ms
+                    next_due = min(next_due, run.next_ms)
             self.rounds += 1
             return max(0.0, (next_due - now_ms) / 1000)
+
+    def _enter_round(self, scope: ExitStack, now: float) -> None:
+        """Enter the round scope (once per tick, before its first group); a scope that cannot
+        be entered is counted and the groups read as they would without it."""
+        if self._round_scope is None:
+            return
+        try:
+            scope.enter_context(self._round_scope(now))
+        except Exception as exc:  # noqa: BLE001 (the round goes on without the shared reads)
+            self._fail("source", f"opening the round's snapshot: {exc}")
 
     def _node_statuses(self, now: float) -> list[hold.NodeStatus]:
         try:

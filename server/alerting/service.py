@@ -6,8 +6,9 @@ store for write-back (on a shared database the series index first learns the ser
 replicas created, so a rule sees them within a second), the ``alert_state`` table, the nodes
 of the database for the hold and ``dcmon_node_up`` (their batch times corrected by the clock
 skews ingest measured, from ``clock_skews``), and a ``Notifier`` (none by default).
-``reload`` re-reads the rule files (SIGHUP, the admin endpoint): unchanged rules keep their
-state, a broken file keeps its old rules and its problems are reported.
+Each tick's groups read through one storage snapshot whose head rows are shared
+(``_round``). ``reload`` re-reads the rule files (SIGHUP, the admin endpoint): unchanged rules
+keep their state, a broken file keeps its old rules and its problems are reported.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -35,8 +37,9 @@ from server.promql.seam import SeriesSource
 from server.query.source import Deadline, StaleRule, StorageSource
 from server.remote_write.mapping import node_id_of
 from server.settings import ServerSettings
+from server.storage.head_rows import RoundHeads
 from server.storage.leader import Leadership
-from server.storage.reader import Reader
+from server.storage.reader import Reader, snapshot
 from server.storage.series_index import IndexedSeries
 from server.storage.store import Store
 from server.storage.tables import SeriesRow
@@ -46,6 +49,10 @@ NAMING_MAX_AGE_SECONDS = 2.0
 INDEX_REFRESH_SECONDS = 1.0
 INDEX_REFRESH_OVERLAP_IDS = 10_000  # ids below the newest seen that are read again
 INDEX_REFRESH_CHUNK = 1_000
+# A round's shared head rows (server/storage/head_rows.py): the ranges most rules read (10 min,
+# plus the 5 min lookback, the query offset and slack); reads beyond go to the database alone.
+ROUND_HEAD_SECONDS = 20 * 60.0
+ROUND_AHEAD_SECONDS = 60.0
 _series: Table = SeriesRow.__table__  # type: ignore[assignment]
 
 
@@ -83,7 +90,9 @@ class AlertingService:
             DatabaseStateStore(store.engine, store.writer),
             notifier or NullNotifier(),
             self._node_statuses,
+            round_scope=self._round,
         )
+        self._round_reader: Reader | None = None
         self.runner = Runner(self.evaluator, leader, clock, settings.rule_leader_check_seconds)
         self._reload_lock = threading.Lock()
         self._leader = leader
@@ -113,6 +122,21 @@ class AlertingService:
     def stop(self) -> None:
         self.runner.stop()
 
+    @contextmanager
+    def _round(self, now: float) -> Iterator[None]:
+        """One tick's groups read through one snapshot, and each node's head rows of the last
+        ``ROUND_HEAD_SECONDS`` are fetched once for all their selectors (``RoundHeads``)."""
+        now_ms = round(now * 1000)
+        heads = RoundHeads(
+            now_ms - round(ROUND_HEAD_SECONDS * 1000), now_ms + round(ROUND_AHEAD_SECONDS * 1000)
+        )
+        with snapshot(self._store.engine) as conn:
+            self._round_reader = self._reader.in_round(conn, heads)
+            try:
+                yield
+            finally:
+                self._round_reader = None
+
     def _source(self) -> SeriesSource:
         if self._leader.shared:
             self._refresh_index()
@@ -122,8 +146,9 @@ class AlertingService:
         rule = StaleRule(
             settings.stale_after_intervals, settings.stale_after_min_seconds, self._clock
         )
+        reader = self._round_reader or self._reader
         return StorageSource(
-            self._store, self._reader, deadline, settings.query_max_samples, rule, self._catalog
+            self._store, reader, deadline, settings.query_max_samples, rule, self._catalog
         )
 
     def _refresh_index(self) -> None:

@@ -11,7 +11,9 @@ Each read runs in one snapshot (``snapshot``): compaction, perhaps on another se
 deletes a window's head rows and inserts its blocks in one commit, and a read whose statements
 saw different commits would miss that window or count it twice. PostgreSQL's default READ
 COMMITTED gives each statement its own snapshot, so reads there use REPEATABLE READ (read only);
-SQLite's transaction is a snapshot from its first read already.
+SQLite's transaction is a snapshot from its first read already. A rule round reads through
+``in_round``: all its reads in one snapshot, each node's head rows fetched once
+(``head_rows.RoundHeads``).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import itertools
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
@@ -28,7 +30,9 @@ from sqlalchemy import Connection, Engine, Table, select
 
 from server.rollup.buckets import Buckets, merge, rollup
 from server.storage import blocks, head
+from server.storage import head_rows as head_rows_module
 from server.storage.decoded import DecodedBlocks
+from server.storage.head_rows import RoundHeads
 from server.storage.runs import EMPTY, Floats, Samples, in_chunks, merge_runs
 from server.storage.series_index import IndexedSeries
 from server.storage.tables import BlockRow, HeadChunkRow
@@ -36,6 +40,12 @@ from server.storage.tiers import Tier, TierPlan, window_end
 
 _head: Table = HeadChunkRow.__table__  # type: ignore[assignment]
 _blocks: Table = BlockRow.__table__  # type: ignore[assignment]
+
+
+@dataclass(frozen=True)
+class _Round:
+    conn: Connection
+    heads: RoundHeads
 
 
 @contextmanager
@@ -65,6 +75,23 @@ class Reader:
         self._plan = plan
         self._clock = clock
         self._decoded = decoded if decoded is not None else DecodedBlocks()
+        self._round: _Round | None = None
+
+    def in_round(self, conn: Connection, heads: RoundHeads) -> Reader:
+        """Returns: a reader whose reads all run on ``conn`` (one snapshot, held by the caller
+        for a rule round) and take the head rows inside ``heads``' window from it, so the
+        round's selectors fetch and unpack each node's rows once instead of once each."""
+        reader = Reader(self._engine, self._plan, self._clock, self._decoded)
+        reader._round = _Round(conn, heads)
+        return reader
+
+    @contextmanager
+    def _snapshot(self) -> Iterator[Connection]:
+        if self._round is not None:
+            yield self._round.conn
+            return
+        with snapshot(self._engine) as conn:
+            yield conn
 
     @property
     def plan(self) -> TierPlan:
@@ -79,7 +106,7 @@ class Reader:
         self, series: Sequence[IndexedSeries], start_ms: int, end_ms: int
     ) -> dict[int, Samples]:
         """Returns: series id -> (timestamps, values) with start_ms <= ts <= end_ms, in order."""
-        with snapshot(self._engine) as conn:
+        with self._snapshot() as conn:
             return self._raw(conn, series, start_ms, end_ms)
 
     def _raw(
@@ -106,7 +133,7 @@ class Reader:
         result = {item.id: Buckets.empty() for item in series}
         if not series or end_ms <= start_ms:
             return result
-        with snapshot(self._engine) as conn:
+        with self._snapshot() as conn:
             stored = self._rollup_blocks(conn, tier, [item.id for item in series], start_ms, end_ms)
             dirty = self._dirty_ends(
                 conn, {item.node_pk for item in series}, width, start_ms, end_ms
@@ -182,33 +209,21 @@ class Reader:
         by_node: dict[int, list[int]] = defaultdict(list)
         for item in series:
             by_node[item.node_pk].append(item.id)
+        round_heads = self._round.heads if self._round is not None else None
+        if round_heads is not None and round_heads.covers(start_ms, end_ms):
+            return round_heads.samples(conn, by_node, start_ms, end_ms)
+        head_rows = head_rows_module.fetch(conn, by_node, start_ms, end_ms)
         found: dict[int, list[Samples]] = {}
-        # One statement per IN list of nodes, not one per node: most nodes have no head rows
-        # in a range of closed windows, and a statement costs more than its rows here.
-        head_rows: dict[int, list[Any]] = defaultdict(list)
-        for chunk in in_chunks(sorted(by_node)):
-            statement = (
-                select(_head.c.node_pk, _head.c.ts_ms, _head.c.n, _head.c.payload)
-                .where(
-                    _head.c.node_pk.in_(chunk),
-                    _head.c.ts_ms >= start_ms,
-                    _head.c.ts_ms <= end_ms,
-                )
-                .order_by(_head.c.node_pk, _head.c.ts_ms)
-            )
-            for head_row in conn.execute(statement):
-                head_rows[head_row.node_pk].append(head_row)
         for node_pk, rows in head_rows.items():
             wanted = np.array(sorted(by_node[node_pk]), dtype=np.uint32)
             stamps: list[int] = []
             rows_found: list[Floats] = []
             masks: list[npt.NDArray[np.bool_]] = []
             for row in rows:
-                ids, values = head.unpack(row.n, row.payload)  # never empty: see Store
-                position = np.minimum(np.searchsorted(ids, wanted), len(ids) - 1)
+                position = np.minimum(np.searchsorted(row.ids, wanted), len(row.ids) - 1)
                 stamps.append(row.ts_ms)
-                rows_found.append(values[position])
-                masks.append(ids[position] == wanted)
+                rows_found.append(row.values[position])
+                masks.append(row.ids[position] == wanted)
             if not stamps:
                 continue
             stamp_array = np.array(stamps, dtype=np.int64)
