@@ -105,6 +105,13 @@ def test_the_wheel_ships_the_rule_pack(wheel: Path) -> None:
     assert not any(name.startswith("alerts/") for name in names), "no top-level alerts/"
 
 
+def test_the_wheel_ships_the_data_files_the_agent_reads(wheel: Path) -> None:
+    with zipfile.ZipFile(wheel) as archive:
+        names = set(archive.namelist())
+    data = {"agent/wire/skus.toml", "agent/events/xid.toml", "agent/wire/catalog/gpu.toml"}
+    assert data <= names, f"missing from the wheel: {sorted(data - names)}"
+
+
 def test_an_installed_server_finds_and_loads_the_rule_pack(wheel: Path, tmp_path: Path) -> None:
     site = tmp_path / "site"
     with zipfile.ZipFile(wheel) as archive:
