@@ -25,6 +25,12 @@ def _agent() -> Entry:
     return command.main
 
 
+def _bench() -> Entry:
+    from agent.bench import cli as command  # noqa: PLC0415 (imported when chosen)
+
+    return command.main
+
+
 def _server() -> Entry:
     from server import main as command  # noqa: PLC0415 (imported when chosen)
 
@@ -84,6 +90,7 @@ COMMANDS: dict[str, Command] = {
     "rules": Command(_rules, "check, test, export and list alert rules", "server"),
     "alerts": Command(_alerts, "list a server's pending and firing alerts", "server"),
     "silence": Command(_silence, "add, list and expire alert silences", "server"),
+    "bench": Command(_bench, "benchmark and burn-test this node's GPUs", "gpu-bench"),
     "version": Command(lambda: version, "print the version", "agent"),
 }
 

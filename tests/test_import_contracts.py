@@ -129,6 +129,7 @@ def test_the_cli_dispatch_is_in_the_graph(graph: grimp.ImportGraph) -> None:
     dispatched = graph.find_modules_directly_imported_by("agent.cli")
     assert {
         "agent.main",
+        "agent.bench.cli",
         "server.main",
         "server.demo",
         "server.tokens",
@@ -137,7 +138,7 @@ def test_the_cli_dispatch_is_in_the_graph(graph: grimp.ImportGraph) -> None:
         "server.alerting.cli",
     } <= dispatched
     assert set(COMMANDS) == {
-        "agent", "server", "demo", "token", "rules", "alerts", "silence", "version"
+        "agent", "bench", "server", "demo", "token", "rules", "alerts", "silence", "version"
     }  # fmt: skip
     agent_contract = _contract(AGENT_CONTRACT)
     assert agent_contract.check(copy.deepcopy(graph), verbose=False).kept
