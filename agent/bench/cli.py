@@ -1,18 +1,27 @@
 """``dcmon bench``: run the benchmark levels on this node and print the result.
 
-``--json`` prints the result tree on stdout; otherwise a table. Progress goes to stderr, one
-line per test. numpy and torch are imported only when their backend is chosen.
+``--json`` prints the result tree on stdout (with each figure's verdict against its SKU and the
+GPUs' health-check findings, ``verdicts.py``); otherwise a table. Progress goes to stderr, one
+line per test. numpy and torch are imported only when their backend is chosen; on GPUs an NVML
+session takes the health snapshots before and after, and a GPU with compute processes is
+refused unless ``--force``.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib.util
+import json
+import os
 import sys
 
 from agent.bench.backend import Backend
 from agent.bench.harness import LEVELS, BenchError, run
 from agent.bench.result import BenchResult, RunResult
+from agent.bench.verdicts import BusyGpuError, Judged, checked_run
+from agent.collectors.gpu.backend import NvmlBackend, NvmlError
+from agent.collectors.gpu.nvml_backend import PynvmlBackend
+from agent.wire.skus import default_table
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -36,6 +45,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--gpus", type=_indices, help="device indices, e.g. 0,1 (default: all)")
     p.add_argument("--duration", type=_seconds, help="the burn's duration in seconds")
     p.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
+    p.add_argument("--force", action="store_true",
+                   help="run even on GPUs that have compute processes on them")  # fmt: skip
     return p
 
 
@@ -67,6 +78,7 @@ def load_backend(choice: str) -> tuple[Backend, str]:
     """Returns: the backend for ``choice`` and a note for the result ("" when none)."""
     if choice in ("auto", "torch"):
         if importlib.util.find_spec("torch") is not None:
+            os.environ.setdefault("CUDA_DEVICE_ORDER", "PCI_BUS_ID")  # CUDA numbers GPUs as NVML
             from agent.bench.torch_backend import TorchBackend  # noqa: PLC0415 (lazy: torch)
 
             torch_backend = TorchBackend()
@@ -98,16 +110,37 @@ def main(argv: list[str]) -> int:
         return EXIT_USAGE
     if note:
         print(f"dcmon bench: {note}", file=sys.stderr)
-    try:
-        result = run(
+
+    def bench() -> RunResult:
+        return run(
             backend, args.level, devices=args.gpus, burn_s=args.duration, progress=_progress,
             note=note,
         )  # fmt: skip
-    except BenchError as exc:
+
+    nvml = _nvml() if any(d.kind == "cuda" for d in backend.devices()) else None
+    devices = args.gpus if args.gpus is not None else [d.index for d in backend.devices()]
+    try:
+        judged = checked_run(bench, nvml, devices, default_table(), force=args.force)
+    except (BenchError, BusyGpuError) as exc:
         print(f"dcmon bench: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    print(result.to_json() if args.json else table(result))
-    return 0 if result.passed else EXIT_FAILED
+    finally:
+        if nvml is not None:
+            nvml.shutdown()
+    print(json.dumps(judged.to_dict(), indent=2, allow_nan=False) if args.json else table(judged))
+    return 0 if judged.passed else EXIT_FAILED
+
+
+def _nvml() -> NvmlBackend | None:
+    """Returns: an NVML session for the pre/post checks, None (with a line) when none starts."""
+    backend = PynvmlBackend()
+    try:
+        backend.init()
+    except NvmlError as exc:
+        print(f"dcmon bench: no NVML ({exc}): health checks before and after are skipped",
+              file=sys.stderr)  # fmt: skip
+        return None
+    return backend
 
 
 def _progress(result: BenchResult) -> None:
@@ -122,18 +155,27 @@ def _figure(result: BenchResult) -> str:
     return text if result.status == "ok" else f"{result.status}: {text}"
 
 
-def table(result: RunResult) -> str:
-    """Returns: the result as a plain-text table, one row per test and device."""
+def table(judged: Judged) -> str:
+    """Returns: the result as a plain-text table, one row per test and device, with each
+    figure's verdict against its SKU and the health checks' findings."""
+    result = judged.run
+    verdicts = {(f.device, f.test): f.verdict for f in judged.figures}
     lines = [f"dcmon bench: level {result.level}, backend {result.backend}, "
-             f"{result.duration_s:.1f} s, {'PASSED' if result.passed else 'FAILED'}"]  # fmt: skip
+             f"{result.duration_s:.1f} s, {'PASSED' if judged.passed else 'FAILED'}"]  # fmt: skip
     if result.note:
         lines.append(result.note)
-    lines.append(f"{'device':<8}{'test':<18}{'status':<16}{'figure':>16}  unit")
+    lines.append(f"{'device':<8}{'test':<18}{'status':<16}{'figure':>16}  {'unit':<12}verdict")
     for report in result.devices:
         lines.append(f"{report.device.index:<8}{report.device.name} [{report.device.kind}]")
         for r in report.results:
             figure = "-" if r.value is None else f"{r.value:,.4g}"
-            lines.append(f"{'':<8}{r.test:<18}{r.status:<16}{figure:>16}  {r.unit}")
+            verdict = verdicts.get((report.device.index, r.test))
+            judged_as: str = "" if verdict is None else verdict.status
+            if verdict is not None and verdict.ratio is not None:
+                judged_as += f" ({verdict.ratio:.2f} x {verdict.basis})"
+            lines.append(f"{'':<8}{r.test:<18}{r.status:<16}{figure:>16}  {r.unit:<12}{judged_as}")
             if r.detail and r.status != "ok":
                 lines.append(f"{'':<26}{r.detail}")
+        for finding in judged.findings.get(report.device.index, ()):
+            lines.append(f"{'':<8}check {finding.check}: {finding.level}: {finding.message}")
     return "\n".join(lines)

@@ -24,20 +24,20 @@ from typing import Any, Literal
 
 Status = Literal["pass", "warn", "fail", "unjudged"]
 TESTS = (
-    "gemm_fp64",
-    "gemm_fp32",
-    "gemm_tf32",
-    "gemm_bf16",
-    "gemm_fp16",
-    "gemm_fp8",
-    "device_copy",
-    "h2d",
-    "d2h",
+    "matmul_fp64",
+    "matmul_fp32",
+    "matmul_tf32",
+    "matmul_bf16",
+    "matmul_fp16",
+    "matmul_fp8",
+    "memory_copy",
+    "host_to_device",
+    "device_to_host",
 )
-UNITS = {test: "TFLOP/s" for test in TESTS if test.startswith("gemm_")} | {
-    "device_copy": "GB/s",
-    "h2d": "GB/s",
-    "d2h": "GB/s",
+UNITS = {test: "TFLOP/s" for test in TESTS if test.startswith("matmul_")} | {
+    "memory_copy": "GB/s",
+    "host_to_device": "GB/s",
+    "device_to_host": "GB/s",
 }
 
 

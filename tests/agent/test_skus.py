@@ -54,27 +54,27 @@ def test_a_gpu_is_found_by_device_id_then_by_name() -> None:
 def test_judgement_against_the_measured_reference_then_the_spec() -> None:
     table = default_table()
     h100 = table.skus["h100_sxm"]
-    assert table.judge(h100, "gemm_bf16", 790).status == "pass"  # 0.99 x 795
-    warn = table.judge(h100, "gemm_bf16", 700)  # 0.88 x
+    assert table.judge(h100, "matmul_bf16", 790).status == "pass"  # 0.99 x 795
+    warn = table.judge(h100, "matmul_bf16", 700)  # 0.88 x
     assert (warn.status, warn.basis, warn.reference) == ("warn", "measured", 795)
-    assert table.judge(h100, "gemm_bf16", 590).status == "fail"  # 0.74 x
+    assert table.judge(h100, "matmul_bf16", 590).status == "fail"  # 0.74 x
     # the H100 PCIe has no measured GEMM: its spec decides, with the spec's fractions
     pcie = table.skus["h100_pcie"]
-    verdict = table.judge(pcie, "gemm_bf16", 500)  # 0.66 x 756.5
+    verdict = table.judge(pcie, "matmul_bf16", 500)  # 0.66 x 756.5
     assert (verdict.status, verdict.basis) == ("pass", "spec")
-    assert table.judge(pcie, "gemm_bf16", 400).status == "warn"  # 0.53 x
-    assert table.judge(pcie, "gemm_bf16", 300).status == "fail"  # 0.40 x
-    assert "0.40 x" in table.judge(pcie, "gemm_bf16", 300).reason
+    assert table.judge(pcie, "matmul_bf16", 400).status == "warn"  # 0.53 x
+    assert table.judge(pcie, "matmul_bf16", 300).status == "fail"  # 0.40 x
+    assert "0.40 x" in table.judge(pcie, "matmul_bf16", 300).reason
     # no reference, or no SKU: unjudged, never a guess
-    assert table.judge(table.skus["a100_sxm4_80gb"], "gemm_fp8", 100).status == "unjudged"
-    assert table.judge(None, "gemm_bf16", 100).status == "unjudged"
+    assert table.judge(table.skus["a100_sxm4_80gb"], "matmul_fp8", 100).status == "unjudged"
+    assert table.judge(None, "matmul_bf16", 100).status == "unjudged"
     with pytest.raises(ValueError, match="unknown benchmark test"):
-        table.judge(h100, "gemm_int4", 1.0)
+        table.judge(h100, "matmul_int4", 1.0)
 
 
 def test_a_malformed_table_is_refused_with_the_entry_named() -> None:
     data = _raw()
-    data["sku"]["h100_sxm"]["spec"]["gemm_bf16"] = -1
+    data["sku"]["h100_sxm"]["spec"]["matmul_bf16"] = -1
     with pytest.raises(SkuTableError, match=r"\[sku.h100_sxm\].*positive"):
         parse_table(data)
     data = _raw()
@@ -82,6 +82,6 @@ def test_a_malformed_table_is_refused_with_the_entry_named() -> None:
     with pytest.raises(SkuTableError, match="fail fraction"):
         parse_table(data)
     data = _raw()
-    data["sku"]["l4"]["spec"]["gemm_fp12"] = 1.0
-    with pytest.raises(SkuTableError, match=r"\[sku.l4\].*gemm_fp12"):
+    data["sku"]["l4"]["spec"]["matmul_fp12"] = 1.0
+    with pytest.raises(SkuTableError, match=r"\[sku.l4\].*matmul_fp12"):
         parse_table(data)

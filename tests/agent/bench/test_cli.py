@@ -25,6 +25,9 @@ def test_json_result_on_stdout_and_progress_on_stderr() -> None:
     assert matmul["value"] > 0 and matmul["unit"] == "TFLOP/s"
     assert next(r for r in results if r["test"] == "burn_fp32")["params"]["duration_s"] == 0.1
     assert "CPU, not a GPU" in done.stderr and "matmul_fp32" in done.stderr
+    # a CPU is never judged against a GPU's reference, and has no NVML health checks
+    judged = {j["test"]: j["status"] for j in tree["judgement"]}
+    assert judged["matmul_fp32"] == "unjudged" and tree["checks"] == {}
 
 
 def test_table_output(capsys: pytest.CaptureFixture[str]) -> None:

@@ -7,7 +7,7 @@ import random
 from server.bench.fleet import MIN_PEERS, Result, judge, peers
 
 
-def _fleet(values: list[float], sku: str = "h100_sxm", test: str = "gemm_bf16") -> list[Result]:
+def _fleet(values: list[float], sku: str = "h100_sxm", test: str = "matmul_bf16") -> list[Result]:
     return [Result(f"GPU-{i}", sku, test, v) for i, v in enumerate(values)]
 
 
@@ -37,5 +37,5 @@ def test_skus_and_tests_are_judged_apart_and_small_groups_not_at_all() -> None:
     fewer = judge(_fleet([800.0] * (MIN_PEERS - 2) + [100.0]))
     assert not any(v.outlier for v in fewer) and fewer[-1].peers is None
     assert "at least" in fewer[-1].reason
-    group = peers(_fleet([1.0, 2.0, 3.0, 4.0, 100.0]))[("h100_sxm", "gemm_bf16")]
+    group = peers(_fleet([1.0, 2.0, 3.0, 4.0, 100.0]))[("h100_sxm", "matmul_bf16")]
     assert (group.median, round(group.scaled_mad, 4)) == (3.0, 1.4826)
