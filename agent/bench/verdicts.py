@@ -20,7 +20,7 @@ from typing import Any
 from agent.bench.checks import Finding, Health, findings, snapshot
 from agent.bench.result import RunResult
 from agent.collectors.gpu.backend import NvmlBackend
-from agent.wire.skus import SkuTable, Verdict
+from agent.wire.skus import UNITS, SkuTable, Verdict
 
 
 @dataclass(frozen=True)
@@ -81,12 +81,12 @@ def judge(
         for result in report.results:
             if result.value is None or result.status != "ok" or result.test.startswith("burn"):
                 continue
-            try:
-                verdict = table.judge(sku, result.test, result.value)
-            except ValueError:  # a test the table has no key for
-                verdict = Verdict("unjudged", None, None, None, f"no reference for {result.test}")
             if device.kind == "cpu":
                 verdict = Verdict("unjudged", None, None, None, "a CPU, not a GPU")
+            elif result.test in UNITS:
+                verdict = table.judge(sku, result.test, result.value)
+            else:  # a test the table has no key for
+                verdict = Verdict("unjudged", None, None, None, f"no reference for {result.test}")
             figures.append(JudgedFigure(device.index, result.test, verdict))
     return Judged(run, tuple(figures), found or {})
 

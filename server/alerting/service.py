@@ -212,13 +212,12 @@ class AlertingService:
                 settings.stale_after_min_seconds,
             )
             up = now - node.last_push <= window
-            since = None
-            if up:  # down at the last look: back since now at the latest
-                since = up_since.get(node.name, 0)
-                seen[node.name] = round(now * 1000) if since is None else since
-                since = seen[node.name]
-            else:
-                seen[node.name] = None
+            since: int | None = None
+            if up:
+                since = up_since.get(node.name, 0)  # 0: never seen down by this process
+                if since is None:  # down at the last look: back since now at the latest
+                    since = round(now * 1000)
+            seen[node.name] = since
             statuses.append(
                 hold.NodeStatus(
                     name=node.name,
