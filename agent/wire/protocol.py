@@ -25,6 +25,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from agent.wire.bench import BenchOrder
 from agent.wire.schema import RefusedSeries
 
 INGEST_PATH = "/api/v1/ingest"
@@ -152,3 +153,4 @@ class BulkAnswer(BaseModel):
     model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
 
     results: list[BulkRecord]
+    bench: BenchOrder | None = None  # this node's open benchmark request (agent.wire.bench)

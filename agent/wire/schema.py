@@ -20,6 +20,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
+from agent.wire.bench import BenchOrder
+
 SCHEMA_VERSION: Literal[1] = 1
 
 METRIC_NAME_RE = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
@@ -239,6 +241,10 @@ class Ack(_Wire):
     refused: list[RefusedSeries] = Field(
         default_factory=list,
         description="Series of this batch the server refused (the others are stored).",
+    )
+    bench: BenchOrder | None = Field(
+        default=None,
+        description="This node's open benchmark request, if any (agent.wire.bench).",
     )
 
 
