@@ -40,6 +40,7 @@ from agent.transport.base import (
     RetryableError,
     Transport,
 )
+from agent.wire.bench import BenchOrder
 from agent.wire.schema import RefusedSeries
 
 _log = logging.getLogger(__name__)
@@ -75,6 +76,7 @@ class Shipper:
         replay_batches_per_request: int = 1,
         replay_requests_per_second: float | None = None,
         poison_attempts: int = POISON_ATTEMPTS,
+        orders: Callable[[BenchOrder], None] | None = None,
     ) -> None:
         """Args:
         replay_batches_per_request: batches per bulk request while a backlog waits
@@ -82,6 +84,8 @@ class Shipper:
         replay_requests_per_second: pace of requests while a backlog waits (None: unpaced).
         poison_attempts: failed attempts the server answered about the oldest batch before
             the next batch is tried alone, to tell a poison batch from a failing server.
+        orders: hears the benchmark order a push answer carries (``agent.bench.remote``);
+            called on this thread, so it must not block.
         """
         self._spool = spool
         self._transport = transport
@@ -105,6 +109,7 @@ class Shipper:
         self._poisoned = 0
         self._restarts = 0
         self._refused_logged: set[tuple[str, str]] = set()
+        self._orders = orders
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="dcmon-shipper", daemon=True)
@@ -188,6 +193,7 @@ class Shipper:
             self._refused(batch, str(exc))
             return True
         self._delivered(batch)
+        self._order(ack.bench)
         if ack.status == "duplicate":
             _log.debug("server already had batch %d", batch.seq)
         self._note_refused(ack.refused)
@@ -242,6 +248,7 @@ class Shipper:
             return True
         self._set_aside_poison(head, probe)
         self._delivered(probe)
+        self._order(ack.bench)
         self._note_refused(ack.refused)
         self._succeeded()
         return True
@@ -264,6 +271,7 @@ class Shipper:
         """Deliver one batch; a failure is raised for the caller to judge, not handled."""
         ack = self._transport.send(batch.payload)
         self._delivered(batch)
+        self._order(ack.bench)
         self._note_refused(ack.refused)
         self._succeeded()
 
@@ -293,6 +301,8 @@ class Shipper:
 
     def _judge(self, batches: Sequence[SpooledBatch], results: Sequence[BulkResult]) -> bool:
         """Forget what the server stored or refused for good, up to the first "retry"."""
+        if results:
+            self._order(results[0].bench)
         for batch, result in zip(batches, results, strict=True):
             if result.status == "retry":
                 reason = f"{result.http_status or ''} {result.code or ''} {result.message or ''}"
@@ -307,6 +317,15 @@ class Shipper:
                 self._note_refused(result.refused)
         self._succeeded()
         return True
+
+    def _order(self, order: BenchOrder | None) -> None:
+        """Hand a push answer's benchmark order on; a failing hand-over costs only that."""
+        if order is None or self._orders is None:
+            return
+        try:
+            self._orders(order)
+        except Exception:  # noqa: BLE001 (delivery must go on whatever the runner does)
+            _log.exception("could not hand over benchmark order %s", order.id)
 
     def _delivered(self, batch: SpooledBatch) -> None:
         self._spool.ack(batch)

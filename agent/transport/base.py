@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from agent.wire.bench import BenchOrder
 from agent.wire.protocol import NOT_JUDGED_STATUSES, BulkStatus
 from agent.wire.schema import Ack, RefusedSeries
 
@@ -44,6 +45,7 @@ class BulkResult:
     code: str | None = None
     message: str | None = None
     refused: tuple[RefusedSeries, ...] = ()
+    bench: BenchOrder | None = None  # the node's open benchmark order, from the answer
 
     @property
     def judged(self) -> bool:

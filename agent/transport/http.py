@@ -167,6 +167,7 @@ class HttpTransport:
                     record.code,
                     record.message,
                     tuple(record.refused),
+                    answer.bench,
                 )
                 for record in answer.results
             ]

@@ -15,6 +15,7 @@ from agent.shipper import BULK_RETRY_SECONDS, Shipper
 from agent.spool import MemorySpool, SpooledBatch
 from agent.transport.base import BulkResult, BulkUnsupportedError, RejectedError, RetryableError
 from agent.transport.memory import MemoryTransport
+from agent.wire.bench import BenchOrder
 from agent.wire.schema import Ack, RefusedSeries
 
 
@@ -519,3 +520,42 @@ def test_refused_series_of_a_bulk_record_are_logged(caplog: pytest.LogCaptureFix
     assert spool.pending() == 0
     warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert len([w for w in warnings if "dcmon_job_gpu_info" in w]) == 1
+
+
+def test_the_benchmark_order_in_a_push_answer_reaches_the_runner() -> None:
+    order = BenchOrder(id="abc", level="quick", expires_at=1.0)
+    answers = iter([Ack(status="accepted", seq=0), Ack(status="accepted", seq=1, bench=order)])
+    spool = MemorySpool(1 << 20)
+    for seq in range(2):
+        spool.append(SpooledBatch(seq, b"x", 0.0))
+    heard: list[BenchOrder] = []
+    shipper = Shipper(
+        spool, MemoryTransport(lambda payload: next(answers)), Backoff(1.0, 60.0),
+        orders=heard.append,
+    )  # fmt: skip
+    assert shipper.deliver_once() and heard == []
+    assert shipper.deliver_once() and heard == [order]
+
+
+def test_the_order_in_a_bulk_answer_reaches_the_runner_and_a_failing_runner_costs_nothing(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    order = BenchOrder(id="abc", expires_at=1.0)
+
+    def bulk(payloads: Sequence[bytes]) -> list[BulkResult]:
+        return [BulkResult("accepted", i, bench=order) for i, _ in enumerate(payloads)]
+
+    def broken(heard: BenchOrder) -> None:
+        raise RuntimeError("runner broke")
+
+    spool = MemorySpool(1 << 20)
+    for seq in range(3):
+        spool.append(SpooledBatch(seq, b"x", 0.0))
+    shipper = Shipper(
+        spool, MemoryTransport(lambda p: Ack(status="accepted", seq=0), bulk), Backoff(1.0, 60.0),
+        replay_batches_per_request=10, orders=broken,
+    )  # fmt: skip
+    with caplog.at_level(logging.ERROR):
+        assert shipper.deliver_once()
+    assert spool.pending() == 0  # delivered all the same
+    assert "could not hand over benchmark order abc" in caplog.text
