@@ -16,13 +16,14 @@ from typing import Literal, Protocol
 
 DeviceKind = Literal["cpu", "cuda"]
 #: Matrix precisions by name; a backend supports a subset.
-DTYPES = ("float64", "float32", "tf32", "bfloat16", "float16")
+DTYPES = ("float64", "float32", "tf32", "bfloat16", "float16", "float8_e4m3fn")
 _SHORT = {
     "float64": "fp64",
     "float32": "fp32",
     "tf32": "tf32",
     "bfloat16": "bf16",
     "float16": "fp16",
+    "float8_e4m3fn": "fp8",
 }
 
 
@@ -114,6 +115,13 @@ class Backend(Protocol):
 
     def burn(self, device: int, dtype: str, size: int, duration_s: float) -> BurnOutcome:
         """Multiply the same matrices for ``duration_s`` and compare each product with the first."""
+        ...
+
+    def peer_to_peer(
+        self, source: int, target: int, nbytes: int, warmup: int, iterations: int, budget_s: float
+    ) -> Throughput:
+        """Copy ``nbytes`` from device ``source`` to device ``target``; returns GB/s, one
+        direction (the bytes copied, not read plus written)."""
         ...
 
 

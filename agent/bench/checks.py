@@ -6,12 +6,15 @@ healthy one without running anything on it: volatile ECC counts, retired pages, 
 the PCIe link against its maximum and replay count, persistence mode, the enforced against the
 default power limit, the clock-event reasons and the compute processes on it. A reading the
 GPU does not support is None; one that fails otherwise is None with its error kept
-(``errors``): missing is absent, never a guessed 0.
+(``errors``): missing is absent, never a guessed 0. A reading that says the GPU is lost
+(``NvmlGpuLost``: fell off the bus, needs a reset) marks the snapshot ``lost``.
 
 ``findings(before, after, sku)`` judges them: what is wrong before the run (a pending row
 remap, a link below the SKU's minimum, an uncorrectable error count above zero, ...), and
 every error counter that **changed between pre and post**, which fails the run as DCGM's
-diagnostics do. Pure: the seam is the only input.
+diagnostics do; a GPU lost before or after the run fails it. ``identity(backend, index)`` reads
+what names the GPU in a result (UUID, PCI bus id, product name). Pure: the seam is the only
+input.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from agent.collectors.gpu.backend import (
     FieldId,
     NvmlBackend,
     NvmlError,
+    NvmlGpuLost,
     NvmlNotSupported,
     PcieLink,
     RemappedRows,
@@ -59,6 +63,28 @@ class Health:
     clocks_event_reasons: int | None = None
     compute_processes: int | None = None
     errors: dict[str, str] = field(default_factory=dict)  # reading -> why it failed
+    lost: bool = False  # a reading said the GPU is lost
+
+
+@dataclass(frozen=True)
+class Identity:
+    """What names a GPU in a result (None: NVML could not say)."""
+
+    uuid: str | None = None
+    pci_bus_id: str | None = None
+    name: str | None = None
+
+
+def identity(backend: NvmlBackend, index: int) -> Identity:
+    """Returns: the GPU's UUID, PCI bus id and name; never raises for one failed reading."""
+    found: dict[str, str | None] = {}
+    for key, read in (("uuid", backend.uuid), ("pci_bus_id", backend.pci_bus_id),
+                      ("name", backend.name)):  # fmt: skip
+        try:
+            found[key] = read(index)
+        except NvmlError:
+            found[key] = None
+    return Identity(**found)
 
 
 @dataclass(frozen=True)
@@ -81,19 +107,23 @@ def snapshot(backend: NvmlBackend, index: int) -> Health:
     """Returns: the GPU's health facts now; never raises for one failed reading."""
     errors: dict[str, str] = {}
     values: dict[str, object] = {}
+    lost = False
 
     def read(name: str, call: object) -> None:
+        nonlocal lost
         try:
             values[name] = call() if callable(call) else call
         except NvmlNotSupported:
             pass
         except NvmlError as exc:
             errors[name] = str(exc)
+            lost = lost or isinstance(exc, NvmlGpuLost)
 
     try:
         entries = backend.field_values(index, [(int(f), 0) for f in _FIELDS.values()])
     except NvmlError as exc:
         errors["fields"] = str(exc)
+        lost = isinstance(exc, NvmlGpuLost)
         entries = []
     by_field = {entry.field: entry for entry in entries}
     for name, field_id in _FIELDS.items():
@@ -112,12 +142,16 @@ def snapshot(backend: NvmlBackend, index: int) -> Health:
     read("default_power_limit_w", lambda: backend.default_power_limit_mw(index) / 1000)
     read("clocks_event_reasons", lambda: backend.clocks_event_reasons(index))
     read("compute_processes", lambda: len(backend.running_processes(index)))
-    return Health(index=index, errors=errors, **values)  # type: ignore[arg-type]
+    return Health(index=index, errors=errors, lost=lost, **values)  # type: ignore[arg-type]
 
 
 def findings(before: Health, after: Health | None = None, sku: Sku | None = None) -> list[Finding]:
     """Returns: what is wrong with the GPU before the run, and what changed during it."""
     out: list[Finding] = []
+    if before.lost:
+        out.append(Finding("fail", "gpu_lost", f"the GPU is lost before the run: {_why(before)}"))
+    elif after is not None and after.lost:
+        out.append(Finding("fail", "gpu_lost", f"the GPU was lost during the run: {_why(after)}"))
     if before.ecc_dbe_volatile:
         out.append(
             Finding("fail", "ecc", f"{before.ecc_dbe_volatile} uncorrectable ECC errors since boot")
@@ -208,6 +242,11 @@ def _changes(before: Health, after: Health) -> list[Finding]:
     if before.pcie is not None and after.pcie is not None and after.pcie.width < before.pcie.width:
         out.append(Finding("fail", "pcie", f"PCIe link fell to x{after.pcie.width} during the run"))
     return out
+
+
+def _why(health: Health) -> str:
+    """Returns: the first error that says the GPU is lost (NVML's words)."""
+    return next(iter(health.errors.values()), "NVML says the GPU is lost")
 
 
 def _delta(before: int | None, after: int | None) -> int:

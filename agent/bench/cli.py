@@ -1,31 +1,31 @@
-"""``dcmon bench``: run the benchmark levels on this node and print the result.
+"""``dcmon bench``: run the benchmark job on this node and print the result.
 
-``--json`` prints the result tree on stdout (with each figure's verdict against its SKU and the
-GPUs' health-check findings, ``verdicts.py``); otherwise a table. Progress goes to stderr, one
-line per test. numpy and torch are imported only when their backend is chosen; on GPUs an NVML
-session takes the health snapshots before and after, and a GPU with compute processes is
-refused unless ``--force``.
+The job (``job.run_job``) runs the harness in a worker process, wrapped in the NVML health
+checks, and judges the figures against the GPU's SKU. ``--json`` prints the judged tree on
+stdout (``agent.wire.bench.BenchRun``); otherwise a table. Progress goes to stderr: a progress
+bar on a terminal, else one line per test (``display.py``). Ctrl-C cancels: the worker is
+stopped and the command exits 130. Exit status: 0 passed, 1 failed, 2 usage error or refused
+(a GPU runs compute processes and ``--force`` is off, no such device, no backend), 130
+cancelled.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
-import os
+import signal
 import sys
+import threading
+from types import FrameType
 
-from agent.bench.backend import Backend
-from agent.bench.harness import LEVELS, BenchError, run
-from agent.bench.result import BenchResult, RunResult
-from agent.bench.verdicts import BusyGpuError, Judged, checked_run
-from agent.collectors.gpu.backend import NvmlBackend, NvmlError
-from agent.collectors.gpu.nvml_backend import PynvmlBackend
-from agent.wire.skus import default_table
+from agent.bench.display import choose
+from agent.bench.harness import LEVELS
+from agent.bench.job import JobOutcome, JobSpec, run_job
+from agent.bench.verdicts import Judged
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
-CPU_NOTE = "CPU, not a GPU: no CUDA device through torch; these figures measure the host's CPU"
+EXIT_CANCELLED = 130
 
 
 class _Parser(argparse.ArgumentParser):
@@ -36,8 +36,9 @@ class _Parser(argparse.ArgumentParser):
 def parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog="dcmon bench",
-        description="Measure this node's accelerators: matrix-multiply throughput, memory and "
-        "host<->device bandwidth, and a correctness burn (products compared with the first).",
+        description="Measure this node's accelerators: matrix-multiply throughput, memory, "
+        "host<->device and peer-to-peer bandwidth, and a correctness burn (products compared "
+        "with the first), with NVML health checks before, during and after.",
     )
     p.add_argument("--level", choices=LEVELS, default="quick", help="default: quick")
     p.add_argument("--backend", choices=("auto", "numpy", "torch"), default="auto",
@@ -70,89 +71,40 @@ def _seconds(text: str) -> float:
     return value
 
 
-class BackendUnavailableError(Exception):
-    """The chosen backend's library is missing or has no usable device."""
-
-
-def load_backend(choice: str) -> tuple[Backend, str]:
-    """Returns: the backend for ``choice`` and a note for the result ("" when none)."""
-    if choice in ("auto", "torch"):
-        if importlib.util.find_spec("torch") is not None:
-            os.environ.setdefault("CUDA_DEVICE_ORDER", "PCI_BUS_ID")  # CUDA numbers GPUs as NVML
-            from agent.bench.torch_backend import TorchBackend  # noqa: PLC0415 (lazy: torch)
-
-            torch_backend = TorchBackend()
-            if torch_backend.devices():
-                return torch_backend, ""
-            if choice == "torch":
-                raise BackendUnavailableError("torch is installed but sees no CUDA device")
-        elif choice == "torch":
-            raise BackendUnavailableError(
-                "torch is not installed (install a CUDA build of PyTorch)"
-            )
-    try:
-        from agent.bench.numpy_backend import NumpyBackend  # noqa: PLC0415 (lazy: numpy)
-    except ModuleNotFoundError as exc:
-        if exc.name != "numpy":
-            raise
-        raise BackendUnavailableError(
-            "the numpy backend needs numpy: pip install 'dcmon[gpu-bench]'"
-        ) from None
-    return NumpyBackend(), CPU_NOTE if choice == "auto" else "CPU, not a GPU (numpy backend)"
-
-
 def main(argv: list[str]) -> int:
     args = parser().parse_args(argv)
-    try:
-        backend, note = load_backend(args.backend)
-    except BackendUnavailableError as exc:
-        print(f"dcmon bench: {exc}", file=sys.stderr)
+    spec = JobSpec(args.level, args.gpus, args.duration, args.force, args.backend)
+    cancel = threading.Event()
+    outcome = _run(spec, cancel)
+    if outcome.state == "refused":
+        print(f"dcmon bench: {outcome.message}", file=sys.stderr)
         return EXIT_USAGE
-    if note:
-        print(f"dcmon bench: {note}", file=sys.stderr)
+    if outcome.judged is not None:
+        tree = outcome.result
+        print(json.dumps(tree, indent=2, allow_nan=False) if args.json else table(outcome.judged))
+    if outcome.state in ("cancelled", "failed") and (
+        outcome.judged is None or not outcome.judged.run.complete
+    ):
+        print(f"dcmon bench: {outcome.message}", file=sys.stderr)
+    if outcome.state == "cancelled":
+        return EXIT_CANCELLED
+    return 0 if outcome.state == "done" else EXIT_FAILED
 
-    def bench() -> RunResult:
-        return run(
-            backend, args.level, devices=args.gpus, burn_s=args.duration, progress=_progress,
-            note=note,
-        )  # fmt: skip
 
-    nvml = _nvml() if any(d.kind == "cuda" for d in backend.devices()) else None
-    devices = args.gpus if args.gpus is not None else [d.index for d in backend.devices()]
+def _run(spec: JobSpec, cancel: threading.Event) -> JobOutcome:
+    """Run the job with Ctrl-C (SIGINT) as its cancel, where signals can be caught."""
+
+    def interrupted(signum: int, frame: FrameType | None) -> None:
+        cancel.set()
+
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, interrupted) if main_thread else None
     try:
-        judged = checked_run(bench, nvml, devices, default_table(), force=args.force)
-    except (BenchError, BusyGpuError) as exc:
-        print(f"dcmon bench: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        with choose(sys.stderr) as display:
+            return run_job(spec, on_event=display.show, cancel=cancel)
     finally:
-        if nvml is not None:
-            nvml.shutdown()
-    print(json.dumps(judged.to_dict(), indent=2, allow_nan=False) if args.json else table(judged))
-    return 0 if judged.passed else EXIT_FAILED
-
-
-def _nvml() -> NvmlBackend | None:
-    """Returns: an NVML session for the pre/post checks, None (with a line) when none starts."""
-    backend = PynvmlBackend()
-    try:
-        backend.init()
-    except NvmlError as exc:
-        print(f"dcmon bench: no NVML ({exc}): health checks before and after are skipped",
-              file=sys.stderr)  # fmt: skip
-        return None
-    return backend
-
-
-def _progress(result: BenchResult) -> None:
-    print(f"dcmon bench: device {result.device} {result.test}: {_figure(result)} "
-          f"({result.duration_s:.2f} s)", file=sys.stderr, flush=True)  # fmt: skip
-
-
-def _figure(result: BenchResult) -> str:
-    if result.value is None:
-        return f"{result.status} ({result.detail})" if result.detail else result.status
-    text = f"{result.value:.4g} {result.unit}"
-    return text if result.status == "ok" else f"{result.status}: {text}"
+        if main_thread:
+            signal.signal(signal.SIGINT, previous)
 
 
 def table(judged: Judged) -> str:

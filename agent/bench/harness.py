@@ -1,8 +1,14 @@
 """The benchmark harness: a level becomes a plan of tests, run per device into a ``RunResult``.
 
 Pure over its seams: the backend measures, ``clock`` (monotonic seconds) times each test and
-enforces the level's total budget, ``wall`` stamps the run, ``progress`` hears one line per
-test. A test that raises is recorded as an error result and the run goes on.
+enforces the level's total budget, ``wall`` stamps the run, a ``Listener`` hears the plan's
+size, each test's start and each result. A test that raises is recorded as an error result and
+the run goes on; an exception raised by the listener ends the run (how a caller stops it
+between tests).
+
+After the per-device tests, a level with a peer-to-peer case measures every ordered pair of
+the selected devices (when there are several) and reports one ``peer_to_peer`` result per
+source device: its slowest pair, with every pair's figure in ``extra`` (``to_3``: GB/s).
 """
 
 from __future__ import annotations
@@ -10,7 +16,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Protocol
 
 from agent.bench.backend import (
     DTYPES,
@@ -25,7 +31,10 @@ from agent.bench.result import BenchResult, DeviceReport, Param, RunResult
 
 LEVELS = ("quick", "standard", "burn")
 DEFAULT_BURN_SECONDS = 60.0
-TestKind = Literal["matmul", "memory_copy", "host_to_device", "device_to_host", "burn"]
+TestKind = Literal[
+    "matmul", "memory_copy", "host_to_device", "device_to_host", "burn", "peer_to_peer"
+]
+PEER_TO_PEER = "peer_to_peer"
 _MIB = 1 << 20
 _UNITS: dict[TestKind, str] = {
     "matmul": "TFLOP/s",
@@ -33,6 +42,7 @@ _UNITS: dict[TestKind, str] = {
     "host_to_device": "GB/s",
     "device_to_host": "GB/s",
     "burn": "miscompares",
+    "peer_to_peer": "GB/s",
 }
 
 
@@ -72,6 +82,33 @@ class Plan:
     level: str
     cases: tuple[Case, ...]
     total_budget_s: float | None  # for the whole run, all devices; None: the cases bound it
+    peer_to_peer: Case | None = None  # each ordered pair of devices, after the device tests
+
+
+class Listener(Protocol):
+    """Hears a run as it goes (the worker streams these; the CLI shows them)."""
+
+    def planned(self, total: int, devices: Sequence[Device]) -> None:
+        """The run will record ``total`` results on ``devices``."""
+
+    def started(self, device: int, test: str) -> None:
+        """A test starts on ``device`` (raise here to stop the run before it)."""
+
+    def finished(self, result: BenchResult) -> None:
+        """A test's result is recorded."""
+
+
+class Quiet:
+    """A listener that hears nothing."""
+
+    def planned(self, total: int, devices: Sequence[Device]) -> None:
+        pass
+
+    def started(self, device: int, test: str) -> None:
+        pass
+
+    def finished(self, result: BenchResult) -> None:
+        pass
 
 
 def plan(level: str, kind: DeviceKind, burn_s: float | None = None) -> Plan:
@@ -79,7 +116,8 @@ def plan(level: str, kind: DeviceKind, burn_s: float | None = None) -> Plan:
 
     quick is bounded to 60 s in total on GPUs (8 devices at ~7 s of budgets each); on the CPU
     it finishes in a few seconds. ``burn_s`` overrides the burn's duration (the burn level's
-    default is 60 s).
+    default is 60 s). standard adds the fp8 multiply and the peer-to-peer copies (1 s per
+    ordered pair on GPUs: about a minute for eight).
     """
     if level not in LEVELS:
         raise BenchError(f"unknown level {level!r} (choose from {', '.join(LEVELS)})")
@@ -107,7 +145,8 @@ def plan(level: str, kind: DeviceKind, burn_s: float | None = None) -> Plan:
             Case("device_to_host", link, budget, "", 3, 10),
             Case("burn", side, burn_s or (30.0 if gpu else 3.0), "float32"),
         ]
-        return Plan(level, tuple(cases), None)
+        peer = Case("peer_to_peer", 1024 * _MIB if gpu else 64 * _MIB, budget / 10, "", 3, 20)
+        return Plan(level, tuple(cases), None, peer)
     side = 8192 if gpu else 512
     cases = [
         Case("matmul", side, 10.0 if gpu else 2.0, "float32", 3, 20),
@@ -128,6 +167,12 @@ def select_devices(devices: Sequence[Device], wanted: Sequence[int] | None) -> l
     return [by_index[i] for i in dict.fromkeys(wanted)]
 
 
+def count(plans: Sequence[Plan]) -> int:
+    """Returns: the results a run of one plan per device records."""
+    peer = plans[0].peer_to_peer if plans else None
+    return sum(len(p.cases) for p in plans) + (len(plans) if peer and len(plans) > 1 else 0)
+
+
 def run(
     backend: Backend,
     level: str,
@@ -136,27 +181,81 @@ def run(
     burn_s: float | None = None,
     clock: Callable[[], float] = time.monotonic,
     wall: Callable[[], float] = time.time,
-    progress: Callable[[BenchResult], None] = lambda result: None,
+    listener: Listener | None = None,
     note: str = "",
 ) -> RunResult:
-    """Run ``level`` on the selected devices of ``backend``, one device after another."""
+    """Run ``level`` on the selected devices of ``backend``, one device after another, then
+    the peer-to-peer copies between them."""
+    hears = listener if listener is not None else Quiet()
     chosen = select_devices(backend.devices(), devices)
     if not chosen:
         raise BenchError(f"the {backend.name} backend found no device")
+    plans = [plan(level, device.kind, burn_s) for device in chosen]
+    hears.planned(count(plans), chosen)
     started_at, start = wall(), clock()
-    reports = []
-    for device in chosen:
-        steps = plan(level, device.kind, burn_s)
-        results = []
+
+    def remaining(steps: Plan) -> float | None:
+        return None if steps.total_budget_s is None else steps.total_budget_s - (clock() - start)
+
+    results: dict[int, list[BenchResult]] = {}
+    for device, steps in zip(chosen, plans, strict=True):
+        results[device.index] = []
         for case in steps.cases:
-            remaining = None
-            if steps.total_budget_s is not None:
-                remaining = steps.total_budget_s - (clock() - start)
-            result = _run_case(backend, device, case, remaining, clock)
-            results.append(result)
-            progress(result)
-        reports.append(DeviceReport(device, tuple(results)))
-    return RunResult(level, backend.name, started_at, clock() - start, tuple(reports), note)
+            hears.started(device.index, case.name)
+            result = _run_case(backend, device, case, remaining(steps), clock)
+            results[device.index].append(result)
+            hears.finished(result)
+    peer = plans[0].peer_to_peer
+    if peer is not None and len(chosen) > 1:
+        for source in chosen:
+            hears.started(source.index, peer.name)
+            result = _peer_to_peer(backend, source, chosen, peer, remaining(plans[0]), clock)
+            results[source.index].append(result)
+            hears.finished(result)
+    reports = tuple(DeviceReport(d, tuple(results[d.index])) for d in chosen)
+    return RunResult(level, backend.name, started_at, clock() - start, reports, note)
+
+
+def _peer_to_peer(
+    backend: Backend,
+    source: Device,
+    devices: Sequence[Device],
+    case: Case,
+    remaining_s: float | None,
+    clock: Callable[[], float],
+) -> BenchResult:
+    """Copies from ``source`` to every other device: the slowest pair is the figure."""
+    params = case.params()
+    if remaining_s is not None and remaining_s <= 0:
+        detail = "the level's time budget was spent"
+        return BenchResult(case.name, source.index, "skipped", None, "GB/s", params, 0.0, detail)
+    began = clock()
+    figures: dict[int, float] = {}
+    problems = []
+    for target in devices:
+        if target.index == source.index:
+            continue
+        try:
+            got = backend.peer_to_peer(
+                source.index, target.index, case.size, case.warmup, case.iterations, case.budget_s
+            )
+        except Unsupported as exc:
+            return _verdict(case, source, "unsupported", params, clock() - began, exc)
+        except NotApplicable as exc:
+            return _verdict(case, source, "not_applicable", params, clock() - began, exc)
+        except Exception as exc:  # noqa: BLE001 (a failed pair is this test's error)
+            problems.append(f"to {target.index}: {type(exc).__name__}: {exc}")
+        else:
+            figures[target.index] = got.value
+    extra = {f"to_{target}": value for target, value in figures.items()}
+    slowest = min(figures, key=figures.__getitem__) if figures else None
+    if slowest is not None:
+        extra["slowest_to"] = float(slowest)
+    value = None if slowest is None else figures[slowest]
+    return BenchResult(
+        case.name, source.index, "error" if problems else "ok", value, "GB/s", params,
+        clock() - began, "; ".join(problems), extra,
+    )  # fmt: skip
 
 
 def _run_case(

@@ -1,8 +1,8 @@
 """The CPU backend: real measurements with numpy, labelled kind "cpu" (not a GPU).
 
 float64 and float32 multiplies run through numpy's BLAS; other precisions are unsupported
-(numpy has no bfloat16 or tf32, and its float16 multiply is not BLAS). Memory copy is a
-host-memory copy; host<->device copies do not apply to the CPU.
+(numpy has no bfloat16, tf32 or fp8, and its float16 multiply is not BLAS). Memory copy is a
+host-memory copy; host<->device and peer-to-peer copies do not apply to the CPU.
 """
 
 from __future__ import annotations
@@ -77,6 +77,11 @@ class NumpyBackend:
         self, device: int, nbytes: int, warmup: int, iterations: int, budget_s: float
     ) -> Throughput:
         raise NotApplicable("the CPU backend has no device memory apart from the host's")
+
+    def peer_to_peer(
+        self, source: int, target: int, nbytes: int, warmup: int, iterations: int, budget_s: float
+    ) -> Throughput:
+        raise NotApplicable("the CPU backend has one device: there is no peer to copy to")
 
     def burn(self, device: int, dtype: str, size: int, duration_s: float) -> BurnOutcome:
         self._check(device)

@@ -3,11 +3,18 @@
 Written against PyTorch 2's API but not run in this repository's tests, which have no GPU:
 its figures are unverified until run on a CUDA device. Timing follows the reference method
 (CUDA events, 2·N³ flops per multiply, read+write bytes for device copies, pinned host memory).
+
+fp8 multiplies go through ``torch._scaled_mm`` (float8_e4m3fn inputs, unit scales, bfloat16
+output, fast accumulation) on compute capability 8.9 and newer (Ada, Hopper, Blackwell); older
+GPUs and PyTorch builds without it answer Unsupported. Peer-to-peer copies are timed on the host
+clock between synchronisations of both devices, one direction; PyTorch enables direct peer
+access where the GPUs allow it and stages through the host where they do not.
 """
 
 from __future__ import annotations
 
 import importlib
+import time
 from typing import Any
 
 from agent.bench.backend import (
@@ -18,6 +25,7 @@ from agent.bench.backend import (
     Unsupported,
     matmul_flops,
 )
+from agent.bench.loop import timed_loop
 
 _DTYPES = {"float64": "float64", "float32": "float32", "tf32": "float32",
            "bfloat16": "bfloat16", "float16": "float16"}  # fmt: skip
@@ -39,6 +47,8 @@ class TorchBackend:
         self, device: int, dtype: str, size: int, warmup: int, iterations: int, budget_s: float
     ) -> Throughput:
         torch = self._torch
+        if dtype == "float8_e4m3fn":
+            return self._matmul_fp8(device, size, warmup, iterations, budget_s)
         if dtype not in _DTYPES:
             raise Unsupported(f"torch has no {dtype} matrix multiply")
         where = torch.device("cuda", device)
@@ -100,6 +110,51 @@ class TorchBackend:
             elapsed = start.elapsed_time(end) / 1e3
         tflops = matmul_flops(size) * done / elapsed / 1e12
         return BurnOutcome(done, elapsed, miscompares, worst, tolerance, tflops)
+
+    def peer_to_peer(
+        self, source: int, target: int, nbytes: int, warmup: int, iterations: int, budget_s: float
+    ) -> Throughput:
+        torch = self._torch
+        if source == target:
+            raise ValueError("a peer-to-peer copy needs two devices")
+        sent = torch.empty(nbytes, dtype=torch.uint8, device=torch.device("cuda", source))
+        received = torch.empty(nbytes, dtype=torch.uint8, device=torch.device("cuda", target))
+
+        def sync() -> None:
+            torch.cuda.synchronize(source)
+            torch.cuda.synchronize(target)
+
+        done, seconds = timed_loop(
+            lambda: received.copy_(sent, non_blocking=True),
+            warmup=warmup, iterations=iterations, budget_s=budget_s, timer=time.perf_counter,
+            sync=sync,
+        )  # fmt: skip
+        if seconds <= 0:
+            raise RuntimeError("the host clock measured no time")
+        return Throughput(nbytes * done / seconds / 1e9, done, seconds)
+
+    def _matmul_fp8(
+        self, device: int, size: int, warmup: int, iterations: int, budget_s: float
+    ) -> Throughput:
+        torch = self._torch
+        if not hasattr(torch, "float8_e4m3fn") or not hasattr(torch, "_scaled_mm"):
+            raise Unsupported("this PyTorch has no fp8 matrix multiply (torch._scaled_mm)")
+        major, minor = torch.cuda.get_device_capability(device)
+        if (major, minor) < (8, 9):
+            raise Unsupported(f"fp8 needs compute capability 8.9 or newer, not {major}.{minor}")
+        where = torch.device("cuda", device)
+        fp8 = torch.float8_e4m3fn
+        a = torch.randn(size, size, device=where).to(fp8)
+        b = torch.randn(size, size, device=where).to(fp8).t()  # column-major, as cuBLASLt wants
+        one = torch.ones((), device=where, dtype=torch.float32)
+
+        def step() -> object:
+            return torch._scaled_mm(  # PyTorch's only fp8 GEMM entry point
+                a, b, scale_a=one, scale_b=one, out_dtype=torch.bfloat16, use_fast_accum=True
+            )
+
+        done, seconds = self._time(where, step, warmup, iterations, budget_s)
+        return Throughput(matmul_flops(size) * done / seconds / 1e12, done, seconds)
 
     def _link(
         self, device: int, nbytes: int, warmup: int, iterations: int, budget_s: float,

@@ -8,16 +8,17 @@ GPUs it runs on: it refuses a GPU with compute processes on it unless ``force``,
 snapshot before and after, and records the findings. The run fails when a figure fails its
 SKU's bar, a finding fails, or a test failed or raised. Device indices are NVML's: the torch
 backend is run with ``CUDA_DEVICE_ORDER=PCI_BUS_ID`` so that CUDA numbers the GPUs as NVML
-does.
+does. ``Judged.to_dict`` is the tree ``agent.wire.bench.BenchRun`` validates: each device
+names its NVML UUID, PCI bus id and SKU key (None where unknown, always None on a CPU).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
-from agent.bench.checks import Finding, Health, findings, snapshot
+from agent.bench.checks import Finding, Health, Identity, findings, snapshot
 from agent.bench.result import RunResult
 from agent.collectors.gpu.backend import NvmlBackend
 from agent.wire.skus import UNITS, SkuTable, Verdict
@@ -35,6 +36,8 @@ class Judged:
     run: RunResult
     figures: tuple[JudgedFigure, ...]
     findings: dict[int, tuple[Finding, ...]]  # device index -> pre/post-check findings
+    skus: Mapping[int, str | None] = field(default_factory=dict)  # device index -> SKU key
+    identity: Mapping[int, Identity] = field(default_factory=dict)  # from NVML, by index
 
     @property
     def passed(self) -> bool:
@@ -47,6 +50,14 @@ class Judged:
     def to_dict(self) -> dict[str, Any]:
         tree = self.run.to_dict()
         tree["passed"] = self.passed
+        for data in tree["devices"]:
+            index = data["device"]["index"]
+            known = self.identity.get(index, Identity())
+            data["device"] |= {
+                "uuid": known.uuid,
+                "sku": self.skus.get(index),
+                "pci_bus_id": known.pci_bus_id,
+            }
         tree["judgement"] = [
             {
                 "device": f.device,
@@ -71,13 +82,21 @@ class BusyGpuError(Exception):
 
 
 def judge(
-    run: RunResult, table: SkuTable, found: dict[int, tuple[Finding, ...]] | None = None
+    run: RunResult,
+    table: SkuTable,
+    found: dict[int, tuple[Finding, ...]] | None = None,
+    identity: Mapping[int, Identity] | None = None,
 ) -> Judged:
-    """Returns: every measured figure of ``run`` judged against its device's SKU."""
+    """Returns: every measured figure of ``run`` judged against its device's SKU (found by
+    the NVML name in ``identity`` when there is one, else by the backend's device name)."""
     figures = []
+    skus: dict[int, str | None] = {}
+    known = identity or {}
     for report in run.devices:
         device = report.device
-        sku = table.find_sku(name=device.name) if device.kind != "cpu" else None
+        name = known[device.index].name if device.index in known else None
+        sku = table.find_sku(name=name or device.name) if device.kind != "cpu" else None
+        skus[device.index] = None if sku is None else sku.key
         for result in report.results:
             if result.value is None or result.status != "ok" or result.test.startswith("burn"):
                 continue
@@ -88,7 +107,7 @@ def judge(
             else:  # a test the table has no key for
                 verdict = Verdict("unjudged", None, None, None, f"no reference for {result.test}")
             figures.append(JudgedFigure(device.index, result.test, verdict))
-    return Judged(run, tuple(figures), found or {})
+    return Judged(run, tuple(figures), found or {}, skus, dict(known))
 
 
 def checked_run(

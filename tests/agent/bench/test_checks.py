@@ -4,12 +4,13 @@ changes between pre and post fails the run."""
 
 from __future__ import annotations
 
-from agent.bench.checks import Health, findings, snapshot
+from agent.bench.checks import Health, Identity, findings, identity, snapshot
 from agent.collectors.gpu.backend import (
     ClocksEventReason,
     FieldId,
     NvmlGpuLost,
     NvmlNotSupported,
+    NvmlTimeout,
     PcieLink,
     RemappedRows,
 )
@@ -73,11 +74,28 @@ def test_a_counter_that_changes_during_the_run_fails_it() -> None:
 def test_an_unsupported_reading_is_absent_and_a_failing_one_is_kept_as_an_error() -> None:
     backend = _backend(
         remapped_rows=NvmlNotSupported("no row remapping", code=3),
-        pcie_replay_count=NvmlGpuLost("fell off the bus", code=15),
+        pcie_replay_count=NvmlTimeout("the driver timed out", code=10),
         fields={},
     )
     health = snapshot(backend, 0)
     assert health.remapped is None and health.ecc_dbe_volatile is None
-    assert set(health.errors) == {"pcie_replays"}
+    assert set(health.errors) == {"pcie_replays"} and not health.lost
     assert findings(health, health, H100) == []  # nothing is guessed from missing facts
     assert findings(Health(0), Health(0)) == []
+
+
+def test_a_gpu_lost_during_the_run_fails_it_and_names_nvmls_words() -> None:
+    backend = _backend()
+    before = snapshot(backend, 0)
+    backend.fail_device(0, NvmlGpuLost("nvmlDeviceGetPcieReplayCounter: GPU is lost", code=15))
+    after = snapshot(backend, 0)
+    assert after.lost and not before.lost and after.compute_processes is None
+    (finding,) = findings(before, after, H100)
+    assert (finding.level, finding.check) == ("fail", "gpu_lost")
+    assert "lost during the run" in finding.message and "GPU is lost" in finding.message
+    assert [f.check for f in findings(after, None, H100)] == ["gpu_lost"]
+
+
+def test_identity_names_the_gpu_and_a_failed_reading_is_none() -> None:
+    backend = _backend(pci_bus_id=NvmlGpuLost("GPU is lost", code=15))
+    assert identity(backend, 0) == Identity("GPU-a", None, "NVIDIA H100 80GB HBM3")

@@ -23,6 +23,7 @@ HEALTHY = {  # an H100 SXM's figures near its measured references (and its spec 
     "matmul_fp32": 51.0,
     "matmul_tf32": 400.0,
     "matmul_fp16": 760.0,
+    "matmul_fp8": 1280.0,
     "memory_copy": 3000.0,
     "host_to_device": 55.0,
     "device_to_host": 55.0,
