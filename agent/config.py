@@ -223,6 +223,25 @@ class TransportSettings(_Section):
         return self
 
 
+class BenchSettings(_Section):
+    """Benchmark runs the server asks for (``agent.bench.remote``)."""
+
+    remote: bool = Field(
+        default=True,
+        description="Run the benchmark requests an admin makes on the server (they arrive in "
+        "the answer to a push); off: every request is refused by this node.",
+    )
+    backend: Literal["auto", "numpy", "torch"] = Field(
+        default="auto",
+        description="auto: PyTorch on CUDA when available, else numpy on the CPU.",
+    )
+    busy_retry_seconds: Annotated[float, Field(ge=1, le=3600)] = Field(
+        default=30.0,
+        description="While the GPUs run compute processes (and the request is not forced), "
+        "look again this often until the request expires.",
+    )
+
+
 class AgentSettings(BaseSettings):
     """Everything the agent reads at start-up."""
 
@@ -272,6 +291,7 @@ class AgentSettings(BaseSettings):
     events: EventSettings = Field(default_factory=EventSettings)
     jobs: JobSettings = Field(default_factory=JobSettings)
     ipmi_power: IpmiPowerSettings = Field(default_factory=IpmiPowerSettings)
+    bench: BenchSettings = Field(default_factory=BenchSettings)
 
     @field_validator("labels")
     @classmethod

@@ -25,6 +25,8 @@ from typing import Any
 from agent import __version__
 from agent.backoff import Backoff
 from agent.batch import BatchBuilder
+from agent.bench.order_job import OrderJob
+from agent.bench.remote import BenchRunner
 from agent.clock import Clock, SystemClock
 from agent.collectors.agent_self import AgentSelfCollector
 from agent.collectors.registry import build_collectors, enabled_collectors, known_collectors
@@ -40,6 +42,7 @@ from agent.statefile import StateError, ensure_directory
 from agent.systemd import Notifier
 from agent.transport.api import ApiClient
 from agent.transport.base import Transport
+from agent.transport.bench import HttpReporter, Reporter
 from agent.transport.http import HttpTransport
 from agent.transport.memory import MemoryTransport
 from agent.transport.tls import client_context
@@ -121,6 +124,7 @@ class Wiring:
     agent: Agent
     shipper: Shipper
     spool: Spool
+    bench: BenchRunner | None = None
 
 
 def build(
@@ -131,11 +135,14 @@ def build(
     notifier: Notifier | None = None,
     ephemeral_identity: bool = False,
     durable_spool: bool = True,
+    reporter: Reporter | None = None,
 ) -> Wiring:
     """Assemble an agent from settings. Resources to release are registered on ``stack``.
 
     The spool is on disk unless ``durable_spool`` is off or the identity is ephemeral (one-shot
-    runs keep their batch in memory and leave the daemon's backlog alone).
+    runs keep their batch in memory and leave the daemon's backlog alone). With a ``reporter``
+    the agent runs the benchmark orders push answers carry (``agent.bench.remote``); its
+    outbox is ``state_dir/bench``.
 
     Raises:
         ConfigError, StateError: the settings or the state directory cannot be used.
@@ -159,6 +166,16 @@ def build(
     backoff = Backoff(
         settings.transport.backoff_initial_seconds, settings.transport.backoff_max_seconds
     )
+    bench = None
+    if reporter is not None and not ephemeral_identity:
+        job = OrderJob(settings.bench.backend, settings.bench.remote)
+        bench = BenchRunner(
+            reporter,
+            job,
+            settings.state_dir / "bench",
+            wall=clock.time,
+            busy_retry_seconds=settings.bench.busy_retry_seconds,
+        )
     shipper = Shipper(
         spool,
         transport,
@@ -167,6 +184,7 @@ def build(
         replay_batches_per_request=settings.transport.replay_batches_per_request,
         replay_requests_per_second=settings.transport.replay_requests_per_second,
         poison_attempts=settings.transport.poison_attempts,
+        orders=None if bench is None else bench.offer,
     )
     gpu = built.gpu
     inventory = InventoryTracker(
@@ -199,16 +217,19 @@ def build(
         events=None if built.events is None else built.events.drain_events,
         jobs=None if built.jobs is None else built.jobs.usage,
     )
-    return Wiring(agent, shipper, spool)
+    return Wiring(agent, shipper, spool, bench)
 
 
 def run_forever(settings: AgentSettings) -> int:
-    transport = http_transport(settings)
+    transport, reporter = http_clients(settings)
     notifier = Notifier.from_environment()
     stop = threading.Event()
     with ExitStack() as stack:
-        wiring = build(settings, stack, transport, notifier=notifier)
+        wiring = build(settings, stack, transport, notifier=notifier, reporter=reporter)
         _install_signal_handlers(stop)
+        if wiring.bench is not None:
+            wiring.bench.start()
+            stack.callback(wiring.bench.stop)
         wiring.shipper.start()
         _log.info(
             "dcmon agent %s: node %s, every %gs to %s",
@@ -303,10 +324,22 @@ def http_transport(settings: AgentSettings) -> HttpTransport:
         ConfigError: no token can be had, or the TLS files are unusable.
         StateError: the state directory (where an enrolled token lives) cannot be used.
     """
+    return http_clients(settings)[0]
+
+
+def http_clients(settings: AgentSettings) -> tuple[HttpTransport, HttpReporter]:
+    """Returns: the batch transport and the benchmark reporter, on one token and TLS setup.
+
+    Raises:
+        ConfigError, StateError: as ``http_transport``.
+    """
     context = client_context(settings.transport, settings.server_url)
     timeout = settings.transport.timeout_seconds
     token = resolve_token(settings, ApiClient(settings.server_url, context, timeout))
-    return HttpTransport(settings.server_url, token, timeout, ssl_context=context)
+    return (
+        HttpTransport(settings.server_url, token, timeout, ssl_context=context),
+        HttpReporter(settings.server_url, token, timeout, ssl_context=context),
+    )
 
 
 def rotate(settings: AgentSettings) -> int:

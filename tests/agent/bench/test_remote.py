@@ -12,7 +12,7 @@ import pytest
 from agent.backoff import Backoff
 from agent.bench.remote import BenchRunner, JobResult
 from agent.transport.bench import Delivery, MemoryReporter
-from agent.wire.bench import BenchOrder, BenchProgress, BenchReport
+from agent.wire.bench import BenchOrder, BenchProgress, BenchReport, BenchRun
 
 RESULT = {
     "level": "quick",
@@ -256,3 +256,22 @@ def test_an_order_id_that_is_not_a_plain_token_is_ignored(
     runner.offer(order("../escape"))
     time.sleep(0.1)
     assert job.calls == [] and not (tmp_path / "escape.json").exists()
+
+
+def test_an_order_runs_the_real_job_in_a_worker_process() -> None:
+    from agent.bench.order_job import OrderJob  # noqa: PLC0415 (numpy, only here)
+
+    heard: list[BenchProgress] = []
+    outcome = OrderJob(backend="numpy")(order(), heard.append, threading.Event())
+    assert outcome.state == "done", outcome.message
+    assert outcome.result is not None
+    run = BenchRun.model_validate(outcome.result)
+    assert run.backend == "numpy" and run.devices[0].device.kind == "cpu"
+    assert heard and heard[-1].done == heard[-1].total > 0
+
+
+def test_a_node_that_runs_no_remote_benchmarks_refuses_saying_why() -> None:
+    from agent.bench.order_job import OrderJob  # noqa: PLC0415
+
+    outcome = OrderJob(remote=False)(order(), lambda p: None, threading.Event())
+    assert outcome.state == "refused" and "remote = false" in outcome.message
