@@ -1,8 +1,10 @@
-"""The GPU benchmark and health job (``dcmon bench``): a pure harness over a backend seam.
+"""The GPU benchmark and health job (``dcmon bench``, and remote runs ordered by the server).
 
-``backend`` is the seam (devices, matrix-multiply throughput, memory and host<->device copy
-bandwidth, a correctness burn); ``numpy_backend`` measures the CPU, ``torch_backend`` CUDA
-devices, ``scripted`` is the in-memory twin for tests. ``harness`` turns a level into tests per
-device and records a ``result`` tree; ``cli`` is the command. Judging the figures against a SKU
-table is the server's job, not this package's.
+``job`` is the entry point: NVML pre-checks (``checks``), the harness run in a worker process
+(``workers`` starts ``worker``, which streams ``stream`` lines), NVML sampled during each test
+(``conditions``), XIDs watched (``xids``), and the run judged against the SKU table
+(``verdicts``). ``harness`` turns a level into tests per device over the ``backend`` seam
+(``numpy_backend`` on the CPU, ``torch_backend`` on CUDA, ``scripted`` the in-memory twin;
+``backends`` picks one by name) and records a ``result`` tree. ``cli`` is the command, with
+``display`` (and ``progress_bar``) for its progress; ``remote`` runs the server's orders.
 """

@@ -28,7 +28,8 @@ Arguments of ``run_job``:
 ``JobOutcome.state`` is ``done`` (completed and passed), ``failed`` (completed and did not
 pass, or the worker died: ``result`` has what finished, ``message`` says why), ``refused``
 (nothing ran: a bad request, no such device, no backend, or busy GPUs with ``busy`` set) or
-``cancelled`` (``result``: what finished, marked incomplete). ``result`` is the judged tree,
+``cancelled`` (``result``: what finished, marked incomplete; a run that completed before the
+cancel took effect keeps its own state). ``result`` is the judged tree,
 valid as ``agent.wire.bench.BenchRun``. Device indices are NVML's (the worker numbers CUDA
 devices by PCI bus id). The worker is waited for on the calling thread, as its death signal
 (``worker.py``) needs.
@@ -285,8 +286,11 @@ class _Job:
         self.plan = plan
         self.started_at, self.start = time.time(), time.monotonic()
         gpus = [d.index for d in plan.devices if d.kind == "cuda" and d.index in self.before]
-        if not gpus:  # the worker measures the CPU: NVML's facts are not about it
-            self.identity, self.before, self.watch = {}, {}, None
+        # NVML's facts are about the GPUs the worker measures (none when it measures the CPU)
+        self.before = {i: self.before[i] for i in gpus}
+        self.identity = {i: self.identity[i] for i in gpus}
+        if not gpus:
+            self.watch = None
         elif self.nvml is not None:
             self.sampler = Sampler(self.nvml, gpus, interval_s=self.interval_s)
             self.sampler.start()
@@ -324,7 +328,10 @@ class _Job:
         if judged.passed:
             message = f"passed: {len(self.results)} tests on {len(run.devices)} device(s)"
             return JobOutcome("done", message, result=tree, judged=judged)
-        return JobOutcome("failed", _failures(judged), result=tree, judged=judged)
+        reasons = judged.reasons()
+        more = f"; and {len(reasons) - 5} more" if len(reasons) > 5 else ""
+        message = _clip("failed: " + "; ".join(reasons[:5]) + more)
+        return JobOutcome("failed", message, result=tree, judged=judged)
 
     def _why_incomplete(self) -> str:
         done, total = len(self.results), self._total()
@@ -333,6 +340,8 @@ class _Job:
         code = self.exited.code
         how = f"killed by {_signal_name(-code)}" if code < 0 else f"exit status {code}"
         message = f"the benchmark worker died ({how}) after {done} of {total} tests"
+        if code == 0:
+            message = f"the benchmark worker ended without its result after {done} of {total}"
         last = self.exited.detail.strip().splitlines()[-3:]
         return _clip(f"{message}: {' | '.join(last)}" if last else message)
 
@@ -369,30 +378,9 @@ class _Job:
                 found[index] += throttle_findings(*self.sampler.seen(index))
         if self.watch is not None:
             for index, items in self.watch.findings().items():
-                found.setdefault(index, []).extend(items)
+                if index in found:
+                    found[index] += items
         return {index: tuple(items) for index, items in found.items()}
-
-
-def _failures(judged: Judged) -> str:
-    """Returns: why ``judged`` did not pass, its first reasons in one line."""
-    reasons = []
-    for report in judged.run.devices:
-        index = report.device.index
-        for r in report.results:
-            if r.status in ("fail", "error"):
-                reasons.append(f"device {index} {r.test}: {r.status}: {r.detail}")
-        reasons += [
-            f"device {index} {f.check}: {f.message}"
-            for f in judged.findings.get(index, ())
-            if f.level == "fail"
-        ]
-    reasons += [
-        f"device {f.device} {f.test}: {f.verdict.reason}"
-        for f in judged.figures
-        if f.verdict.status == "fail"
-    ]
-    more = f"; and {len(reasons) - 5} more" if len(reasons) > 5 else ""
-    return _clip("failed: " + "; ".join(reasons[:5]) + more)
 
 
 def _signal_name(number: int) -> str:

@@ -2,25 +2,23 @@
 
 Stage: bench (after the harness). ``judge(run, table)`` looks each device up in the SKU table
 (``agent.wire.skus``, by its name; a CPU device is never a SKU) and judges every measured
-figure against the SKU's reference: pass, warn, fail or unjudged, with the reason.
-``checked_run`` wraps the harness with the NVML pre- and post-checks (``checks.py``) of the
-GPUs it runs on: it refuses a GPU with compute processes on it unless ``force``, takes a
-snapshot before and after, and records the findings. The run fails when a figure fails its
-SKU's bar, a finding fails, or a test failed or raised. Device indices are NVML's: the torch
-backend is run with ``CUDA_DEVICE_ORDER=PCI_BUS_ID`` so that CUDA numbers the GPUs as NVML
-does. ``Judged.to_dict`` is the tree ``agent.wire.bench.BenchRun`` validates: each device
-names its NVML UUID, PCI bus id and SKU key (None where unknown, always None on a CPU).
+figure against the SKU's reference: pass, warn, fail or unjudged, with the reason; the
+findings of the NVML checks (``checks.py``, taken by ``job.py``) ride along. The run fails
+when a figure fails its SKU's bar, a finding fails, or a test failed or raised. Device
+indices are NVML's: the torch backend is run with ``CUDA_DEVICE_ORDER=PCI_BUS_ID`` so that CUDA
+numbers the GPUs as NVML does. ``Judged.to_dict`` is the tree ``agent.wire.bench.BenchRun``
+validates: each device names its NVML UUID, PCI bus id and SKU key (None where unknown, always
+None on a CPU).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from agent.bench.checks import Finding, Health, Identity, findings, snapshot
+from agent.bench.checks import Finding, Identity
 from agent.bench.result import RunResult
-from agent.collectors.gpu.backend import NvmlBackend
 from agent.wire.skus import UNITS, SkuTable, Verdict
 
 
@@ -46,6 +44,28 @@ class Judged:
             and all(f.verdict.status != "fail" for f in self.figures)
             and all(f.level != "fail" for items in self.findings.values() for f in items)
         )
+
+    def reasons(self) -> list[str]:
+        """Returns: why the run did not pass, one line each: the failed checks first (a lost
+        GPU, an XID: causes), then the failed tests and figures (often their symptoms)."""
+        out = [
+            f"device {index} {f.check}: {f.message}"
+            for index, items in self.findings.items()
+            for f in items
+            if f.level == "fail"
+        ]
+        out += [
+            f"device {r.device} {r.test}: {r.status}: {r.detail}"
+            for report in self.run.devices
+            for r in report.results
+            if r.status in ("fail", "error")
+        ]
+        out += [
+            f"device {f.device} {f.test}: {f.verdict.reason}"
+            for f in self.figures
+            if f.verdict.status == "fail"
+        ]
+        return out
 
     def to_dict(self) -> dict[str, Any]:
         tree = self.run.to_dict()
@@ -77,10 +97,6 @@ class Judged:
         return tree
 
 
-class BusyGpuError(Exception):
-    """A GPU has compute processes on it and ``force`` was not given; names them."""
-
-
 def judge(
     run: RunResult,
     table: SkuTable,
@@ -108,36 +124,3 @@ def judge(
                 verdict = Verdict("unjudged", None, None, None, f"no reference for {result.test}")
             figures.append(JudgedFigure(device.index, result.test, verdict))
     return Judged(run, tuple(figures), found or {}, skus, dict(known))
-
-
-def checked_run(
-    bench: Callable[[], RunResult],
-    nvml: NvmlBackend | None,
-    devices: Sequence[int],
-    table: SkuTable,
-    *,
-    force: bool = False,
-) -> Judged:
-    """Run ``bench`` between NVML snapshots of ``devices`` (None: no NVML, no checks).
-
-    Raises:
-        BusyGpuError: a GPU runs compute processes and ``force`` is off (nothing was run).
-    """
-    before: dict[int, Health] = {}
-    if nvml is not None:
-        for index in devices:
-            before[index] = snapshot(nvml, index)
-        busy = [i for i, h in before.items() if h.compute_processes]
-        if busy and not force:
-            raise BusyGpuError(
-                f"GPU {', '.join(map(str, busy))} run compute processes: their figures would "
-                "be wrong and their jobs slowed; stop them or pass --force"
-            )
-    run = bench()
-    after = {index: snapshot(nvml, index) for index in before} if nvml is not None else {}
-    skus = {r.device.index: table.find_sku(name=r.device.name) for r in run.devices}
-    found = {
-        index: tuple(findings(health, after[index], skus.get(index)))
-        for index, health in before.items()
-    }
-    return judge(run, table, found)

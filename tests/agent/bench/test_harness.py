@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 
 import pytest
 
-from agent.bench.backend import Device, Unsupported
+from agent.bench.backend import Device, NotApplicable, Unsupported
 from agent.bench.harness import BenchError, plan, run
 from agent.bench.result import BenchResult
 from agent.bench.scripted import ScriptedBackend
@@ -96,3 +97,81 @@ def test_the_cpu_gets_smaller_sizes_than_a_gpu() -> None:
         matmul = next(c for c in cpu.cases if c.kind == "matmul")
         assert matmul.size < next(c for c in gpu.cases if c.kind == "matmul").size
     assert plan("burn", "cpu", burn_s=12.5).cases[-1].budget_s == 12.5
+
+
+class Heard:
+    """A listener that records what it hears, in order."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, object, object]] = []
+
+    def planned(self, total: int, devices: Sequence[Device]) -> None:
+        self.events.append(("planned", total, [d.index for d in devices]))
+
+    def started(self, device: int, test: str) -> None:
+        self.events.append(("started", device, test))
+
+    def finished(self, result: BenchResult) -> None:
+        self.events.append(("finished", result.device, result.test))
+
+
+def test_the_listener_hears_the_plan_then_each_test_start_and_result() -> None:
+    backend = ScriptedBackend(device_list=TWO_GPUS)
+    heard = Heard()
+    result = run(backend, "quick", clock=backend.clock, listener=heard)
+    assert heard.events[0] == ("planned", 12, [0, 1])
+    assert heard.events[1:3] == [("started", 0, "matmul_fp32"), ("finished", 0, "matmul_fp32")]
+    assert len(heard.events) == 1 + 2 * 12
+    assert sum(len(d.results) for d in result.devices) == 12
+
+
+def test_standard_measures_fp8_and_every_ordered_pair_reporting_the_slowest() -> None:
+    three = (*TWO_GPUS, Device(2, "GPU C", "cuda"))
+    backend = ScriptedBackend(
+        device_list=three,
+        figures={"matmul_fp8": 1290.0},
+        peer_figures={(0, 1): 380.0, (0, 2): 120.0, (1, 0): 381.0},
+        faults={("peer_to_peer", 2): RuntimeError("peer access denied")},
+    )
+    heard = Heard()
+    result = run(backend, "standard", clock=backend.clock, listener=heard)
+    assert heard.events[0] == ("planned", 3 * 10 + 3, [0, 1, 2])
+    by_device = [_by_test(d.results) for d in result.devices]
+    assert by_device[0]["matmul_fp8"].value == 1290.0
+    assert by_device[0]["matmul_fp8"].params["dtype"] == "float8_e4m3fn"
+    first = by_device[0]["peer_to_peer"]
+    assert (first.status, first.value, first.unit) == ("ok", 120.0, "GB/s")
+    assert first.extra["to_1"] == 380.0 and first.extra["to_2"] == 120.0
+    assert first.extra["slowest_to"] == 2.0
+    second = by_device[1]["peer_to_peer"]
+    assert second.value == 300.0 and second.extra["to_0"] == 381.0  # (1, 2) is the default
+    third = by_device[2]["peer_to_peer"]
+    assert third.status == "error" and "to 0: RuntimeError: peer access denied" in third.detail
+    pairs = [device for name, device in backend.calls if name == "peer_to_peer"]
+    assert pairs == [0, 0, 1, 1, 2, 2]  # every ordered pair, after every device test
+    assert backend.calls[-7][0] == "burn_fp32"
+    assert heard.events[-1] == ("finished", 2, "peer_to_peer")
+
+
+def test_one_device_has_no_peer_phase_and_the_cpu_has_no_peers() -> None:
+    backend = ScriptedBackend()
+    result = run(backend, "standard", clock=backend.clock)
+    assert "peer_to_peer" not in _by_test(result.devices[0].results)
+    cpu = ScriptedBackend(device_list=(Device(0, "CPU", "cpu"), Device(1, "CPU", "cpu")),
+                          faults={("peer_to_peer", 0): NotApplicable("one host")})  # fmt: skip
+    peer = _by_test(run(cpu, "standard", clock=cpu.clock).devices[0].results)["peer_to_peer"]
+    assert peer.status == "not_applicable" and peer.value is None
+
+
+def test_a_listener_that_raises_stops_the_run_before_the_next_test() -> None:
+    backend = ScriptedBackend(device_list=TWO_GPUS)
+
+    class Stop(Heard):
+        def started(self, device: int, test: str) -> None:
+            if len(self.events) >= 3:
+                raise KeyboardInterrupt
+            super().started(device, test)
+
+    with pytest.raises(KeyboardInterrupt):
+        run(backend, "quick", clock=backend.clock, listener=Stop())
+    assert len(backend.calls) == 1

@@ -1,18 +1,15 @@
-"""A benchmark run judged against its SKU and wrapped in the NVML health checks: a slow H100
-warns or fails by its measured reference, a CPU is never judged as a GPU, a GPU with compute
-processes is refused unless forced, and an error counter that grows during the run fails it."""
+"""A benchmark run judged against its SKU: a slow H100 warns or fails by its measured
+reference, a CPU is never judged as a GPU, and the tree names each GPU's identity and SKU.
+(The NVML checks around a run are the job's: test_job.py.)"""
 
 from __future__ import annotations
 
-import pytest
-
 from agent.bench.backend import Device
+from agent.bench.checks import Identity
 from agent.bench.harness import run
 from agent.bench.scripted import ScriptedBackend
-from agent.bench.verdicts import BusyGpuError, checked_run, judge
-from agent.collectors.gpu.backend import FieldId, GpuProcess
-from agent.collectors.gpu.scripted import DeviceScript, sequence
-from agent.collectors.gpu.scripted import ScriptedBackend as ScriptedNvml
+from agent.bench.verdicts import judge
+from agent.wire.bench import BenchRun
 from agent.wire.skus import default_table
 
 H100 = Device(0, "NVIDIA H100 80GB HBM3", "cuda")
@@ -33,15 +30,6 @@ HEALTHY = {  # an H100 SXM's figures near its measured references (and its spec 
 def _bench(bf16: float, device: Device = H100) -> ScriptedBackend:
     figures = {**HEALTHY, "matmul_bf16": bf16}
     return ScriptedBackend(device_list=(device,), figures=figures, seconds_per_test=0.01)
-
-
-def _nvml(**changes: object) -> ScriptedNvml:
-    script = DeviceScript(uuid="GPU-a", pci_bus_id="00000000:18:00.0", minor_number=0)
-    for name, value in changes.items():
-        setattr(script, name, value)
-    nvml = ScriptedNvml([script])
-    nvml.init()
-    return nvml
 
 
 def _status(judged: object, test: str) -> str:
@@ -66,27 +54,16 @@ def test_a_cpu_is_never_judged_as_a_gpu() -> None:
     assert judged.passed
 
 
-def test_a_busy_gpu_is_refused_unless_forced_and_nothing_runs() -> None:
-    bench = _bench(790.0)
-    busy = _nvml(running_processes=[GpuProcess(4242, 1 << 30)])
-    with pytest.raises(BusyGpuError, match="GPU 0 run compute processes"):
-        checked_run(lambda: run(bench, "quick", clock=bench.clock), busy, [0], default_table())
-    assert bench.calls == []
-    forced = checked_run(
-        lambda: run(bench, "quick", clock=bench.clock), busy, [0], default_table(), force=True
-    )
-    assert forced.run.devices and bench.calls
-
-
-def test_an_error_counter_growing_during_the_run_fails_it() -> None:
-    bench = _bench(790.0)
-    dbe = {(int(FieldId.ECC_DBE_VOL_TOTAL), 0): sequence(0.0, 1.0)}
-    judged = checked_run(
-        lambda: run(bench, "quick", clock=bench.clock), _nvml(fields=dbe), [0], default_table()
-    )
-    assert [(f.level, f.check) for f in judged.findings[0]] == [("fail", "ecc")]
-    assert not judged.passed and judged.run.passed  # the figures were fine; the GPU is not
-    healthy = checked_run(
-        lambda: run(_bench(790.0), "quick", clock=bench.clock), _nvml(), [0], default_table()
-    )
-    assert healthy.findings == {0: ()} and healthy.passed
+def test_the_tree_names_each_gpu_and_its_sku_and_validates_on_the_wire() -> None:
+    unknown = Device(1, "NVIDIA Future GPU", "cuda")
+    bench = ScriptedBackend(device_list=(H100, unknown), figures=HEALTHY, seconds_per_test=0.01)
+    found = {0: Identity("GPU-a", "00000000:18:00.0", "NVIDIA H100 80GB HBM3")}
+    tree = judge(run(bench, "quick", clock=bench.clock), default_table(), None, found).to_dict()
+    first, second = (d["device"] for d in tree["devices"])
+    assert (first["uuid"], first["pci_bus_id"], first["sku"]) == (
+        "GPU-a", "00000000:18:00.0", "h100_sxm"
+    )  # fmt: skip
+    assert (second["uuid"], second["pci_bus_id"], second["sku"]) == (None, None, None)
+    assert BenchRun.model_validate(tree).devices[0].device.sku == "h100_sxm"
+    judged = {(j["device"], j["test"]): j["status"] for j in tree["judgement"]}
+    assert judged[(0, "matmul_fp32")] == "pass" and judged[(1, "matmul_fp32")] == "unjudged"
