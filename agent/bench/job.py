@@ -25,6 +25,9 @@ Arguments of ``run_job``:
   session, else none; ``None``: none; a source is polled, not closed.
 - ``table``: the SKU table (default: the shipped one); ``sample_interval_s``: NVML sampling.
 
+For remote runs, ``JobSpec.from_order`` reads a server's ``BenchOrder`` and
+``JobEvent.progress`` gives the ``BenchProgress`` to report.
+
 ``JobOutcome.state`` is ``done`` (completed and passed), ``failed`` (completed and did not
 pass, or the worker died: ``result`` has what finished, ``message`` says why), ``refused``
 (nothing ran: a bad request, no such device, no backend, or busy GPUs with ``busy`` set) or
@@ -57,7 +60,7 @@ from agent.bench.workers import SubprocessWorker, Worker, WorkerRun, WorkRequest
 from agent.bench.xids import XidWatch
 from agent.collectors.gpu.backend import NvmlBackend, NvmlError
 from agent.events.collector import XidSource
-from agent.wire.bench import MAX_TEXT
+from agent.wire.bench import MAX_ID, MAX_TEXT, BenchOrder, BenchProgress
 from agent.wire.skus import SkuTable, default_table
 
 _log = logging.getLogger(__name__)
@@ -85,6 +88,12 @@ class JobSpec:
     force: bool = False
     backend: str = "auto"
 
+    @classmethod
+    def from_order(cls, order: BenchOrder) -> JobSpec:
+        """Returns: the job a server's order asks for (on every GPU's backend, ``auto``)."""
+        gpus = None if order.gpus is None else list(order.gpus)
+        return cls(order.level, gpus, order.duration_s, order.force)
+
 
 @dataclass(frozen=True)
 class JobEvent:
@@ -98,6 +107,11 @@ class JobEvent:
     device: int | None = None
     result: BenchResult | None = None
     note: str = ""
+
+    def progress(self) -> BenchProgress:
+        """Returns: the event as a remote run reports its progress."""
+        return BenchProgress(done=self.done, total=self.total, test=self.test[:MAX_ID],
+                             device=self.device)  # fmt: skip
 
 
 @dataclass(frozen=True)

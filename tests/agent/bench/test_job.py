@@ -25,7 +25,7 @@ from agent.collectors.gpu.backend import (
 from agent.collectors.gpu.scripted import ScriptedBackend as ScriptedNvml
 from agent.collectors.gpu.scripted import sequence
 from agent.events.model import XidObservation
-from agent.wire.bench import BenchRun
+from agent.wire.bench import BenchOrder, BenchProgress, BenchRun
 from tests.agent.bench.support import ScriptedXids
 from tests.fakes.nvml import bus_id, gpu_uuid, h100
 
@@ -293,3 +293,11 @@ def test_nvml_facts_cover_only_the_gpus_the_worker_measures() -> None:
     tree = _tree(outcome)
     assert outcome.state == "done" and list(tree["checks"]) == ["0"]
     assert [d["device"]["uuid"] for d in tree["devices"]] == [gpu_uuid(0)]
+
+
+def test_a_servers_order_becomes_a_job_and_its_progress_a_report() -> None:
+    order = BenchOrder(id="r1", level="burn", gpus=[1], duration_s=30.0, force=True)
+    assert JobSpec.from_order(order) == JobSpec("burn", [1], 30.0, True, "auto")
+    assert JobSpec.from_order(BenchOrder(id="r2")).gpus is None
+    progress = JobEvent("started", 3, 12, "memory_copy", 1).progress()
+    assert progress == BenchProgress(done=3, total=12, test="memory_copy", device=1)
