@@ -227,7 +227,10 @@ class _Job:
             self.spec.duration_s,
             self.spec.backend,
         )
-        run = worker.start(request)
+        try:
+            run = worker.start(request)
+        except OSError as exc:
+            return JobOutcome("failed", _clip(f"the benchmark worker did not start: {exc}"))
         try:
             self._follow(run)
         finally:

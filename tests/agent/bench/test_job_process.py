@@ -129,3 +129,11 @@ def test_a_worker_killed_mid_run_fails_the_job_and_keeps_what_finished(tmp_path:
     assert [r.test for r in tree.devices[0].results] == ["matmul_fp32", "matmul_bf16"]
     assert tree.devices[1].results == [] and "worker died" in tree.note
     assert tree.checks["0"] == [] and tree.devices[0].device.sku == "h100_sxm"
+
+
+def test_a_worker_that_cannot_start_fails_the_job_with_why(tmp_path: Path) -> None:
+    missing = SubprocessWorker(python=str(tmp_path / "no-python"))
+    outcome = _run(missing)
+    assert outcome.state == "failed" and outcome.result is None
+    assert outcome.message.startswith("the benchmark worker did not start: ")
+    assert "no-python" in outcome.message
