@@ -25,11 +25,18 @@ from typing import Any
 from agent import __version__
 from agent.backoff import Backoff
 from agent.batch import BatchBuilder
-from agent.bench.order_job import OrderJob
+from agent.bench.order_job import OrderJob, SimulatedGpus
 from agent.bench.remote import BenchRunner
+from agent.bench.simulated import DEMO_DEGRADED
 from agent.clock import Clock, SystemClock
 from agent.collectors.agent_self import AgentSelfCollector
-from agent.collectors.registry import build_collectors, enabled_collectors, known_collectors
+from agent.collectors.gpu import NvmlBackend, open_backend
+from agent.collectors.registry import (
+    build_collectors,
+    enabled_collectors,
+    fault_plan,
+    known_collectors,
+)
 from agent.config import AgentSettings, ConfigError, load_settings
 from agent.daemon import Agent
 from agent.enroll import EnrollmentError, resolve_token, rotate_token
@@ -168,7 +175,7 @@ def build(
     )
     bench = None
     if reporter is not None and not ephemeral_identity:
-        job = OrderJob(settings.bench.backend, settings.bench.remote)
+        job = OrderJob(settings.bench.backend, settings.bench.remote, _simulated_gpus(settings))
         bench = BenchRunner(
             reporter,
             job,
@@ -218,6 +225,25 @@ def build(
         jobs=None if built.jobs is None else built.jobs.usage,
     )
     return Wiring(agent, shipper, spool, bench)
+
+
+def _simulated_gpus(settings: AgentSettings) -> SimulatedGpus | None:
+    """Returns: how to benchmark the node's simulated GPUs, None when they are real."""
+    gpu = settings.gpu
+    if gpu.backend != "simulated":
+        return None
+
+    def nvml() -> NvmlBackend:
+        return open_backend(
+            "simulated",
+            simulated_count=gpu.simulated_count,
+            seed=gpu.simulated_seed,
+            faults=fault_plan(settings),
+        )
+
+    degraded = DEMO_DEGRADED if gpu.simulated_faults == "demo" else {}
+    path = settings.state_dir / "bench-simulated.json"
+    return SimulatedGpus(nvml, path, gpu.simulated_seed, degraded)
 
 
 def run_forever(settings: AgentSettings) -> int:

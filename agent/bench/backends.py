@@ -31,7 +31,8 @@ def load_backend(choice: str, script: Path | None = None) -> tuple[Backend, str]
         if script is None:
             raise BackendUnavailableError("the scripted backend needs a scenario file (--script)")
         try:
-            return load_scenario(script), "scripted backend: no real measurement"
+            scripted = load_scenario(script)
+            return scripted, scripted.note or "scripted backend: no real measurement"
         except ScenarioError as exc:
             raise BackendUnavailableError(str(exc)) from None
     if choice not in CHOICES:

@@ -16,6 +16,9 @@ really waits that long, so a worker process can be stopped mid-run) and is recor
      "faults": [{"test": "memory_copy", "device": 1, "kind": "error", "message": "..."}],
      "miscompares": {"1": 7}, "lost": {"1": 2}, "seconds_per_test": 0.05, "sleep": true}
 
+``backend`` and ``note`` (optional) name the figures in the result (the simulated GPUs of a
+demo node, ``agent.bench.simulated``, say what they are).
+
 ``kind`` is ``error`` (a RuntimeError), ``unsupported`` or ``not_applicable``; ``lost`` maps a
 device to the number of its tests that still succeed.
 """
@@ -82,6 +85,7 @@ class ScriptedBackend:
     sleep: Callable[[float], None] | None = None
     calls: list[tuple[str, int]] = field(default_factory=list)
     name: str = "scripted"
+    note: str = ""  # what the result says about these figures ("" : the default note)
 
     def devices(self) -> list[Device]:
         return list(self.device_list)
@@ -185,6 +189,8 @@ class _Scenario(_Strict):
     lost: dict[int, int] = Field(default_factory=dict)
     seconds_per_test: float = Field(default=0.01, ge=0)
     sleep: bool = False
+    backend: str = Field(default="scripted", min_length=1, max_length=32)  # the result's name
+    note: str = Field(default="", max_length=512)  # the result's note (default: say scripted)
 
 
 _FAULTS: dict[str, type[Exception]] = {
@@ -214,6 +220,8 @@ def from_scenario(data: object) -> ScriptedBackend:
         lost=scenario.lost,
         seconds_per_test=scenario.seconds_per_test,
         sleep=time.sleep if scenario.sleep else None,
+        name=scenario.backend,
+        note=scenario.note,
     )
 
 

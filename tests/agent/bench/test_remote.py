@@ -275,3 +275,30 @@ def test_a_node_that_runs_no_remote_benchmarks_refuses_saying_why() -> None:
 
     outcome = OrderJob(remote=False)(order(), lambda p: None, threading.Event())
     assert outcome.state == "refused" and "remote = false" in outcome.message
+
+
+def test_simulated_gpus_are_benchmarked_on_their_sku_model_and_say_so(tmp_path: Path) -> None:
+    from agent.bench.order_job import OrderJob, SimulatedGpus  # noqa: PLC0415
+    from agent.collectors.gpu import SimulatedBackend  # noqa: PLC0415
+
+    sim = SimulatedGpus(
+        lambda: SimulatedBackend(3, seed=4),
+        tmp_path / "scenario.json",
+        4,
+        {1: {"memory_copy": 0.8}},
+    )
+    outcome = OrderJob(simulated=sim)(order(), lambda p: None, threading.Event())
+    assert outcome.result is not None, outcome.message
+    run = BenchRun.model_validate(outcome.result)
+    assert run.backend == "simulated" and "nothing was measured" in run.note
+    reference = SimulatedBackend(3, seed=4)
+    reference.init()
+    assert [d.device.uuid for d in run.devices] == [reference.uuid(i) for i in range(3)]
+    assert {d.device.sku for d in run.devices} == {"h100_sxm"}
+    copies = {
+        d.device.index: f.value for d in run.devices for f in d.results if f.test == "memory_copy"
+    }
+    assert copies[1] is not None and copies[0] is not None and copies[2] is not None
+    assert copies[1] < 0.85 * min(copies[0], copies[2])
+    verdicts = {(j.device, j.test): j.status for j in run.judgement}
+    assert verdicts[(0, "memory_copy")] == "pass" and verdicts[(1, "memory_copy")] == "warn"
