@@ -10,8 +10,11 @@ PostgreSQL. The same leader evaluates the alerting and recording rules on a thre
 (``server/alerting``), reloaded on SIGHUP, and hands the alerts due to the notifier
 (``server/notify``: the Alertmanagers and direct receivers of ``[notify]``, with silences and
 the notification log in the database). Every replica stores its own ingest counters and its
-nodes' clock skew as series for the rules (``server/alerting/self_series.py``). Every route
-carries one access rule (``server/auth/access.py``).
+nodes' clock skew as series for the rules (``server/alerting/self_series.py``). The GPU
+benchmark (``server/bench``) keeps its requests and results in the database, hands each node's
+open request to its push answers through a cache re-read every few seconds, and has the
+leader write its ``dcmon_bench_*`` series for the rules. Every route carries one access rule
+(``server/auth/access.py``).
 """
 
 from __future__ import annotations
@@ -29,16 +32,24 @@ from fastapi import FastAPI
 from sqlalchemy import Engine
 
 from agent import __version__
-from agent.wire.catalog import default_catalog
+from agent.wire.skus import default_table
 from server.alerting import router as alerting_router
 from server.alerting.notifier import Notifier
 from server.alerting.pseudo_nodes import is_server_side
 from server.alerting.self_series import SelfSeriesLoop
 from server.alerting.service import AlertingService
+from server.alerting.writeback import StoreSeriesWriter
 from server.auth import Role, StaticAuthenticator
 from server.auth import router as auth_router
 from server.auth.credentials import CredentialStore
 from server.auth.verifier import ChainAuthenticator, DatabaseAuthenticator
+from server.bench import router as bench_router
+from server.bench.catalog import server_catalog
+from server.bench.orders import OrderCache
+from server.bench.requests import RequestStore
+from server.bench.results import ResultStore
+from server.bench.series import BenchSeries, BenchSeriesLoop
+from server.bench.service import BenchService
 from server.deps import Services
 from server.discovery import router as discovery_router
 from server.errors import install_error_handlers
@@ -135,7 +146,7 @@ def create_app(
     )
     latest = LatestCache()
     warm_latest(store, reader, latest, policy, clock())
-    catalog = default_catalog()
+    catalog = server_catalog()
     metrics = ServerMetrics(catalog, lambda: _node_counts(latest, policy, clock()))
     leader = leader or leadership_for(engine)
     metrics.watch_leadership(lambda: leader.is_leader)
@@ -146,6 +157,14 @@ def create_app(
         engine.dispose()
         raise
     credentials = CredentialStore(engine, writer, clock)
+    bench_requests = RequestStore(engine, writer, clock)
+    bench = BenchService(
+        bench_requests,
+        ResultStore(engine, default_table()),
+        OrderCache(bench_requests, clock, settings.bench_order_refresh_seconds),
+        clock,
+        settings.bench_window_seconds,
+    )
     authenticator = ChainAuthenticator(
         StaticAuthenticator(
             {
@@ -186,6 +205,7 @@ def create_app(
         credentials=credentials,
         renderer=Renderer(catalog, policy),
         metrics=metrics,
+        bench=bench,
         clock=clock,
     )
 
@@ -202,11 +222,19 @@ def create_app(
         },
     )
     self_series = SelfSeriesLoop.of_server(settings, metrics, latest, policy, store, clock)
+    bench_series = BenchSeriesLoop(
+        BenchSeries(
+            bench, StoreSeriesWriter(store), leader, settings.rule_evaluation_interval_seconds
+        ),
+        clock,
+    )
     app = FastAPI(
         title="dcmon",
         version=__version__,
         summary="Monitoring for AI/GPU clusters: ingest, history, nodes, Prometheus exposition.",
-        lifespan=_lifespan(services, alerting, notifiers, writer, engine, self_series),
+        lifespan=_lifespan(
+            services, alerting, notifiers, writer, engine, (self_series, bench_series)
+        ),
     )
     app.state.services = services
     app.state.templates = make_templates()
@@ -224,6 +252,7 @@ def create_app(
     )
     app.state.alerting = alerting
     app.state.self_series = self_series
+    app.state.bench_series = bench_series
     app.state.remote_write = RemoteWriteService(
         store, reader, plan, latest, policy, metrics, IngestLimits.from_settings(settings), clock
     )
@@ -243,6 +272,7 @@ def create_app(
         exposition_router,
         query_router,
         alerting_router,
+        bench_router,
         health_router,
         web_router,
     ):
@@ -256,7 +286,7 @@ def _lifespan(
     notifiers: _Notifiers,
     writer: Writer,
     engine: Engine,
-    self_series: SelfSeriesLoop,
+    loops: tuple[SelfSeriesLoop, BenchSeriesLoop],
 ) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
     """Returns: the application's lifespan: background work started, then stopped in order."""
 
@@ -265,7 +295,8 @@ def _lifespan(
         task = asyncio.create_task(_maintenance_loop(services))
         notifiers.start()
         alerting.start()
-        self_series.start()
+        for loop in loops:
+            loop.start()
         hangup = _on_sighup(alerting.reload)
         try:
             yield
@@ -275,7 +306,8 @@ def _lifespan(
             with suppress(asyncio.CancelledError):
                 await task
             await asyncio.to_thread(alerting.stop)
-            await asyncio.to_thread(self_series.stop)
+            for loop in loops:
+                await asyncio.to_thread(loop.stop)
             # Before the writer: the notifier logs what it sent through it.
             await asyncio.to_thread(notifiers.close)
             services.leader.close()
@@ -423,7 +455,8 @@ def run_maintenance(services: Services) -> None:
     """On every replica, what this process holds in memory: series other replicas created, and
     silent nodes forgotten. Then, on the maintenance leader only: compaction first (late or
     backfilled samples still reach the rollups even when they are older than the raw
-    retention), then retention and old batch records."""
+    retention), then retention, old batch records, and benchmark requests past their
+    deadline."""
     now = services.clock()
     if services.leader.shared:  # other replicas may have created series since the last pass
         services.store.load_index()
@@ -461,6 +494,9 @@ def run_maintenance(services: Services) -> None:
     if lifecycle.deleted:
         _log.info("deleted %d series not written within the raw retention", lifecycle.deleted)
     services.store.delete_batch_records_before(now - BATCH_RECORD_RETENTION_SECONDS)
+    expired_requests = services.bench.expire()
+    if expired_requests:
+        _log.info("%d benchmark requests expired", expired_requests)
     # silences expired past their retention, and notification-log entries past theirs
     expired = SilenceStore(store.engine, store.writer, services.clock).gc()
     forgotten = SqlNotificationLog(store.engine, store.writer).gc(now)

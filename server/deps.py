@@ -15,6 +15,7 @@ from fastapi import Depends, Request
 from agent.wire.catalog import Catalog
 from server.auth import Authenticator
 from server.auth.credentials import CredentialStore
+from server.bench.service import BenchService
 from server.events.store import EventStore
 from server.exposition.render import Renderer
 from server.exposition.self_metrics import ServerMetrics
@@ -47,6 +48,7 @@ class Services:
     credentials: CredentialStore
     renderer: Renderer
     metrics: ServerMetrics
+    bench: BenchService
     clock: Callable[[], float]
 
 

@@ -188,6 +188,17 @@ class ServerSettings(BaseSettings):
         description="How often a replica checks whether it leads rule evaluation; a new "
         "leader takes over within this much after the old one's database session ends.",
     )
+    bench_order_refresh_seconds: Annotated[float, Field(ge=0.1, le=60)] = Field(
+        default=2.0,
+        description="How often each replica re-reads the open benchmark requests for its push "
+        "answers: the longest a request made, cancelled or finished on another replica takes "
+        "to reach this one's answers.",
+    )
+    bench_window_seconds: Annotated[float, Field(ge=3600)] = Field(
+        default=30 * 86400.0,
+        description="Benchmark results of the last this long make up the fleet judgement and "
+        "the dcmon_bench_* series (a device not benchmarked since drops out of both).",
+    )
     external_url: str = Field(
         default="", description="The server's public URL: alerts' generator URL, $externalURL."
     )

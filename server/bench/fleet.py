@@ -94,8 +94,9 @@ def judge(results: Iterable[Result]) -> list[FleetVerdict]:
             continue
         outlier = result.value < group.limit
         relation = "below" if outlier else "within"
+        share = f"{result.value / group.median:.2f} x" if group.median > 0 else "against"
         reason = (
-            f"{result.value:.4g} is {result.value / group.median:.2f} x the median "
+            f"{result.value:.4g} is {share} the median "
             f"{group.median:.4g} of {group.count} {result.sku} GPUs: {relation} the fleet "
             f"(outlier below {group.limit:.4g}: {OUTLIER_FRACTION:.2f} x median and median - "
             f"{OUTLIER_MADS:g} x MAD)"

@@ -1,4 +1,5 @@
-"""GET /metrics: the fleet's latest samples plus the server's own metrics, text format 0.0.4."""
+"""GET /metrics: the fleet's latest samples, the benchmark series and the server's own metrics,
+text format 0.0.4."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from starlette.concurrency import run_in_threadpool
 
 from server.auth import READ
 from server.deps import Services, ServicesDep
+from server.exposition.bench import bench_text
 
 router = APIRouter(tags=["exposition"], dependencies=[Depends(READ)])
 
@@ -18,7 +20,7 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 def render_all(services: Services, timestamps: bool = False) -> str:
     nodes = services.renderer.render(services.latest.nodes(), services.clock(), timestamps)
-    return nodes + services.metrics.render()
+    return nodes + bench_text(services.bench.samples, services.catalog) + services.metrics.render()
 
 
 @router.get("/metrics", response_class=PlainTextResponse)

@@ -1,6 +1,8 @@
 """POST /api/v1/ingest and /api/v1/ingest/bulk: authenticate, read the body within its limit,
 admit, hand it to the service. Every answer of these routes is counted in one place
-(``_CountedRoute``), refusals by their reason."""
+(``_CountedRoute``), refusals by their reason. The answer to a node token's push carries that
+node's open benchmark request (``Ack.bench``, ``BulkAnswer.bench``), from the bench order cache:
+a dict lookup (``server/bench/orders.py``)."""
 
 from __future__ import annotations
 
@@ -15,12 +17,14 @@ from fastapi.routing import APIRoute
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
+from agent.wire.bench import BenchOrder
 from agent.wire.protocol import BULK_MEDIA_TYPE, BULK_PATH, INGEST_PATH, SENT_AT_HEADER, BulkAnswer
 from agent.wire.schema import Ack
 from server.auth import INGEST, Principal
-from server.deps import ServicesDep
+from server.deps import Services, ServicesDep
 from server.errors import ApiError
 from server.ingest.bulk import record_result, split_records
+from server.ingest.service import RecordOutcome
 
 
 class _CountedRoute(APIRoute):
@@ -118,7 +122,8 @@ async def ingest(
     body = await _read_limited(request, services.settings.max_body_bytes)
     with services.ingest.admission.admit():
         return await run_in_threadpool(
-            services.ingest.ingest,
+            _ingest_one,
+            services,
             body,
             request.headers.get("content-encoding"),
             caller,
@@ -155,13 +160,34 @@ async def ingest_bulk(
     body = await _read_limited(request, settings.max_body_bytes)
     records = split_records(body, settings.max_batches_per_bulk)
     with services.ingest.admission.admit():
-        outcomes = await run_in_threadpool(
-            services.ingest.ingest_bulk, records, caller, parse_sent_at(sent_at)
+        outcomes, order = await run_in_threadpool(
+            _ingest_bulk, services, records, caller, parse_sent_at(sent_at)
         )
     for outcome in outcomes:
         if outcome.error is not None:
             services.metrics.ingest_rejected.labels(outcome.error.code).inc()
-    return BulkAnswer(results=[record_result(outcome) for outcome in outcomes])
+    return BulkAnswer(results=[record_result(outcome) for outcome in outcomes], bench=order)
+
+
+def _ingest_one(
+    services: Services,
+    body: bytes,
+    encoding: str | None,
+    caller: Principal,
+    sent_at: float | None,
+) -> Ack:
+    """Store one batch; the answer carries the node's open benchmark request (node tokens
+    only: a shared ingest token could not report on it)."""
+    ack = services.ingest.ingest(body, encoding, caller, sent_at)
+    order = services.bench.orders.order_for(caller.node_id)
+    return ack if order is None else ack.model_copy(update={"bench": order})
+
+
+def _ingest_bulk(
+    services: Services, records: list[bytes], caller: Principal, sent_at: float | None
+) -> tuple[list[RecordOutcome], BenchOrder | None]:
+    outcomes = services.ingest.ingest_bulk(records, caller, sent_at)
+    return outcomes, services.bench.orders.order_for(caller.node_id)
 
 
 def parse_sent_at(value: str | None) -> float | None:

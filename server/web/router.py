@@ -2,7 +2,9 @@
 (refreshes itself). Alerts are those of the rules the server evaluates (the leader's last
 round, as ``GET /api/v1/alerts`` gives them): firing first, then pending, then those resolved
 in the last 15 minutes, each with its summary and whether it is held (its node is down or
-catching up).
+catching up). The GPU benchmark table shows each device's latest run (failed first, then fleet
+outliers) with its worst figure against its SKU's reference, and the open and recent
+benchmark requests.
 
 The page is rendered on the server, so it is a read like the API: it needs ``open_reads`` or an
 ``Authorization: Bearer <read token>`` header, which a browser does not send by itself; put a
@@ -12,6 +14,7 @@ while reads are closed.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from importlib import resources
 
@@ -24,6 +27,8 @@ from agent import __version__
 from server.alerting import views
 from server.alerting.service import AlertingService
 from server.auth import READ
+from server.bench.model import OPEN_STATES, BenchRequest
+from server.bench.service import BenchService
 from server.deps import Services, ServicesDep
 from server.nodes.service import NodeView, node_views
 
@@ -60,6 +65,60 @@ class AlertRow:
 
 
 _STATE_ORDER = {"firing": 0, "pending": 1, "resolved": 2}
+RECENT_REQUESTS = 20
+
+
+@dataclass(frozen=True)
+class BenchRow:
+    node: str
+    gpu: str  # index
+    key: str  # UUID, or <node>/cpu<index>
+    model: str
+    sku: str
+    level: str
+    age_seconds: float
+    passed: bool
+    worst_ratio: float | None  # the lowest figure / SKU reference of its latest figures
+    worst_test: str
+    outlier: bool
+    outlier_reason: str
+
+
+def bench_rows(bench: BenchService, now: float) -> list[BenchRow]:
+    """Returns: each device's latest benchmark run: failed first, then outliers, by node."""
+    snapshot = bench.fleet()
+    worst: dict[str, tuple[float, str]] = {}
+    for figure in snapshot.figures:
+        if figure.ratio is not None and figure.ratio < worst.get(figure.gpu_key, (math.inf, ""))[0]:
+            worst[figure.gpu_key] = (figure.ratio, figure.test)
+    rows = []
+    for device in snapshot.devices:
+        outliers = snapshot.outliers(device.gpu_key)
+        ratio, test = worst.get(device.gpu_key, (None, ""))
+        rows.append(
+            BenchRow(
+                node=device.node_name,
+                gpu=str(device.gpu_index),
+                key=device.gpu_key,
+                model=device.device_name,
+                sku=device.sku,
+                level=device.level,
+                age_seconds=max(0.0, now - device.time),
+                passed=device.passed,
+                worst_ratio=ratio,
+                worst_test=test,
+                outlier=bool(outliers),
+                outlier_reason="; ".join(f"{v.result.test}: {v.reason}" for v in outliers),
+            )
+        )
+    rows.sort(key=lambda r: (r.passed, not r.outlier, r.node, r.gpu, r.key))
+    return rows
+
+
+def bench_requests(bench: BenchService) -> list[BenchRequest]:
+    """Returns: the open requests, then the most recent others."""
+    recent = bench.requests.recent(limit=RECENT_REQUESTS)
+    return sorted(recent, key=lambda r: (r.state not in OPEN_STATES, -r.created_at))
 
 
 def alert_rows(alerting: AlertingService | None, now: float) -> list[AlertRow]:
@@ -107,6 +166,9 @@ def page_model(services: Services, alerting: AlertingService | None = None) -> d
         "gpus": sum(len(row.view.gpus) for row in rows),
         "version": __version__,
         "alerts": alert_rows(alerting, now),
+        "bench": bench_rows(services.bench, now),
+        "bench_requests": bench_requests(services.bench),
+        "now": now,
     }
 
 

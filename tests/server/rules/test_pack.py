@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 import yaml
 
-from agent.wire.catalog import Catalog, default_catalog
+from agent.wire.catalog import Catalog
+from server.bench.catalog import server_catalog
 from server.promql import plan
 from server.promql.parse import parse
 from server.rules.export import export_text
@@ -71,7 +72,8 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_the_pack_has_its_files_and_tests() -> None:
     names = {path.name for path in RULE_FILES}
-    assert {"host.yaml", "gpu.yaml", "gpu_perf.yaml", "jobs.yaml", "dcmon.yaml"} <= names
+    expected = {"host.yaml", "gpu.yaml", "gpu_perf.yaml", "jobs.yaml", "dcmon.yaml", "bench.yaml"}
+    assert expected <= names
     assert len(TEST_FILES) >= len(RULE_FILES)
 
 
@@ -172,7 +174,7 @@ def selector_problems(expr: str, known: dict[str, frozenset[str]]) -> list[str]:
 
 
 def test_every_selector_names_a_metric_dcmon_exports() -> None:
-    known = _known_labels(default_catalog())
+    known = _known_labels(server_catalog())  # the shipped catalog plus the bench series
     problems = []
     for file_name, rule in _alerting(_pack()):
         for expr in (rule.expr, rule.dcmon.hold, rule.dcmon.data):
