@@ -155,7 +155,7 @@ class RequestStore:
     # -- the agent ------------------------------------------------------------------------
 
     def report(
-        self, request_id: str, node_id: str, report: BenchReport, store_run: StoreRun
+        self, request_id: str, node_id: str | None, report: BenchReport, store_run: StoreRun
     ) -> BenchRequest:
         """Apply the agent's report; a final one closes the request and stores its result.
 
@@ -170,7 +170,7 @@ class RequestStore:
             current = _find(conn, request_id)
             if isinstance(current, BenchError):
                 return current
-            if current.node_id != node_id:
+            if node_id is not None and current.node_id != node_id:
                 return NotYourRequestError(
                     f"request {request_id} is for node {current.node_name}, not this node"
                 )

@@ -24,7 +24,7 @@ from fastapi.routing import APIRoute
 from starlette.concurrency import run_in_threadpool
 
 from agent.wire.bench import BENCH_REPORT_PATH, BENCH_REQUESTS_PATH, BENCH_RESULTS_PATH, BenchReport
-from server.auth import ADMIN, NODE, READ, Principal
+from server.auth import ADMIN, INGEST, READ, Principal, Role
 from server.bench.fleet import MIN_PEERS, FleetVerdict
 from server.bench.model import (
     BenchError,
@@ -220,7 +220,7 @@ async def cancel_request(
     response_model=BenchReportAnswer,
     responses={
         401: _AUTH[401],
-        403: {"description": "Not a node token, or the request is another node's"},
+        403: {"description": "Not an ingest token, or a node token and another node's request"},
         **_NOT_FOUND,
         **_TOO_LARGE,
         409: {"description": "The request is already final or expired: stop reporting"},
@@ -230,13 +230,14 @@ async def cancel_request(
 async def report(
     body: BenchReport,
     bench: BenchDep,
-    caller: Annotated[Principal, Depends(NODE)],
+    caller: Annotated[Principal, Depends(INGEST)],
     request_id: Annotated[str, _REQUEST_ID],
 ) -> BenchReportAnswer:
     """The agent's report on its request: waiting, running (progress), or a final state with
-    the judged result tree, which is stored."""
-    assert caller.node_id is not None  # the NODE rule admits node tokens only
-    updated = await _call(bench.report, request_id, caller.node_id, body)
+    the judged result tree, which is stored. A node token reports on its own node's requests
+    only; a fleet ingest token, which may write any node's data, on any node's."""
+    node_id = caller.node_id if caller.role is Role.NODE else None
+    updated = await _call(bench.report, request_id, node_id, body)
     return BenchReportAnswer(
         id=updated.request_id,
         state=updated.state,

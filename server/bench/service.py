@@ -69,7 +69,7 @@ class BenchService:
         finally:
             self.orders.invalidate()
 
-    def report(self, request_id: str, node_id: str, report: BenchReport) -> BenchRequest:
+    def report(self, request_id: str, node_id: str | None, report: BenchReport) -> BenchRequest:
         try:
             return self.requests.report(request_id, node_id, report, self.results.store_run)
         finally:
