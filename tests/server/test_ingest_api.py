@@ -20,7 +20,13 @@ def test_accepted_batch_is_stored_and_acknowledged(client: TestClient, tmp_path:
     response = push(client, make_batch(timestamp=START))
     assert response.status_code == 200
     # 4 samples sent + 2 derived collector-status samples
-    assert response.json() == {"status": "accepted", "seq": 1, "samples": 6, "refused": []}
+    assert response.json() == {
+        "status": "accepted",
+        "seq": 1,
+        "samples": 6,
+        "refused": [],
+        "bench": None,
+    }
     counts = row_counts(tmp_path / "dcmon.db")
     assert counts == {
         "nodes": 1,
@@ -38,7 +44,13 @@ def test_resent_batch_is_acknowledged_without_effect(client: TestClient, tmp_pat
     push(client, batch)
     before = row_counts(tmp_path / "dcmon.db")
     response = push(client, batch)
-    assert response.json() == {"status": "duplicate", "seq": 1, "samples": 0, "refused": []}
+    assert response.json() == {
+        "status": "duplicate",
+        "seq": 1,
+        "samples": 0,
+        "refused": [],
+        "bench": None,
+    }
     assert row_counts(tmp_path / "dcmon.db") == before
 
 

@@ -174,7 +174,7 @@ def test_bulk_needs_an_ingest_token(client: TestClient) -> None:
 def test_an_empty_bulk_request_stores_nothing(client: TestClient) -> None:
     response = push_bulk(client, [])
     assert response.status_code == 200
-    assert response.json() == {"results": []}
+    assert response.json() == {"results": [], "bench": None}
 
 
 def test_the_route_is_described_in_the_openapi(client: TestClient) -> None:
