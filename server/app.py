@@ -200,6 +200,7 @@ def create_app(
             IngestLimits.from_settings(settings),
             policy,
             clock,
+            orders=bench.orders.order_for,
         ),
         authenticator=authenticator,
         credentials=credentials,

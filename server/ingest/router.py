@@ -1,8 +1,9 @@
 """POST /api/v1/ingest and /api/v1/ingest/bulk: authenticate, read the body within its limit,
 admit, hand it to the service. Every answer of these routes is counted in one place
-(``_CountedRoute``), refusals by their reason. The answer to a node token's push carries that
-node's open benchmark request (``Ack.bench``, ``BulkAnswer.bench``), from the bench order cache:
-a dict lookup (``server/bench/orders.py``)."""
+(``_CountedRoute``), refusals by their reason. The answer to a push carries the node's open
+benchmark request (``Ack.bench``; in bulk ``BulkAnswer.bench``: the newest acknowledged
+record's, else the node token's node's), from the bench order cache: a dict lookup
+(``server/bench/orders.py``)."""
 
 from __future__ import annotations
 
@@ -122,8 +123,7 @@ async def ingest(
     body = await _read_limited(request, services.settings.max_body_bytes)
     with services.ingest.admission.admit():
         return await run_in_threadpool(
-            _ingest_one,
-            services,
+            services.ingest.ingest,
             body,
             request.headers.get("content-encoding"),
             caller,
@@ -169,24 +169,15 @@ async def ingest_bulk(
     return BulkAnswer(results=[record_result(outcome) for outcome in outcomes], bench=order)
 
 
-def _ingest_one(
-    services: Services,
-    body: bytes,
-    encoding: str | None,
-    caller: Principal,
-    sent_at: float | None,
-) -> Ack:
-    """Store one batch; the answer carries the node's open benchmark request (node tokens
-    only: a shared ingest token could not report on it)."""
-    ack = services.ingest.ingest(body, encoding, caller, sent_at)
-    order = services.bench.orders.order_for(caller.node_id)
-    return ack if order is None else ack.model_copy(update={"bench": order})
-
-
 def _ingest_bulk(
     services: Services, records: list[bytes], caller: Principal, sent_at: float | None
 ) -> tuple[list[RecordOutcome], BenchOrder | None]:
+    """Store the records; the answer's order is the newest acknowledged record's node's, or,
+    when none was acknowledged, the node token's node's."""
     outcomes = services.ingest.ingest_bulk(records, caller, sent_at)
+    acks = [outcome.ack for outcome in outcomes if outcome.ack is not None]
+    if acks:
+        return outcomes, acks[-1].bench
     return outcomes, services.bench.orders.order_for(caller.node_id)
 
 

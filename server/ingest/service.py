@@ -32,6 +32,9 @@ samples, and only for a batch not seen before: a batch is stored whole or not at
 re-sent one (same node, seq and timestamp) is acknowledged as ``duplicate`` with nothing left
 to complete.
 
+An acknowledgement carries the node's open benchmark request, if any (``Ack.bench``), from the
+``orders`` seam, whichever token wrote the batch (a fleet ingest token may report on it too).
+
 A bulk request (many batches of one agent's backlog) is decoded and validated record by record,
 then every valid record's write is queued before any is waited on, so they share the writer's
 group commits; each record gets its own outcome.
@@ -46,6 +49,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
+from agent.wire.bench import BenchOrder
 from agent.wire.codec import WireError, decode_batch
 from agent.wire.schema import Ack, Batch, RefusedSeries
 from server.auth import Principal
@@ -132,7 +136,13 @@ class IngestService:
         policy: StalePolicy,
         clock: Callable[[], float] = time.time,
         rng: Callable[[], float] = random.random,
+        orders: Callable[[str], BenchOrder | None] = lambda _node_id: None,
     ) -> None:
+        """Args:
+        orders: node id -> its open benchmark request's order, for the acknowledgement
+            (``server/bench/orders.py``; a dict lookup, as this is the hot path).
+        """
+        self._orders = orders
         self._policy = policy
         self._store = store
         self._latest = latest
@@ -267,8 +277,9 @@ class IngestService:
             raise ApiError(422, "invalid_batch", str(exc)) from None
         except StorageUnavailableError as exc:
             raise self._unavailable(exc) from None
+        order = self._orders(batch.node.node_id)
         if result.duplicate and self._latest.touch(batch.node.node_id, now, skew):
-            return Ack(status="duplicate", seq=batch.seq, samples=0)
+            return Ack(status="duplicate", seq=batch.seq, samples=0, bench=order)
         self._latest.update(
             NodeLatest(
                 node_id=batch.node.node_id,
@@ -283,7 +294,7 @@ class IngestService:
             )
         )
         if result.duplicate:
-            return Ack(status="duplicate", seq=batch.seq, samples=0)
+            return Ack(status="duplicate", seq=batch.seq, samples=0, bench=order)
         self._metrics.ingest_samples.inc(result.samples)
         refused = [
             RefusedSeries(metric=metric, series=count, reason=CARDINALITY_LIMIT)
@@ -291,7 +302,13 @@ class IngestService:
         ]
         if refused:
             self._count_refused(batch.node.name, refused, now)
-        return Ack(status="accepted", seq=batch.seq, samples=result.samples, refused=refused)
+        return Ack(
+            status="accepted",
+            seq=batch.seq,
+            samples=result.samples,
+            refused=refused,
+            bench=order,
+        )
 
     def _count_refused(self, node: str, refused: list[RefusedSeries], now: float) -> None:
         """Count refused series; log it for a node at most once per ``REFUSAL_LOG_SECONDS``."""

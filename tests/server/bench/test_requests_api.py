@@ -11,7 +11,7 @@ from server.auth.principal import Role
 from server.bench.model import silence_bound_seconds
 from tests.factories import identity, make_batch
 from tests.server.bench.conftest import ADMIN, READ_TOKEN, Bench, device, result
-from tests.server.conftest import push
+from tests.server.conftest import TOKEN, push
 from tests.server.ingest.helpers import push_bulk
 
 
@@ -128,9 +128,14 @@ def test_the_push_answer_carries_the_order_to_its_node_only(bench: Bench) -> Non
     assert bulk.status_code == 200, bulk.text
     assert [r["status"] for r in bulk.json()["results"]] == ["accepted", "accepted"]
     assert bulk.json()["bench"]["id"] == request_id
-    # the shared ingest token writes any node but cannot report: no order for it
+    # a fleet ingest token writes (and reports for) any node: the order of the batch's node
     shared = push(bench.client, make_batch(99, bench.clock.now, identity("gpu01", gpu01.node_id)))
-    assert shared.status_code == 200 and shared.json()["bench"] is None
+    assert shared.status_code == 200 and shared.json()["bench"]["id"] == request_id
+    other = push(bench.client, make_batch(99, bench.clock.now, identity("gpu02", gpu02.node_id)))
+    assert other.status_code == 200 and other.json()["bench"] is None
+    # a resent batch is acknowledged as a duplicate, with the order still
+    again = push(bench.client, make_batch(99, bench.clock.now, identity("gpu01", gpu01.node_id)))
+    assert again.json()["status"] == "duplicate" and again.json()["bench"]["id"] == request_id
 
 
 def test_cancel_of_a_pending_request_ends_it_at_once(bench: Bench) -> None:
@@ -312,3 +317,18 @@ def test_another_replica_sees_a_new_request_within_the_refresh_bound(
         assert other.order() is not None
         bench.clock.now += services.settings.bench_order_refresh_seconds
         assert other.order() is None
+
+
+def test_a_fleet_ingest_token_reports_for_any_node(bench: Bench) -> None:
+    """It may write any node's data, so an agent using it may report on its node's request."""
+    bench.node("gpu01")
+    request_id = bench.ask_one("gpu01")
+    fleet = {"Authorization": f"Bearer {TOKEN}"}
+    path = f"{BENCH_REQUESTS_PATH}/{request_id}/report"
+    answer = bench.client.post(path, json={"state": "running"}, headers=fleet)
+    assert answer.status_code == 200, answer.text
+    assert bench.get(request_id)["state"] == "running"
+    read = bench.client.post(
+        path, json={"state": "failed"}, headers={"Authorization": f"Bearer {READ_TOKEN}"}
+    )
+    assert read.status_code == 403
