@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import logging
 import socket
-import threading
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 
@@ -47,6 +46,7 @@ from server.promql.values import NAME, Labels, make_labels
 from server.settings import ServerSettings
 from server.storage.errors import StorageUnavailableError
 from server.storage.store import Store
+from server.tick_loop import TickLoop
 
 _log = logging.getLogger(__name__)
 REPLICA_LABEL = "replica"
@@ -168,16 +168,15 @@ class SelfSeries:
         self.rounds += 1
 
 
-class SelfSeriesLoop:
+class SelfSeriesLoop(TickLoop):
     """The background thread of ``SelfSeries``: ticks, sleeps to the next slot, never dies
     silently; ``stop`` ends it within one wait."""
 
     def __init__(self, series: SelfSeries, clock: Callable[[], float]) -> None:
+        super().__init__(
+            series.tick, clock, thread_name="dcmon-self-series", what="server's own series writer"
+        )
         self.series = series
-        self._clock = clock
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self.failures = 0
 
     @classmethod
     def of_server(
@@ -206,25 +205,3 @@ class SelfSeriesLoop:
             clock,
         )
         return cls(series, clock)
-
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="dcmon-self-series", daemon=True)
-        self._thread.start()
-
-    def stop(self, timeout: float = 30.0) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            if self._thread.is_alive():
-                _log.warning("the server's own series writer did not stop within %.0f s", timeout)
-            self._thread = None
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            wait = 1.0
-            try:
-                wait = self.series.tick(self._clock())
-            except Exception:  # noqa: BLE001 (the loop's supervisor: log, count, go on)
-                self.failures += 1
-                _log.exception("writing the server's own series failed; trying again")
-            self._stop.wait(max(0.05, wait))

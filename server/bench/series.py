@@ -15,7 +15,6 @@ Failures are logged and counted; the loop goes on.
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable
 
 from server.alerting.pseudo_nodes import PseudoNode, node_id_for
@@ -25,6 +24,7 @@ from server.bench.service import BenchService
 from server.promql.values import NAME, Labels, make_labels
 from server.storage.errors import StorageUnavailableError
 from server.storage.leader import Leadership
+from server.tick_loop import TickLoop
 
 _log = logging.getLogger(__name__)
 NODE_NAME = "dcmon-bench"
@@ -86,35 +86,11 @@ class BenchSeries:
         return len(found)
 
 
-class BenchSeriesLoop:
+class BenchSeriesLoop(TickLoop):
     """The thread of ``BenchSeries``; ``stop`` ends it within one wait."""
 
     def __init__(self, series: BenchSeries, clock: Callable[[], float]) -> None:
+        super().__init__(
+            series.tick, clock, thread_name="dcmon-bench-series", what="benchmark series writer"
+        )
         self.series = series
-        self._clock = clock
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self.failures = 0
-
-    def start(self) -> None:
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="dcmon-bench-series", daemon=True)
-        self._thread.start()
-
-    def stop(self, timeout: float = 30.0) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            if self._thread.is_alive():
-                _log.warning("the benchmark series writer did not stop within %.0f s", timeout)
-            self._thread = None
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            wait = 1.0
-            try:
-                wait = self.series.tick(self._clock())
-            except Exception:  # noqa: BLE001 (the loop's supervisor: log, count, go on)
-                self.failures += 1
-                _log.exception("writing the benchmark series failed; trying again")
-            self._stop.wait(max(0.05, wait))
