@@ -240,12 +240,13 @@ class BenchRunner:
                 if self._stopping:
                     return False
                 now = time.monotonic()
-                finals = self._pending_finals() if now >= self._retry_at else []
+                pending = self._pending_finals()  # one directory listing per wake-up
+                finals = pending if now >= self._retry_at else []
                 progress = self._progress
                 due = now - self._last_progress_sent >= self._progress_interval
                 if finals or (progress is not None and due):
                     break
-                waits = [self._retry_at - now] if self._pending_finals() else []
+                waits = [self._retry_at - now] if pending else []
                 if progress is not None:
                     waits.append(self._last_progress_sent + self._progress_interval - now)
                 self._lock.wait(max(0.05, min(waits)) if waits else None)
