@@ -67,6 +67,12 @@ def _alerts() -> Entry:
     return command.alerts_main
 
 
+def _benchmarks() -> Entry:
+    from server.bench import cli as command  # noqa: PLC0415 (imported when chosen)
+
+    return command.main
+
+
 def version(argv: list[str]) -> int:
     """``dcmon version``: print the version."""
     argparse.ArgumentParser(prog="dcmon version", description="Print dcmon's version.").parse_args(
@@ -91,6 +97,9 @@ COMMANDS: dict[str, Command] = {
     "alerts": Command(_alerts, "list a server's pending and firing alerts", "server"),
     "silence": Command(_silence, "add, list and expire alert silences", "server"),
     "bench": Command(_bench, "benchmark and burn-test this node's GPUs", "gpu-bench"),
+    "benchmarks": Command(
+        _benchmarks, "ask a server for benchmark runs on nodes; results, fleet", "server"
+    ),
     "version": Command(lambda: version, "print the version", "agent"),
 }
 
@@ -122,6 +131,6 @@ def main(argv: list[str] | None = None) -> int:
 
 def _usage() -> str:
     lines = ["usage: dcmon <command> [options]", "", "commands:"]
-    lines += [f"  {name:8} {command.summary}" for name, command in COMMANDS.items()]
+    lines += [f"  {name:10} {command.summary}" for name, command in COMMANDS.items()]
     lines += ["", "Run 'dcmon <command> --help' for a command's options."]
     return "\n".join(lines)

@@ -136,9 +136,11 @@ def test_the_cli_dispatch_is_in_the_graph(graph: grimp.ImportGraph) -> None:
         "server.rules.cli",
         "server.notify.cli",
         "server.alerting.cli",
+        "server.bench.cli",
     } <= dispatched
     assert set(COMMANDS) == {
-        "agent", "bench", "server", "demo", "token", "rules", "alerts", "silence", "version"
+        "agent", "bench", "benchmarks", "server", "demo", "token", "rules", "alerts", "silence",
+        "version",
     }  # fmt: skip
     agent_contract = _contract(AGENT_CONTRACT)
     assert agent_contract.check(copy.deepcopy(graph), verbose=False).kept

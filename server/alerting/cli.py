@@ -16,35 +16,26 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
-import os
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
-from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import httpx
 
+from server.api_client import ApiClient, ApiRefusedError, add_server_options, read_token
 from server.notify.matchers import Matcher, MatcherError, matches_all, parse_matchers
+from server.text_table import duration, number, since, table
 
-DEFAULT_SERVER = "http://127.0.0.1:8470"
 Clock = Callable[[], float]
 _SHOWN_LABELS = ("alertname", "severity", "instance")
-
-
-def _server_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--server", default=os.environ.get("DCMON_SERVER_URL", DEFAULT_SERVER))
-    p.add_argument("--token-file", type=Path, help="file holding the API token (read role)")
-    p.add_argument("--json", action="store_true", help="print the filtered answer as JSON")
 
 
 def alerts_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="dcmon alerts", description="List the pending and firing alerts of a dcmon server."
     )
-    _server_options(p)
+    add_server_options(p)
     p.add_argument("--state", choices=("firing", "pending", "resolved"), action="append")
     p.add_argument(
         "--match",
@@ -63,15 +54,11 @@ def rules_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="dcmon rules list", description="List the rule groups and rules a server evaluates."
     )
-    _server_options(p)
+    add_server_options(p)
     p.add_argument("--state", choices=("firing", "pending", "inactive"), action="append")
     p.add_argument("--type", choices=("alerting", "recording"))
     p.add_argument("--unhealthy", action="store_true", help="only rules whose health is not ok")
     return p
-
-
-class _RefusedError(Exception):
-    """The server answered, but not 200 (the message is the line to print)."""
 
 
 def _get(
@@ -81,33 +68,12 @@ def _get(
     params: Mapping[str, str],
     transport: httpx.BaseTransport | None,
 ) -> dict[str, Any]:
-    """Returns: the JSON body of ``GET path``. Raises: _RefusedError (one line, with the reason)."""
-    token = _token(args.token_file)
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    """Returns: the JSON body of ``GET path``. Raises: ApiRefusedError (one line, prefixed)."""
     try:
-        with httpx.Client(
-            base_url=args.server, headers=headers, transport=transport, timeout=10.0
-        ) as client:
-            answer = client.get(path, params=dict(params))
-    except httpx.HTTPError as exc:
-        raise _RefusedError(f"{prog}: cannot reach {args.server}: {exc}") from exc
-    if answer.status_code != 200:
-        try:
-            reason = answer.json()["error"]["message"]
-        except (ValueError, KeyError, TypeError):
-            reason = answer.text
-        raise _RefusedError(f"{prog}: {answer.status_code}: {reason}")
-    try:
-        body: dict[str, Any] = answer.json()
-    except ValueError as exc:
-        raise _RefusedError(f"{prog}: {args.server} did not answer JSON: {exc}") from exc
-    return body
-
-
-def _token(path: Path | None) -> str:
-    if path is not None:
-        return path.read_text().strip()
-    return os.environ.get("DCMON_TOKEN", "").strip()
+        with ApiClient(args.server, read_token(args.token_file), transport) as client:
+            return client.get(path, params)
+    except ApiRefusedError as exc:
+        raise ApiRefusedError(f"{prog}: {exc}") from exc
 
 
 # -- dcmon alerts ---------------------------------------------------------------------------
@@ -127,7 +93,7 @@ def alerts_main(
     params = {"resolved": "true"} if resolved else {}
     try:
         body = _get("dcmon alerts", args, "/api/v1/alerts", params, transport)
-    except _RefusedError as exc:
+    except ApiRefusedError as exc:
         print(exc, file=sys.stderr)
         return 1
     alerts = select_alerts(body.get("alerts", []), states, matchers)
@@ -162,13 +128,13 @@ def alerts_table(alerts: Sequence[dict[str, Any]], now: float) -> str:
                 str(a.get("state", "")),
                 labels.get("severity", "-"),
                 labels.get("instance", "-"),
-                _since(a.get("active_at"), now),
-                _number(a.get("value")),
+                since(a.get("active_at"), now),
+                number(a.get("value")),
                 others or "-",
                 a.get("annotations", {}).get("summary", ""),
             )
         )
-    return _table(head, rows, f"{len(alerts)} alerts")
+    return table(head, rows, f"{len(alerts)} alerts")
 
 
 # -- dcmon rules list -----------------------------------------------------------------------
@@ -180,7 +146,7 @@ def rules_main(
     args = rules_parser().parse_args(argv)
     try:
         body = _get("dcmon rules list", args, "/api/v1/rules", {}, transport)
-    except _RefusedError as exc:
+    except ApiRefusedError as exc:
         print(exc, file=sys.stderr)
         return 1
     groups = select_rules(
@@ -238,60 +204,10 @@ def rules_table(groups: Sequence[dict[str, Any]], now: float) -> str:
                     str(rule.get("health", "")),
                     "-" if recording else str(rule.get("state") or "-"),
                     "-" if recording else str(rule.get("alerts", 0)),
-                    _since(rule.get("last_evaluation"), now, never="never"),
-                    _duration(rule.get("evaluation_seconds")),
+                    since(rule.get("last_evaluation"), now, never="never"),
+                    duration(rule.get("evaluation_seconds")),
                     f"error: {rule['last_error']}" if rule.get("last_error") else "",
                 )
             )
     count = sum(len(g.get("rules", [])) for g in groups)
-    return _table(head, rows, f"{count} rules in {len(groups)} groups")
-
-
-# -- formatting -----------------------------------------------------------------------------
-
-
-def _table(head: Sequence[str], rows: Sequence[Sequence[str]], footer: str) -> str:
-    """Columns padded to their widest cell; a row's cell past the header's count goes last,
-    unpadded (summaries and errors are long)."""
-    widths = [len(h) for h in head]
-    for row in rows:
-        for i, cell in enumerate(row[: len(head)]):
-            widths[i] = max(widths[i], len(cell))
-
-    def line(cells: Sequence[str]) -> str:
-        padded = [cell.ljust(widths[i]) for i, cell in enumerate(cells[: len(head)])]
-        return "  ".join([*padded, *cells[len(head) :]]).rstrip()
-
-    return "\n".join([line(head), *(line(row) for row in rows), f"({footer})"])
-
-
-def _since(seconds: object, now: float, never: str = "-") -> str:
-    if not isinstance(seconds, int | float):
-        return never
-    stamp = datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    return f"{stamp} ({_age(now - seconds)} ago)"
-
-
-def _age(seconds: float) -> str:
-    seconds = max(0, round(seconds))
-    if seconds < 120:
-        return f"{seconds}s"
-    if seconds < 7200:
-        return f"{seconds // 60}m"
-    if seconds < 172800:
-        return f"{seconds // 3600}h"
-    return f"{seconds // 86400}d"
-
-
-def _number(value: object) -> str:
-    if not isinstance(value, int | float) or (isinstance(value, float) and math.isnan(value)):
-        return "-"
-    return f"{value:.6g}"
-
-
-def _duration(seconds: object) -> str:
-    if not isinstance(seconds, int | float):
-        return "-"
-    if seconds < 1:
-        return f"{seconds * 1000:.3g}ms"
-    return f"{seconds:.3g}s"
+    return table(head, rows, f"{count} rules in {len(groups)} groups")
