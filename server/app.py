@@ -32,6 +32,7 @@ from fastapi import FastAPI
 from sqlalchemy import Engine
 
 from agent import __version__
+from agent.wire.catalog import default_catalog
 from agent.wire.skus import default_table
 from server.alerting import router as alerting_router
 from server.alerting.notifier import Notifier
@@ -44,7 +45,6 @@ from server.auth import router as auth_router
 from server.auth.credentials import CredentialStore
 from server.auth.verifier import ChainAuthenticator, DatabaseAuthenticator
 from server.bench import router as bench_router
-from server.bench.catalog import server_catalog
 from server.bench.orders import OrderCache
 from server.bench.requests import RequestStore
 from server.bench.results import ResultStore
@@ -146,7 +146,7 @@ def create_app(
     )
     latest = LatestCache()
     warm_latest(store, reader, latest, policy, clock())
-    catalog = server_catalog()
+    catalog = default_catalog()
     metrics = ServerMetrics(catalog, lambda: _node_counts(latest, policy, clock()))
     leader = leader or leadership_for(engine)
     metrics.watch_leadership(lambda: leader.is_leader)

@@ -136,9 +136,13 @@ def test_metrics_expose_the_series_with_catalog_types(bench: Bench) -> None:
     )
     assert "# TYPE dcmon_bench_fleet_outlier gauge" in text
     catalog = bench.services.catalog
+    assert catalog is default_catalog()  # the shipped catalog lists them (source "server")
     for name in ("dcmon_bench_passed", "dcmon_bench_fleet_outlier", "dcmon_bench_ratio"):
-        assert name in catalog and name not in default_catalog()
+        assert catalog[name].source == "server"
         assert f"# HELP {name} {catalog[name].help}" in text
+    device_labels = {"UUID", "gpu", "instance", "modelName", "sku"}
+    assert catalog["dcmon_bench_passed"].label_set == device_labels
+    assert catalog["dcmon_bench_ratio"].label_set == device_labels | {"test"}
 
 
 def test_the_web_page_lists_each_devices_latest_run(bench: Bench) -> None:

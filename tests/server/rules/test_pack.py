@@ -16,8 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
-from agent.wire.catalog import Catalog
-from server.bench.catalog import server_catalog
+from agent.wire.catalog import Catalog, default_catalog
 from server.promql import plan
 from server.promql.parse import parse
 from server.rules.export import export_text
@@ -174,7 +173,7 @@ def selector_problems(expr: str, known: dict[str, frozenset[str]]) -> list[str]:
 
 
 def test_every_selector_names_a_metric_dcmon_exports() -> None:
-    known = _known_labels(server_catalog())  # the shipped catalog plus the bench series
+    known = _known_labels(default_catalog())
     problems = []
     for file_name, rule in _alerting(_pack()):
         for expr in (rule.expr, rule.dcmon.hold, rule.dcmon.data):
