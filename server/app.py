@@ -48,6 +48,7 @@ from server.bench import router as bench_router
 from server.bench.orders import OrderCache
 from server.bench.requests import RequestStore
 from server.bench.results import ResultStore
+from server.bench.retention import BenchRetention
 from server.bench.series import BenchSeries, BenchSeriesLoop
 from server.bench.service import BenchService
 from server.deps import Services
@@ -456,8 +457,8 @@ def run_maintenance(services: Services) -> None:
     """On every replica, what this process holds in memory: series other replicas created, and
     silent nodes forgotten. Then, on the maintenance leader only: compaction first (late or
     backfilled samples still reach the rollups even when they are older than the raw
-    retention), then retention, old batch records, and benchmark requests past their
-    deadline."""
+    retention), then retention, old batch records, benchmark requests past their deadline,
+    and benchmark requests and results past their retention."""
     now = services.clock()
     if services.leader.shared:  # other replicas may have created series since the last pass
         services.store.load_index()
@@ -498,6 +499,13 @@ def run_maintenance(services: Services) -> None:
     expired_requests = services.bench.expire()
     if expired_requests:
         _log.info("%d benchmark requests expired", expired_requests)
+    pruned = BenchRetention(
+        store.engine, store.writer, services.clock, services.settings.bench_retention_seconds
+    ).prune()
+    if pruned.requests:
+        _log.info(
+            "benchmark retention deleted %d requests and %d runs", pruned.requests, pruned.runs
+        )
     # silences expired past their retention, and notification-log entries past theirs
     expired = SilenceStore(store.engine, store.writer, services.clock).gc()
     forgotten = SqlNotificationLog(store.engine, store.writer).gc(now)

@@ -199,6 +199,13 @@ class ServerSettings(BaseSettings):
         description="Benchmark results of the last this long make up the fleet judgement and "
         "the dcmon_bench_* series (a device not benchmarked since drops out of both).",
     )
+    bench_retention_seconds: Annotated[float, Field(ge=86400)] = Field(
+        default=400 * 86400.0,
+        description="How long a benchmark request that ended is kept, with its run, devices and "
+        "figures. Open requests stay, and so does each device's latest run (and its latest "
+        "figure of each test) whatever its age: the fleet judgement and the dcmon_bench_* "
+        "series read them.",
+    )
     external_url: str = Field(
         default="", description="The server's public URL: alerts' generator URL, $externalURL."
     )
