@@ -36,10 +36,11 @@ from server.auth.secrets import (
     sha256_hex,
     write_token_file,
 )
-from server.demo_supervisor import Supervisor, say
+from server.demo_supervisor import Extra, Supervisor, say
 from server.settings import DEFAULT_PORT
 
 LOCK_FILE = "demo.lock"
+ADMIN_KEY_FILE = "admin.key"
 TomlValue = str | int | float | bool | list[str]
 
 
@@ -66,7 +67,7 @@ def parser() -> argparse.ArgumentParser:
         default="auto",
         help="auto: the real GPUs if an NVIDIA driver is loaded, else simulated ones",
     )
-    p.add_argument("--simulated-gpus", type=int, default=4, help="how many (default 4)")
+    p.add_argument("--simulated-gpus", type=int, default=8, help="how many (default 8)")
     p.add_argument("--interval", type=float, default=5.0, help="agent interval in seconds")
     p.add_argument(
         "--scenario",
@@ -75,6 +76,12 @@ def parser() -> argparse.ArgumentParser:
         help="faults: add a simulated GPU node that throws an XID, overheats and goes silent, "
         "and a webhook receiver that prints the alerts (about 20 minutes to see them all fire "
         "and resolve)",
+    )
+    p.add_argument(
+        "--no-bench",
+        action="store_true",
+        help="do not ask for a quick benchmark run of the simulated (or CPU-only) nodes at "
+        "start; a node with real GPUs is never benchmarked unasked",
     )
     p.add_argument(
         "--faults-skip",
@@ -112,6 +119,7 @@ def _run(args: argparse.Namespace, data_dir: Path) -> int:
         return 2
     try:
         token_hash = sha256_hex(_agent_token(data_dir / "agent.token"))
+        admin_hash = sha256_hex(_agent_token(data_dir / ADMIN_KEY_FILE))
     except TokenFileError as exc:
         print(f"dcmon demo: {exc}; delete it to make a new one", file=sys.stderr)
         return 2
@@ -125,6 +133,7 @@ def _run(args: argparse.Namespace, data_dir: Path) -> int:
         "listen_port": port,
         "data_dir": str(data_dir),
         "ingest_token_sha256": [token_hash],
+        "admin_key_sha256": [admin_hash],  # for the benchmark request and the banner's commands
         "open_reads": True,
         "rules_shipped": True,  # the demo evaluates the shipped rule pack
     }
@@ -145,19 +154,30 @@ def _run(args: argparse.Namespace, data_dir: Path) -> int:
         },
         "dcmon demo's agent: dcmon agent --config this-file",
     )
+    extras = [] if scenario is None else list(scenario.extras)
+    bench = not args.no_bench and backend != "nvml"
+    if bench:
+        nodes = 1 + (scenario is not None)
+        extras.append(bench_request(python, base_url, data_dir / ADMIN_KEY_FILE, nodes))
     supervisor = Supervisor(
         server_argv=[*python, "server", "--config", str(server_config)],
         agent_argv=[*python, "agent", "--config", str(agent_config)],
         ready_url=f"{base_url}/readyz",
-        extras=() if scenario is None else scenario.extras,
+        extras=tuple(extras),
     )
 
     def started() -> None:
-        _banner(base_url, data_dir, backend, args.simulated_gpus, server_config)
+        _banner(base_url, data_dir, backend, args.simulated_gpus, server_config, bench)
         if scenario is not None:
             say("\n".join(demo_faults.banner_lines(scenario)) + "\n")
 
     return supervisor.run(started)
+
+
+def bench_request(python: list[str], base_url: str, admin_key: Path, nodes: int) -> Extra:
+    """Returns: the one-shot child that asks for a quick benchmark run of the demo's nodes."""
+    argv = [*python[:-1], "server.demo_bench", "--server", base_url, "--token-file", str(admin_key)]
+    return Extra("benchmark request", [*argv, "--nodes", str(nodes)], once=True)
 
 
 def hold_lock(data_dir: Path) -> int:
@@ -212,7 +232,7 @@ def _toml(value: TomlValue) -> str:
 
 
 def _agent_token(path: Path) -> str:
-    """Returns: the demo agent's token, made on first run."""
+    """Returns: the token (the agent's, or the admin key) in ``path``, made on first run."""
     if not path.exists():
         write_token_file(path, new_token())
     return read_token_file(path)
@@ -239,12 +259,20 @@ def _gpu_backend(choice: str) -> str:
     return "nvml" if driver_loaded else "simulated"
 
 
-def _banner(base_url: str, data_dir: Path, backend: str, simulated: int, config: Path) -> None:
+def _banner(
+    base_url: str, data_dir: Path, backend: str, simulated: int, config: Path, bench: bool
+) -> None:
     gpus = {
         "nvml": "this machine's NVIDIA GPUs",
         "simulated": f"{simulated} simulated GPUs (no NVIDIA driver here; --gpus none hides them)",
         "none": "no GPUs",
     }[backend]
+    key = data_dir / ADMIN_KEY_FILE
+    asked = (
+        "a quick run of each node was asked for (--no-bench: not); its figures follow"
+        if bench
+        else "none asked for; run one with the command below"
+    )
     say(
         "\ndcmon demo is running: a server and an agent for this machine\n"
         f"  dashboard  {base_url}/\n"
@@ -252,7 +280,13 @@ def _banner(base_url: str, data_dir: Path, backend: str, simulated: int, config:
         f"  API docs   {base_url}/docs\n"
         f"  nodes API  {base_url}/api/v1/nodes\n"
         f"  GPUs       {gpus}\n"
-        f"  data       {data_dir} (SQLite)\n"
+        f"  benchmark  {asked}\n"
+        f"  results    {base_url}/api/v1/bench/results and {base_url}/api/v1/bench/fleet\n"
+        f"  data       {data_dir} (SQLite; admin key in {key})\n"
+        "Another benchmark run, and its results with the fleet judgement:\n"
+        f"  dcmon benchmarks request --server {base_url} --token-file {key} "
+        "--node <name> --wait\n"
+        f"  dcmon benchmarks fleet --server {base_url}\n"
         "The same server and agent by hand (after stopping the demo):\n"
         f"  dcmon server --config {config}\n"
         f"  dcmon agent --config {data_dir / 'agent.toml'}\n"

@@ -9,7 +9,8 @@ away and delivers when it is back.
 More children may be supervised alike (``Extra``: the faults scenario's webhook receiver and
 its simulated GPU node), started after the server, and an extra child may be frozen
 (SIGSTOP) over windows of time and thawed (SIGCONT) after each: a node that hangs and comes
-back, as the scenario's "node goes silent".
+back, as the scenario's "node goes silent". A ``once`` child is a task that ends (the demo's
+benchmark request): its exit is reported and it is not restarted.
 
 SIGINT, SIGTERM and SIGHUP stop the agents first (so they deliver their last batch), then the
 other children and the server. The children run in their own sessions, so a Ctrl-C in the
@@ -57,6 +58,7 @@ class Extra:
     argv: list[str]
     agent: bool = False
     frozen: tuple[tuple[float, float], ...] = ()
+    once: bool = False  # a task that ends (the demo's benchmark request): never restarted
 
 
 @dataclass
@@ -71,6 +73,8 @@ class Child:
     restart_at: float | None = None
     frozen: tuple[tuple[float, float], ...] = ()  # windows, seconds after the supervisor began
     is_frozen: bool = False
+    once: bool = False
+    ended: bool = False  # a ``once`` child that has exited
 
     def start(self, now: float) -> None:
         self.popen = subprocess.Popen(  # noqa: S603 (our own argv)
@@ -83,7 +87,7 @@ class Child:
 
     def exited(self) -> int | None:
         """Returns: the exit status if the process has ended and no restart is scheduled."""
-        if self.popen is None or self.restart_at is not None:
+        if self.popen is None or self.restart_at is not None or self.ended:
             return None
         return self.popen.poll()
 
@@ -140,7 +144,7 @@ class Supervisor:
         others: list[Child] = []
         for extra in self.extras:
             (agents if extra.agent else others).append(
-                Child(extra.name, extra.argv, frozen=extra.frozen)
+                Child(extra.name, extra.argv, frozen=extra.frozen, once=extra.once)
             )
         try:
             server.start(self.clock())
@@ -167,7 +171,10 @@ class Supervisor:
             self._thaw_or_freeze(child, now - self._began)
         for child in (server, *children):
             status = child.exited()
-            if status is not None:
+            if status is not None and child.once:
+                child.ended = True
+                say(f"dcmon demo: the {child.name} ended ({_describe(status)})")
+            elif status is not None:
                 delay = child.schedule_restart(now)
                 meanwhile = (
                     "; the agent keeps collecting and spools its batches meanwhile"

@@ -35,7 +35,7 @@ import httpx
 from agent.wire.bench import BENCH_REQUESTS_PATH, BENCH_RESULTS_PATH
 from server.api_client import ApiClient, ApiRefusedError, add_server_options, read_token
 from server.bench.cli_tables import fleet_table, requests_table, results_table
-from server.bench.follow import Follower
+from server.bench.follow import Follower, all_passed
 from server.rules.duration import parse_duration
 
 PROG = "dcmon benchmarks"
@@ -148,26 +148,26 @@ def _request(
     if not args.json:
         print(requests_table(created, clock()))
     final = Follower(client, sleep=sleep).follow([r["id"] for r in created])
-    figures = _figures_of(client, final)
+    figures = figures_of(client, final)
     if args.json:
         print(json.dumps({"requests": final, "results": figures}, indent=2, sort_keys=True))
     else:
         print(requests_table(final, clock()))
         if figures:
             print(results_table(figures, clock()))
-    ok = all(r["state"] == "done" and (r.get("result") or {}).get("passed") for r in final)
-    return 0 if ok else EXIT_FAILED
+    return 0 if all_passed(final) else EXIT_FAILED
 
 
-def _figures_of(client: ApiClient, requests: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Returns: the stored figures of these requests' runs (newest first), fleet verdicts on."""
+def figures_of(client: ApiClient, requests: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Returns: the stored figures of these requests' runs, by node, device and test, with
+    their fleet verdicts."""
     out = []
     for request in requests:
         if request.get("run_id") is None:
             continue
         answer = client.get(BENCH_RESULTS_PATH, {"node": request["node_id"], "limit": "5000"})
         out += [f for f in answer["results"] if f.get("run_id") == request["run_id"]]
-    return out
+    return sorted(out, key=lambda f: (f["node"], f["gpu_index"], f["test"]))
 
 
 def _list(client: ApiClient, args: argparse.Namespace, clock: Clock) -> int:
@@ -186,7 +186,7 @@ def _show(client: ApiClient, args: argparse.Namespace, clock: Clock) -> int:
 
     def text() -> str:
         lines = [requests_table([request], clock())]
-        figures = _figures_of(client, [request])
+        figures = figures_of(client, [request])
         if figures:
             lines.append(results_table(figures, clock()))
         return "\n".join(lines)

@@ -66,6 +66,11 @@ class Follower:
             display.close()
 
 
+def all_passed(requests: Sequence[Request]) -> bool:
+    """Returns: whether every request is done and its run passed."""
+    return all(r["state"] == "done" and (r.get("result") or {}).get("passed") for r in requests)
+
+
 def choose_display(stream: TextIO) -> Display:
     """Returns: progress bars on a terminal, else a line per change."""
     if stream.isatty():
@@ -96,7 +101,7 @@ class LineDisplay:
     def update(self, request: Request) -> None:
         line = describe(request)
         progress = request.get("progress") or {}
-        if progress.get("total"):
+        if request["state"] == "running" and progress.get("total"):
             line += f" ({progress['done']}/{progress['total']})"
         if self._said.get(request["id"]) != line:
             self._said[request["id"]] = line

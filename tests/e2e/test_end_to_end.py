@@ -158,6 +158,15 @@ def test_demo_runs_server_and_agent_and_stops_on_ctrl_c(tmp_path: Path) -> None:
         )
         assert "DCGM_FI_DEV_GPU_UTIL{" in get(url + "/metrics").text
         assert get(url + "/").status_code == 200
+        # the demo asks for a quick benchmark run of its node and prints the figures
+        ended = "dcmon demo: the benchmark request ended (exit code 0)"
+        wait_for(lambda: ended in demo.output(), 60, "the demo's benchmark run")
+        results = get(url + "/api/v1/bench/results?test=memory_copy").json()["results"]
+        assert sorted(r["gpu_index"] for r in results) == [0, 1], results
+        assert all(r["sku"] == "h100_sxm" and r["verdict"] == "pass" for r in results)
+        assert "(12 figures, 0 failed, 0 fleet outliers)" in demo.output()
+        page = get(url + "/").text
+        assert "memory_copy" in page or "GPU benchmark" in page
         assert demo.stop(signal.SIGINT, timeout=30) == 0
         output = demo.output()
     assert "dashboard" in output and "Traceback" not in output

@@ -60,10 +60,15 @@ def _role(children: dict[int, str], role: str) -> int:
 
 
 @contextmanager
-def _demo(tmp_path: Path, port: int, *extra: str, name: str = "demo") -> Iterator[Process]:
-    """A running demo; its children are killed at the end whatever happened to it."""
+def _demo(
+    tmp_path: Path, port: int, *extra: str, name: str = "demo", bench: bool = False
+) -> Iterator[Process]:
+    """A running demo (without its benchmark request unless ``bench``); its children are
+    killed at the end whatever happened to it."""
     argv = [*DCMON, "demo", "--port", str(port), "--data-dir", str(tmp_path / "data"),
             "--gpus", "none", "--interval", "1", *extra]  # fmt: skip
+    if not bench:
+        argv.append("--no-bench")
     seen: set[int] = set()
     with running(argv, tmp_path / f"{name}.log") as demo:
         try:
@@ -220,9 +225,10 @@ def test_the_faults_scenario_fires_an_xid_alert_to_the_page_and_the_webhook(
     rest of the timeline (each alert firing and resolving) is tests/server/test_demo_faults.py."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    with _demo(tmp_path, port, "--scenario", "faults", "--faults-skip", "55") as demo:
+    with _demo(tmp_path, port, "--scenario", "faults", "--faults-skip", "55", bench=True) as demo:
         _started(demo, url)
-        assert len(_children(demo.popen.pid)) == 4  # server, webhook, two agents
+        lasting = [c for c in _children(demo.popen.pid).values() if "demo_bench" not in c]
+        assert len(lasting) == 4  # server, webhook, two agents (and the benchmark request)
         hook = tmp_path / "data" / "webhook.jsonl"
         wanted = ("firing", "GpuXidFatal", "demo-gpu-node")
         wait_for(lambda: wanted in _webhook_alerts(hook), 150, "GpuXidFatal at the webhook")
@@ -231,6 +237,13 @@ def test_the_faults_scenario_fires_an_xid_alert_to_the_page_and_the_webhook(
         assert "GpuXidFatal" in names
         page = get(f"{url}/").text
         assert 'id="alerts"' in page and "reported fatal XID 79" in page
+        # the benchmark request ran on both nodes (this one's CPU, the faulty node's 8 simulated
+        # H100s): the faulty node's GPU 6 copies at 0.82 x the 7 others, a fleet outlier
+        wait_for(lambda: "the benchmark request ended" in demo.output(), 90, "the benchmarks")
+        fleet = get(f"{url}/api/v1/bench/fleet?outliers=true").json()
+        assert {(g["node"], g["gpu_index"], g["test"]) for g in fleet["gpus"]} == {
+            ("demo-gpu-node", 6, "memory_copy")
+        }, demo.output()[-4000:]
         assert demo.stop(signal.SIGINT, timeout=40) == 0
     assert "Traceback" not in demo.output()
 
