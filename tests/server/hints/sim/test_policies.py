@@ -6,7 +6,7 @@ import numpy as np
 
 from server.hints.sim.cluster import ClusterState
 from server.hints.sim.fgd import FGDPolicy, fgd_score
-from server.hints.sim.frag import FragModel, TypicalPod
+from server.hints.sim.frag import FragModel, TypicalPod, typical_pods
 from server.hints.sim.policies import (
     BestFitPolicy,
     RandomPolicy,
@@ -14,6 +14,7 @@ from server.hints.sim.policies import (
     normalize,
     pick_node,
 )
+from server.hints.sim.synthetic import synthetic_trace
 from tests.server.hints.sim.tables import node_table, pod_table
 
 RANK = np.array([0, 1, 2, 3], dtype=np.int64)
@@ -154,3 +155,21 @@ def test_fgd_cache_follows_changes_made_outside_the_policy() -> None:
     state.place(state.add(1), 1, (1,))
     second = policy.place(state, 0)
     assert second == (1, (1,))
+
+
+def test_fgd_with_its_cache_chooses_as_a_fresh_policy_would() -> None:
+    nodes, pods = synthetic_trace(9, nodes=30, pods=200)
+    state = ClusterState(nodes, pods)
+    model = FragModel(typical_pods(pods), nodes)
+    rank = np.random.default_rng(0).permutation(len(nodes)).astype(np.int64)
+    cached = FGDPolicy(model, rank)
+    rng = np.random.default_rng(1)
+    for step in range(300):
+        pod = int(rng.integers(len(pods)))
+        proposal = cached.place(state, pod)
+        assert proposal == FGDPolicy(model, rank).place(state, pod)
+        if proposal is not None:
+            state.place(state.add(pod), proposal.node, proposal.gpus)
+        placed = [i for i in range(state.instance_count) if state.node_of(i) is not None]
+        if step % 4 == 3 and placed:  # a change made outside the policy, as a hint would
+            state.evict(placed[int(rng.integers(len(placed)))])
