@@ -10,7 +10,8 @@ Figures are judged again here against the server's reference table (``agent.wire
 same data the agent judged with, but the server's copy decides, so a table update applies to
 every report it receives): a measured figure of a GPU whose SKU the table knows gets the
 table's verdict; otherwise the agent's own verdict is kept; a figure that was not measured
-(status other than ``ok``) is ``unjudged``. A device passed when its tests passed (no
+(status other than ``ok``) is ``unjudged``. The correctness burn is judged on its own terms,
+on any device: no miscompare passes, any miscompare fails. A device passed when its tests passed (no
 ``fail`` or ``error``), none of its figures fails its SKU and no health check failed.
 """
 
@@ -133,7 +134,9 @@ def _figure(
     verdict, reason = "unjudged", ""
     measured = figure.status == "ok" and figure.value is not None
     theirs = agent_verdicts.get((device.index, figure.test))
-    if not measured:
+    if figure.test.startswith("burn") and figure.status in ("ok", "fail"):
+        verdict, reason = _burn_verdict(figure)
+    elif not measured:
         reason = f"not measured ({figure.status}){': ' + figure.detail if figure.detail else ''}"
     elif device.kind == "cpu":
         reason = "a CPU, not a GPU"
@@ -172,6 +175,15 @@ def _figure(
         ratio=ratio,
         reason=reason[:2048],
     )
+
+
+def _burn_verdict(figure: Figure) -> tuple[str, str]:
+    """Returns: the burn's verdict on its own terms, for any device: no miscompare passes,
+    any miscompare (or no product compared) fails. There is no SKU reference to compare to."""
+    count = int(figure.value or 0)
+    if figure.status == "ok" and count == 0:
+        return "pass", "0 miscompares: every product matched the first"
+    return "fail", figure.detail or f"{count} miscompares"
 
 
 def _passed(device_run: DeviceRun, figures: list[FigureRecord], check_failed: bool) -> bool:

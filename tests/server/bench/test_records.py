@@ -65,3 +65,19 @@ def test_the_burn_is_not_a_fleet_figure_and_keys_are_stable() -> None:
     cpu = DeviceInfo(index=3, name="Xeon", kind="cpu")
     assert gpu_key("node7", cpu) == "node7/cpu3"
     assert gpu_key("node7", DeviceInfo(index=0, name="x", kind="cuda", uuid="GPU-9")) == "GPU-9"
+
+
+def test_the_burn_is_judged_by_its_miscompares_on_any_device() -> None:
+    _, figures = _flat(
+        result(
+            [
+                device(0, {"burn_fp32": 0.0}, uuid="GPU-a"),
+                device(1, {"burn_fp32": 12.0}, uuid="GPU-b", statuses={"burn_fp32": "fail"}),
+                device(0, {"burn_fp32": 0.0}, name="Xeon", kind="cpu", sku=None),
+                device(2, {"burn_fp32": 0.0}, uuid="GPU-c", statuses={"burn_fp32": "error"}),
+            ]
+        )
+    )
+    verdicts = {key: f.verdict for (key, _test), f in figures.items()}  # type: ignore[attr-defined]
+    assert verdicts == {"GPU-a": "pass", "GPU-b": "fail", "gpu01/cpu0": "pass", "GPU-c": "unjudged"}
+    assert figures[("GPU-b", "burn_fp32")].reason == "12 miscompares"  # type: ignore[attr-defined]

@@ -199,7 +199,9 @@ def test_a_failed_health_check_fails_the_device_and_a_failed_report_keeps_its_fi
     }
     assert passed == {"GPU-a": True, "GPU-b": False, "GPU-c": False}
     burn = _results(bench, gpu="GPU-c", test="burn_fp32")["results"][0]
-    assert (burn["status"], burn["verdict"], burn["fleet"]) == ("fail", "unjudged", None)
+    assert (burn["status"], burn["verdict"], burn["fleet"]) == ("fail", "fail", None)
+    assert burn["reason"] == "3 miscompares"
+    assert [r["gpu"] for r in _results(bench, verdict="fail")["results"]] == ["GPU-c"]
     stored = bench.get(request_id)
     assert stored["state"] == "failed" and stored["message"] == "burn miscompared"
     assert stored["result"]["checks"]["1"][0]["message"] == "x8 of x16"  # the tree, as sent
