@@ -73,6 +73,12 @@ def _benchmarks() -> Entry:
     return command.main
 
 
+def _simulate() -> Entry:
+    from server.hints.sim import cli as command  # noqa: PLC0415 (imported when chosen)
+
+    return command.main
+
+
 def version(argv: list[str]) -> int:
     """``dcmon version``: print the version."""
     argparse.ArgumentParser(prog="dcmon version", description="Print dcmon's version.").parse_args(
@@ -100,6 +106,7 @@ COMMANDS: dict[str, Command] = {
     "benchmarks": Command(
         _benchmarks, "ask a server for benchmark runs on nodes; results, fleet", "server"
     ),
+    "simulate": Command(_simulate, "replay a GPU cluster trace under placement policies", "server"),
     "version": Command(lambda: version, "print the version", "agent"),
 }
 

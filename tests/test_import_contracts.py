@@ -137,10 +137,11 @@ def test_the_cli_dispatch_is_in_the_graph(graph: grimp.ImportGraph) -> None:
         "server.notify.cli",
         "server.alerting.cli",
         "server.bench.cli",
+        "server.hints.sim.cli",
     } <= dispatched
     assert set(COMMANDS) == {
         "agent", "bench", "benchmarks", "server", "demo", "token", "rules", "alerts", "silence",
-        "version",
+        "simulate", "version",
     }  # fmt: skip
     agent_contract = _contract(AGENT_CONTRACT)
     assert agent_contract.check(copy.deepcopy(graph), verbose=False).kept
