@@ -50,20 +50,22 @@ def propose(round_: Round) -> Iterator[Hint]:
 
 
 def _candidates(round_: Round, meter: FragMeter) -> list[Pod]:
-    """Returns: movable, gang-free pods on fragmented nodes, most fragment freed first."""
+    """Returns: movable, gang-free pods on GPU nodes, least fragment left behind first.
+
+    A CPU-only pod helps only where its removal frees fragment (it strands nothing where it
+    lands at best); a GPU pod also helps by filling stranded GPUs elsewhere, so every one is
+    a candidate."""
     state, found = round_.state, []
     for name in sorted(state.nodes, key=round_.node_rank.__getitem__):
         if not state.gpu_free[name] or round_.node_moves_left(name) == 0:
             continue
         before = meter.node_frag(state, name)
-        if before <= 0:
-            continue
         for pod_id in sorted(state.pods_on[name]):
             pod = state.pod(pod_id)
             if pod.gang is not None or not round_.movable(pod):
                 continue
             after = meter.frag_after(state, name, pod.request, state.gpus_of(pod_id), -1)
-            if after < before:
+            if after < before or pod.request.num_gpu:
                 found.append((pod, after - before, round_.node_rank[name]))
     found.sort(key=lambda item: (item[1], item[2], item[0].id))
     return [pod for pod, _, _ in found[: round_.policy.defrag_candidates]]
@@ -98,7 +100,7 @@ def _best_move(round_: Round, meter: FragMeter, pod: Pod, confidence: float) -> 
     held = state.gpus_of(pod.id)
     before_source = meter.node_frag(state, source)
     off = meter.frag_after(state, source, pod.request, held, -1) - before_source
-    if off >= -policy.defrag_min_gain_milli:
+    if off >= 0 and pod.request.num_gpu == 0:
         return None
     best = _within(round_, meter, pod, source, before_source)
     for name in state.nodes:

@@ -50,7 +50,7 @@ def snapshots(draw: st.DrawFn) -> Snapshot:
     nodes: list[Node] = []
     for i in range(draw(st.integers(2, 6))):
         gpus = draw(st.sampled_from([0, 2, 4, 8]))
-        failures = {}
+        failures: dict[int, tuple[Failure, ...]] = {}
         if gpus and draw(st.booleans()) and draw(st.booleans()):
             failures[draw(st.integers(0, gpus - 1))] = (Failure(FailureKind.FATAL_XID, "79"),)
         nodes.append(
