@@ -39,11 +39,13 @@ PROGRESS_EVERY = 256
 
 @dataclass(frozen=True)
 class HookPoint:
-    """Where a hook runs: its arrival ratio, the arrivals so far and the arrived share."""
+    """Where a hook runs: its arrival ratio, the arrivals so far, the arrived share, and the
+    replay's placement policy (to re-place what a hook evicts with the same policy)."""
 
     at: float
     arrivals: int
     arrived_share: float
+    placer: Policy | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -133,7 +135,8 @@ def replay(
             state.place(instance, placement.node, placement.gpus)
         while pending and total and arrived >= pending[0][0] * total:
             at, hook = pending.pop(0)
-            hook(state, HookPoint(at=at, arrivals=n + 1, arrived_share=arrived / total))
+            point = HookPoint(at, n + 1, arrived / total, chooser)
+            hook(state, point)
             ran.append(at)
         arrived_milli[n] = arrived
         used_milli[n] = state.used_gpu_milli
