@@ -20,7 +20,8 @@ from types import FrameType
 
 from agent.bench.display import choose
 from agent.bench.harness import LEVELS
-from agent.bench.job import JobOutcome, JobSpec, run_job
+from agent.bench.job import run_job
+from agent.bench.jobspec import JobOutcome, JobSpec
 from agent.bench.verdicts import Judged
 
 EXIT_FAILED = 1

@@ -11,7 +11,7 @@ from __future__ import annotations
 from types import TracebackType
 from typing import Protocol, TextIO
 
-from agent.bench.job import JobEvent
+from agent.bench.jobspec import JobEvent
 from agent.bench.result import BenchResult
 
 

@@ -41,86 +41,31 @@ devices by PCI bus id). The worker is waited for on the calling thread, as its d
 from __future__ import annotations
 
 import dataclasses
-import enum
 import logging
 import signal
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, Final, Literal
+from typing import Literal
 
 from agent.bench.checks import Finding, Health, Identity, findings, identity, snapshot
 from agent.bench.conditions import INTERVAL_S, Sampler, throttle_findings
 from agent.bench.harness import LEVELS
+from agent.bench.jobspec import AUTO, Auto, JobEvent, JobOutcome, JobSpec, JobState
 from agent.bench.result import BenchResult, DeviceReport, RunResult
 from agent.bench.stream import Completed, Exited, Finished, Planned, Refused, Started
-from agent.bench.verdicts import Judged, judge
+from agent.bench.verdicts import judge
 from agent.bench.workers import SubprocessWorker, Worker, WorkerRun, WorkRequest
 from agent.bench.xids import XidWatch
 from agent.collectors.gpu.backend import NvmlBackend, NvmlError
 from agent.events.collector import XidSource
-from agent.wire.bench import MAX_ID, MAX_TEXT, BenchOrder, BenchProgress
+from agent.wire.bench import MAX_TEXT
 from agent.wire.skus import SkuTable, default_table
 
 _log = logging.getLogger(__name__)
 
-JobState = Literal["done", "failed", "refused", "cancelled"]
-EventKind = Literal["planned", "started", "finished"]
 XID_POLL_S = 0.5
 _NVML_BACKENDS = ("auto", "torch")
-
-
-class _Auto(enum.Enum):
-    AUTO = "auto"
-
-
-AUTO: Final = _Auto.AUTO  # "choose for me" for ``nvml`` and ``xids``
-
-
-@dataclass(frozen=True)
-class JobSpec:
-    """What to run: a level on some GPUs (None: all), the burn's duration, a backend name."""
-
-    level: str
-    gpus: list[int] | None = None
-    duration_s: float | None = None
-    force: bool = False
-    backend: str = "auto"
-
-    @classmethod
-    def from_order(cls, order: BenchOrder) -> JobSpec:
-        """Returns: the job a server's order asks for (on every GPU's backend, ``auto``)."""
-        gpus = None if order.gpus is None else list(order.gpus)
-        return cls(order.level, gpus, order.duration_s, order.force)
-
-
-@dataclass(frozen=True)
-class JobEvent:
-    """Progress: ``done`` of ``total`` results so far; the test that starts (``started``) or
-    finished (``finished``, with its ``result``); ``planned`` carries the run's ``note``."""
-
-    kind: EventKind
-    done: int
-    total: int
-    test: str = ""
-    device: int | None = None
-    result: BenchResult | None = None
-    note: str = ""
-
-    def progress(self) -> BenchProgress:
-        """Returns: the event as a remote run reports its progress."""
-        return BenchProgress(done=self.done, total=self.total, test=self.test[:MAX_ID],
-                             device=self.device)  # fmt: skip
-
-
-@dataclass(frozen=True)
-class JobOutcome:
-    state: JobState
-    message: str
-    busy: bool = False  # refused because GPUs run compute processes (retry later)
-    result: dict[str, Any] | None = None  # the judged tree (agent.wire.bench.BenchRun)
-    judged: Judged | None = None  # the same, as objects (for the CLI's table)
 
 
 def run_job(
@@ -129,8 +74,8 @@ def run_job(
     on_event: Callable[[JobEvent], None],
     cancel: threading.Event,
     worker: Worker | None = None,
-    nvml: NvmlBackend | Literal[_Auto.AUTO] | None = AUTO,
-    xids: XidSource | Literal[_Auto.AUTO] | None = AUTO,
+    nvml: NvmlBackend | Literal[Auto.AUTO] | None = AUTO,
+    xids: XidSource | Literal[Auto.AUTO] | None = AUTO,
     table: SkuTable | None = None,
     sample_interval_s: float = INTERVAL_S,
 ) -> JobOutcome:

@@ -19,7 +19,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from agent.bench.job import JobEvent, JobSpec, run_job
+from agent.bench.job import run_job
+from agent.bench.jobspec import JobEvent, JobSpec
 from agent.bench.remote import JobResult
 from agent.bench.simulated import scenario, write_scenario
 from agent.bench.workers import SubprocessWorker

@@ -20,7 +20,7 @@ from rich.progress import (
 )
 
 from agent.bench.display import result_line
-from agent.bench.job import JobEvent
+from agent.bench.jobspec import JobEvent
 
 
 class BarDisplay:

@@ -14,7 +14,7 @@ import pytest
 
 from agent.bench import cli as cli_module
 from agent.bench.display import choose
-from agent.bench.job import JobEvent, JobOutcome
+from agent.bench.jobspec import JobEvent, JobOutcome
 from agent.bench.progress_bar import BarDisplay
 from agent.bench.result import BenchResult
 from agent.cli import main

@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 
 from agent.bench.backend import Device
-from agent.bench.job import JobEvent, JobOutcome, JobSpec, run_job
+from agent.bench.job import run_job
+from agent.bench.jobspec import JobEvent, JobOutcome, JobSpec
 from agent.bench.scripted import ScriptedBackend
 from agent.bench.workers import InProcessWorker
 from agent.collectors.gpu.backend import (

@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 
-from agent.bench.job import JobEvent, JobOutcome, JobSpec, run_job
+from agent.bench.job import run_job
+from agent.bench.jobspec import JobEvent, JobOutcome, JobSpec
 from agent.bench.workers import SubprocessWorker, WorkerRun, WorkRequest
 from agent.collectors.gpu.scripted import ScriptedBackend as ScriptedNvml
 from agent.wire.bench import BenchRun
