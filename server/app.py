@@ -76,6 +76,7 @@ from server.notify.service import Notifier as NotifyPipeline
 from server.notify.silence_store import SilenceStore
 from server.query import router as query_router
 from server.query.service import QueryLimits, QueryService
+from server.rebalancing.retention import HintRetention
 from server.remote_write import router as remote_write_router
 from server.remote_write.mapping import node_id_of
 from server.remote_write.service import RemoteWriteService
@@ -458,7 +459,7 @@ def run_maintenance(services: Services) -> None:
     silent nodes forgotten. Then, on the maintenance leader only: compaction first (late or
     backfilled samples still reach the rollups even when they are older than the raw
     retention), then retention, old batch records, benchmark requests past their deadline,
-    and benchmark requests and results past their retention."""
+    benchmark requests and results past their retention, and ended hints past theirs."""
     now = services.clock()
     if services.leader.shared:  # other replicas may have created series since the last pass
         services.store.load_index()
@@ -506,6 +507,11 @@ def run_maintenance(services: Services) -> None:
         _log.info(
             "benchmark retention deleted %d requests and %d runs", pruned.requests, pruned.runs
         )
+    pruned_hints = HintRetention(
+        store.engine, store.writer, services.clock, services.settings.hints_retention_seconds
+    ).prune()
+    if pruned_hints:
+        _log.info("hint retention deleted %d ended hints", pruned_hints)
     # silences expired past their retention, and notification-log entries past theirs
     expired = SilenceStore(store.engine, store.writer, services.clock).gc()
     forgotten = SqlNotificationLog(store.engine, store.writer).gc(now)

@@ -206,6 +206,39 @@ class ServerSettings(BaseSettings):
         "figure of each test) whatever its age: the fleet judgement and the dcmon_bench_* "
         "series read them.",
     )
+    hints_interval_seconds: Annotated[float, Field(ge=10, le=86400)] = Field(
+        default=300.0,
+        description="How often the leader builds the cluster snapshot and runs the hint engine "
+        "(one round); 5 minutes is well under how fast an operator acts on a hint.",
+    )
+    hints_expire_rounds: Annotated[int, Field(ge=1, le=1000)] = Field(
+        default=3,
+        description="An open hint (new or acknowledged) that this many rounds in a row do not "
+        "produce again is expired: the cluster changed and the advice no longer holds.",
+    )
+    hints_ttl_seconds: Annotated[float, Field(ge=60)] = Field(
+        default=3600.0,
+        description="An open hint not produced for this long is expired even if no round ran "
+        "(rounds failing, or the leader gone), so stale advice is never served as current.",
+    )
+    hints_dismiss_seconds: Annotated[float, Field(ge=0)] = Field(
+        default=7 * 86400.0,
+        description="A dismissed hint stays dismissed while the engine produces it again; once "
+        "this long has passed since it was dismissed, the next round that produces it shows it "
+        "as new again.",
+    )
+    hints_applied_seconds: Annotated[float, Field(ge=0)] = Field(
+        default=3600.0,
+        description="A hint marked applied stays applied while the engine still produces it "
+        "(the moves take a while); produced again this long after it was applied, it is new "
+        "again: the move did not happen or was undone.",
+    )
+    hints_retention_seconds: Annotated[float, Field(ge=3600)] = Field(
+        default=30 * 86400.0,
+        description="How long an ended hint (dismissed, applied, expired) that no round "
+        "produces any more is kept. A dismissed hint still produced is kept, so it stays "
+        "dismissed.",
+    )
     external_url: str = Field(
         default="", description="The server's public URL: alerts' generator URL, $externalURL."
     )

@@ -33,7 +33,7 @@ from server.storage.migrate import current_revision, upgrade
 from server.storage.writer import Writer
 
 ISSUED_BY_CLI = "cli"
-ROLES = [role.value for role in (Role.NODE, Role.BOOTSTRAP, Role.READ, Role.ADMIN)]
+ROLES = [role.value for role in (Role.NODE, Role.BOOTSTRAP, Role.READ, Role.ADMIN, Role.SCHEDULER)]
 
 _SUMMARY = """\
 commands:

@@ -1,6 +1,16 @@
 """Authentication and authorization: tokens to principals, principals to access rules."""
 
-from server.auth.access import ADMIN, ENROLL, INGEST, NODE, PUBLIC, READ, RULES, Access
+from server.auth.access import (
+    ADMIN,
+    ENROLL,
+    INGEST,
+    NODE,
+    PUBLIC,
+    READ,
+    RULES,
+    SCHEDULE,
+    Access,
+)
 from server.auth.principal import ANONYMOUS, Principal, Role
 from server.auth.verifier import Authenticator, StaticAuthenticator, bearer_token
 
@@ -13,6 +23,7 @@ __all__ = [
     "PUBLIC",
     "READ",
     "RULES",
+    "SCHEDULE",
     "Access",
     "Authenticator",
     "Principal",

@@ -55,8 +55,12 @@ class Access:
 INGEST = Access("ingest", frozenset({Role.NODE, Role.INGEST}))
 ENROLL = Access("enroll", frozenset({Role.BOOTSTRAP}))
 NODE = Access("node", frozenset({Role.NODE}))
-READ = Access("read", frozenset({Role.READ, Role.ADMIN}), anonymous_when_open_reads=True)
+READ = Access(
+    "read", frozenset({Role.READ, Role.ADMIN, Role.SCHEDULER}), anonymous_when_open_reads=True
+)
 ADMIN = Access("admin", frozenset({Role.ADMIN}))
+SCHEDULE = Access("scheduler", frozenset({Role.ADMIN, Role.SCHEDULER}))
+"""Acting on rebalancing hints (their lifecycle): an admin, or a scheduler's own token."""
 PUBLIC = Access("public", frozenset(Role), anonymous=True)
 
-RULES = (INGEST, ENROLL, NODE, READ, ADMIN, PUBLIC)
+RULES = (INGEST, ENROLL, NODE, READ, ADMIN, SCHEDULE, PUBLIC)

@@ -31,7 +31,7 @@ from server.auth.secrets import new_token, sha256_hex
 from server.storage.tables import CredentialRow
 from server.storage.writer import Writer, on_commit
 
-ISSUABLE_ROLES = (Role.NODE, Role.BOOTSTRAP, Role.READ, Role.ADMIN)
+ISSUABLE_ROLES = (Role.NODE, Role.BOOTSTRAP, Role.READ, Role.ADMIN, Role.SCHEDULER)
 ROTATION_CONFIRM_SECONDS = 3600.0
 NODE_ID_RE = re.compile(r"^[0-9a-f]{32}$")
 TOKEN_ID_PREFIX = "tk_"  # noqa: S105 (a public prefix, not a secret)

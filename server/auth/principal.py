@@ -8,6 +8,8 @@ Roles, from narrowest to widest:
 - ``bootstrap``: may only enroll nodes (exchange itself for a node token).
 - ``read``: reads the API, /metrics and the web page.
 - ``admin``: admin endpoints (tokens, and later rules and benchmarks); may also read.
+- ``scheduler``: automation that acts on rebalancing hints (a Slurm or Kubernetes operator):
+  may change a hint's state (acknowledged, dismissed, applied); may also read.
 - ``anonymous``: no token, allowed only on reads when ``open_reads`` is set, and on health.
 """
 
@@ -23,6 +25,7 @@ class Role(StrEnum):
     BOOTSTRAP = "bootstrap"
     READ = "read"
     ADMIN = "admin"
+    SCHEDULER = "scheduler"
     ANONYMOUS = "anonymous"
 
 

@@ -41,7 +41,7 @@ _log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 NodeId = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{32}$")]
-IssuableRole = Literal["node", "bootstrap", "read", "admin"]
+IssuableRole = Literal["node", "bootstrap", "read", "admin", "scheduler"]
 
 _AUTH_ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"description": "Missing, unknown, expired or revoked bearer token"},

@@ -16,7 +16,7 @@ from sqlalchemy import exc, inspect, text
 import server.bench.tables
 import server.notify.tables  # noqa: F401
 from server.storage.db import make_engine
-from server.storage.migrate import current_revision, upgrade
+from server.storage.migrate import current_revision, head_revision, upgrade
 from server.storage.tables import Base
 
 TABLES = {"bench_requests", "bench_runs", "bench_run_gpus", "bench_figures"}
@@ -38,7 +38,7 @@ def test_0009_up_and_down(database_url: str) -> None:
     try:
         command.upgrade(config, "0008")
         assert not TABLES & set(inspect(engine).get_table_names())
-        assert upgrade(engine) == ("0008", "0009")
+        assert upgrade(engine) == ("0008", head_revision(engine))  # later ones ride along
         assert set(inspect(engine).get_table_names()) >= TABLES
         with engine.connect() as connection:
             assert compare_metadata(MigrationContext.configure(connection), Base.metadata) == []
