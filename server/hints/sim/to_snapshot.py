@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from server.hints.hint import Hint, Move
 from server.hints.model import (
@@ -57,6 +58,12 @@ def request_of(pods: PodTable, spec: int) -> Request:
         gpu_milli=int(pods.gpu_milli[spec]),
         gpu_models=allowed_models(pods.gpu_spec[spec]),
     )
+
+
+@lru_cache(maxsize=8)
+def requests_of(pods: PodTable) -> tuple[Request, ...]:
+    """Returns: every pod spec's request, computed once per table."""
+    return tuple(request_of(pods, i) for i in range(len(pods)))
 
 
 def typical_demand(pods: PodTable) -> tuple[PendingShape, ...]:
@@ -135,6 +142,7 @@ def to_snapshot(
     )
     chosen = range(state.instance_count) if instances is None else instances
     pods = []
+    requests = requests_of(specs)
     for k in chosen:
         node = state.node_of(k)
         if node is None:
@@ -143,7 +151,7 @@ def to_snapshot(
         pods.append(
             Pod(
                 id=pod_id(k),
-                request=request_of(specs, spec),
+                request=requests[spec],
                 node=table.names[node],
                 gpus=state.gpus_of(k),
                 preemptible=preemptible(specs.qos[spec], fixed_qos),
