@@ -33,7 +33,7 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -105,9 +105,9 @@ class BuildStats:
     pods: int
 
 
-@dataclass
-class LiveSource:
-    """``SnapshotSource`` over the server's stores (``LiveSource.of(services)`` in the app)."""
+@dataclass(frozen=True)
+class LiveInputs:
+    """The server's stores and readers a live snapshot is built from."""
 
     store: Store
     jobs: JobStore
@@ -115,16 +115,11 @@ class LiveSource:
     latest: LatestCache
     stale: StalePolicy
     fleet: Callable[[], FleetSnapshot]
-    engine: Callable[[], Engine]
-    policy: Policy = field(default_factory=Policy)
-    options: LiveOptions = field(default_factory=LiveOptions)
-    last: BuildStats | None = None
+    engine: Callable[[], Engine]  # a fresh PromQL engine (and query deadline) per query
 
     @classmethod
-    def of(
-        cls, services: Services, policy: Policy | None = None, options: LiveOptions | None = None
-    ) -> LiveSource:
-        """Returns: a source over the app's services, querying as the alert rules do."""
+    def of(cls, services: Services) -> LiveInputs:
+        """Returns: the app's services, querying history as the alert rules do."""
         settings = services.settings
 
         def engine() -> Engine:
@@ -151,9 +146,29 @@ class LiveSource:
             stale=services.policy,
             fleet=services.bench.fleet,
             engine=engine,
-            policy=policy or Policy(),
-            options=options or LiveOptions(),
         )
+
+
+class LiveSource:
+    """``SnapshotSource`` over the server's stores: ``LiveSource(services)`` in the app."""
+
+    def __init__(
+        self,
+        services: Services | LiveInputs,
+        policy: Policy | None = None,
+        options: LiveOptions | None = None,
+    ) -> None:
+        self.inputs = services if isinstance(services, LiveInputs) else LiveInputs.of(services)
+        self.policy = policy or Policy()
+        self.options = options or LiveOptions()
+        self.last: BuildStats | None = None
+        """What the last ``build`` cost."""
+
+    @classmethod
+    def of(
+        cls, services: Services, policy: Policy | None = None, options: LiveOptions | None = None
+    ) -> LiveSource:
+        return cls(services, policy, options)
 
     @property
     def window_s(self) -> float:
@@ -163,18 +178,19 @@ class LiveSource:
         """Returns: the cluster at ``now`` (Unix seconds) as the engine reads it."""
         began = time.perf_counter()
         options = self.options
-        records = _nodes_by_name(self.store.nodes())
-        inventory = self.store.gpus_by_node()
-        cached = {n.node_id: n for n in self.latest.nodes()}
-        jobs = _merged(self.jobs.jobs(JobQuery(options.max_jobs, state="running"), now))
+        inputs = self.inputs
+        records = _nodes_by_name(inputs.store.nodes())
+        inventory = inputs.store.gpus_by_node()
+        cached = {n.node_id: n for n in inputs.latest.nodes()}
+        jobs = _merged(inputs.jobs.jobs(JobQuery(options.max_jobs, state="running"), now))
         seen = telemetry.read(
-            self.engine, now, self.window_s, options.history_s, options.step_s, options.node_cpu
+            inputs.engine, now, self.window_s, options.history_s, options.step_s, options.node_cpu
         )
-        events = self.events.events(
+        events = inputs.events.events(
             EventQuery(10_000, severity="critical", start=now - options.xid_lookback_s, end=now)
         )
         xids = health.xid_failures(events)
-        bench = health.bench_failures(self.fleet())
+        bench = health.bench_failures(inputs.fleet())
 
         gpus_of: dict[str, list[GpuRecord]] = {
             name: _current_gpus(inventory.get(record.pk, [])) for name, record in records.items()
@@ -184,7 +200,7 @@ class LiveSource:
         windows = []
         for name, record in sorted(records.items()):
             node_latest = cached.get(record.node_id)
-            up = node_latest is not None and self.stale.is_up(node_latest, now)
+            up = node_latest is not None and inputs.stale.is_up(node_latest, now)
             readings = health.latest_by_uuid(node_latest) if up and node_latest else {}
             gpus = []
             for gpu in gpus_of[name]:
@@ -388,4 +404,4 @@ def _window(
     )
 
 
-__all__ = ["BuildStats", "LiveOptions", "LiveSource"]
+__all__ = ["BuildStats", "LiveInputs", "LiveOptions", "LiveSource"]
