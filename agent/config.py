@@ -73,6 +73,12 @@ class GpuSettings(_Section):
         description="Scripted trouble on the simulated GPUs: 'demo' is the timeline of "
         "'dcmon demo --scenario faults' (an XID, an overheating GPU, a silent node).",
     )
+    simulated_jobs: Literal["none", "demo"] = Field(
+        default="none",
+        description="Scripted jobs on the simulated GPUs: 'demo' holds GPUs 0-1 with an idle "
+        "job and GPUs 2-3 with a working one, both named simulated-... (only with backend = "
+        "'simulated').",
+    )
     simulated_faults_start: float | None = Field(
         default=None,
         description="Unix time the fault timeline starts at (default: when the agent starts).",
@@ -92,6 +98,15 @@ class GpuSettings(_Section):
         description="After a fatal XID (79, 119, 120, ...) no driver calls are made on that GPU "
         "for this long; it is then probed again.",
     )
+
+    @model_validator(mode="after")
+    def _scripted_jobs_need_simulated_gpus(self) -> GpuSettings:
+        if self.simulated_jobs != "none" and self.backend != "simulated":
+            raise ValueError(
+                "simulated_jobs needs backend = 'simulated' (scripted jobs run only "
+                "on simulated GPUs)"
+            )
+        return self
 
 
 class EventSettings(_Section):

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from agent.collectors.base import Collector, HostPaths
 from agent.collectors.gpu import GpuCollector, open_backend
 from agent.collectors.gpu.faults import FaultPlan, demo_plan
+from agent.collectors.gpu.simulated_jobs import SimulatedJob, plan
 from agent.collectors.host import HOST_COLLECTORS, HostOptions, build_host_collectors
 from agent.collectors.power import IpmiPowerCollector, IpmiPowerOptions
 from agent.config import AgentSettings, ConfigError
@@ -20,6 +21,7 @@ from agent.events import EventsCollector, KmsgReader, NvmlEventSource, XidSource
 from agent.events.model import XidEvent
 from agent.events.simulated_source import SimulatedXidSource
 from agent.jobs import JobsCollector
+from agent.jobs.simulated import SimulatedProcFiles, simulated_user_name
 
 GPU_COLLECTOR = "gpu"
 AGENT_COLLECTOR = "agent"
@@ -101,6 +103,7 @@ def build_collectors(settings: AgentSettings, hostname: str, stack: ExitStack) -
         collectors.append(power)
     gpu: GpuCollector | None = None
     faults = fault_plan(settings)
+    scripted = simulated_jobs(settings)
     if GPU_COLLECTOR in enabled:
         simulated = settings.gpu.backend == "simulated"
         backend = open_backend(
@@ -109,6 +112,7 @@ def build_collectors(settings: AgentSettings, hostname: str, stack: ExitStack) -
             simulated_latency=settings.gpu.simulated_latency,
             seed=settings.gpu.simulated_seed,
             faults=faults,
+            simulated_jobs=scripted,
         )
         gpu = GpuCollector(
             backend,
@@ -121,8 +125,18 @@ def build_collectors(settings: AgentSettings, hostname: str, stack: ExitStack) -
         stack.callback(gpu.close)
         collectors.append(gpu)
     jobs: JobsCollector | None = None
-    if gpu is not None and JOBS_COLLECTOR in enabled:
+    if gpu is not None and JOBS_COLLECTOR in enabled and scripted:
+        # simulated GPUs list processes that are not on this host: their files are scripted
+        jobs = JobsCollector(
+            gpu.snapshots,
+            hostname,
+            SimulatedProcFiles(scripted),
+            settings.jobs.mapping_dir,
+            user_name=simulated_user_name(),
+        )
+    elif gpu is not None and JOBS_COLLECTOR in enabled:
         jobs = JobsCollector.on_host(paths, gpu.snapshots, hostname, settings.jobs.mapping_dir)
+    if jobs is not None:
         collectors.append(jobs)  # after the GPU collector, so it sees this tick's snapshots
     events = (
         _events_collector(settings, hostname, gpu, stack, faults)
@@ -132,6 +146,14 @@ def build_collectors(settings: AgentSettings, hostname: str, stack: ExitStack) -
     if events is not None:
         collectors.append(events)
     return BuiltCollectors(collectors, gpu, paths, events, jobs)
+
+
+def simulated_jobs(settings: AgentSettings) -> tuple[SimulatedJob, ...]:
+    """Returns: the simulated GPUs' scripted jobs, none for real GPUs."""
+    gpu = settings.gpu
+    if gpu.backend != "simulated":
+        return ()
+    return plan(gpu.simulated_jobs, gpu.simulated_count)
 
 
 def fault_plan(settings: AgentSettings) -> FaultPlan | None:

@@ -26,6 +26,7 @@ from agent.collectors.gpu.collector import GpuCollector, GpuInventory
 from agent.collectors.gpu.faults import FaultPlan
 from agent.collectors.gpu.nvml_backend import PynvmlBackend
 from agent.collectors.gpu.simulated import SimulatedBackend
+from agent.collectors.gpu.simulated_jobs import SimulatedJob
 
 
 def open_backend(
@@ -36,6 +37,7 @@ def open_backend(
     simulated_latency: bool = False,
     seed: int = 0,
     faults: FaultPlan | None = None,
+    simulated_jobs: tuple[SimulatedJob, ...] = (),
 ) -> NvmlBackend:
     """Returns: a backend, not yet initialised (the collector calls ``init``).
 
@@ -46,6 +48,7 @@ def open_backend(
         simulated_latency: make each simulated call take its cost measured on a real H100.
         seed: varies the simulated GPUs' workload and identities.
         faults: scripted trouble for the simulated GPUs.
+        simulated_jobs: scripted jobs holding simulated GPUs (``simulated_jobs.plan``).
     """
     if kind == "nvml":
         return PynvmlBackend()
@@ -56,6 +59,7 @@ def open_backend(
             seed=seed,
             call_latency=simulated_latency,
             faults=faults,
+            jobs=simulated_jobs,
         )
     raise ValueError(f"unknown GPU backend {kind!r}; use 'nvml' or 'simulated'")
 

@@ -18,7 +18,10 @@ The model, per GPU (all of it a pure function of the seed, the GPU index and the
 - counters that accumulate (power-violation time, NVLink traffic) and GPM's averages are exact
   integrals of the phases, like energy: GPM answers the mean activity between two of its reads;
 - NVLinks are up on the SXM models (18 on the H100, 12 on the A100), ECC is on and error-free;
-  with ``processes=True`` a busy GPU runs one process that holds the used framebuffer.
+  with ``processes=True`` a busy GPU runs one process that holds the used framebuffer;
+- GPUs held by a scripted job (``jobs``, ``simulated_jobs.py``) always run its process: an idle
+  job's GPUs stay in one idle phase with its model in memory, a working job's keep the model
+  in memory through their idle phases.
 
 Values and limits are those of a real probe of an H100 80GB HBM3 (driver 580.159.04; see
 ``PROBE_MEDIAN_US``), and of the same model read through this collector idle (72 W, 42 C, SM
@@ -36,7 +39,7 @@ import random
 import time
 import uuid as uuid_module
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from agent.collectors.gpu.backend import (
     Clock,
@@ -65,6 +68,12 @@ from agent.collectors.gpu.scripted import (
     DeviceScript,
     ScriptedBackend,
     Step,
+)
+from agent.collectors.gpu.simulated_jobs import (
+    HELD_FB_FRACTION,
+    PROCESS_PID,
+    SimulatedJob,
+    job_of_gpu,
 )
 
 SIMULATED_DRIVER_VERSION = "580.159.04 (simulated)"
@@ -174,7 +183,8 @@ _CAP_FRACTION = 0.98  # power settles just under the enforced limit when capped
 _PEAK_DEMAND = 1.6
 _NVLINK_PEAK_KIB_S = 20e6  # per link and direction at full utilization (~20 GB/s)
 _PCIE_PEAK_MIB_S = 4000.0  # host traffic of a busy training step, each direction
-_PROCESS_PID = 41_000  # the simulated workload of GPU i runs as PID 41000 + i
+_PROCESS_PID = PROCESS_PID  # the simulated workload of GPU i runs as PID 41000 + i
+_HELD_IDLE_PHASE_S = 3600.0
 
 # GPM activity per unit of GPU utilization, by kind of work (tensor-heavy training, lighter
 # inference); DRAM activity follows the memory-controller utilization instead.
@@ -230,15 +240,23 @@ class GpuState:
 class SimulatedGpu:
     """The model of one GPU: deterministic readings as a function of time (Unix seconds)."""
 
-    def __init__(self, spec: GpuSpec, seed: int, index: int, boot_time_s: float) -> None:
+    def __init__(
+        self,
+        spec: GpuSpec,
+        seed: int,
+        index: int,
+        boot_time_s: float,
+        held_by: SimulatedJob | None = None,
+    ) -> None:
         self.spec = spec
         self.index = index
         self.boot_time_s = boot_time_s
+        self.held_by = held_by
         rng = random.Random(f"dcmon-simulated:{seed}:{index}")  # noqa: S311 (not security)
         self._seed = seed
         self._idle_power_w = rng.uniform(*spec.idle_power_w)
         self._temp_offset_c = rng.uniform(-3.0, 3.0)
-        self._phases = self._build_phases(rng)
+        self._phases = _held(self._build_phases(rng), held_by)
         self.cycle_s = sum(phase.duration_s for phase in self._phases)
         self._cycle_energy_j = sum(phase.power_w * phase.duration_s for phase in self._phases)
         self._offset_s = rng.uniform(0.0, self.cycle_s)
@@ -407,6 +425,27 @@ class SimulatedGpu:
         return int(cycles), last, last.duration_s
 
 
+def _held(phases: tuple[_Phase, ...], job: SimulatedJob | None) -> tuple[_Phase, ...]:
+    """Returns: the phases of a GPU a scripted job holds: one long idle phase with the job's
+    model in memory (idle job), or the seeded cycle with the model kept through its idle
+    phases (working job); unchanged when no job holds it."""
+    if job is None:
+        return phases
+    if job.activity == "idle":
+        idle = next(p for p in phases if p.idle)
+        return (
+            replace(
+                idle,
+                start_s=0.0,
+                duration_s=_HELD_IDLE_PHASE_S,
+                fb_fraction=HELD_FB_FRACTION,
+                ripple_w=0.0,
+                energy_before_j=0.0,
+            ),
+        )
+    return tuple(replace(p, fb_fraction=HELD_FB_FRACTION) if p.idle else p for p in phases)
+
+
 def _nvlink_kib_s(phase: _Phase) -> float:
     """Returns: data rate of one NVLink, one direction, during a phase (training only)."""
     return _NVLINK_PEAK_KIB_S * phase.gpu_util / 100 * (phase.kind == "train")
@@ -455,6 +494,7 @@ class SimulatedBackend(ScriptedBackend):
         processes: run one simulated process on each busy GPU (default: no processes).
         faults: scripted trouble (``faults.FaultPlan``): hot GPUs read hot and slowed; its
             XIDs come through ``SimulatedXidSource``.
+        jobs: scripted jobs (``simulated_jobs.plan``): their GPUs always run their process.
     """
 
     def __init__(
@@ -469,6 +509,7 @@ class SimulatedBackend(ScriptedBackend):
         sleep: Callable[[float], None] = _pause,
         processes: bool = False,
         faults: FaultPlan | None = None,
+        jobs: tuple[SimulatedJob, ...] = (),
     ) -> None:
         if count < 0:
             raise ValueError("count must be >= 0")
@@ -479,7 +520,10 @@ class SimulatedBackend(ScriptedBackend):
         spec = GPU_SPECS[spec_name]
         boot = clock() if boot_time_s is None else boot_time_s
         self.clock = clock
-        self.gpus = [SimulatedGpu(spec, seed, index, boot) for index in range(count)]
+        self.jobs = jobs
+        self.gpus = [
+            SimulatedGpu(spec, seed, index, boot, job_of_gpu(jobs, index)) for index in range(count)
+        ]
         self._sleep = sleep
         self._processes = processes
         self.faults = faults
@@ -549,15 +593,17 @@ class SimulatedBackend(ScriptedBackend):
             busy = gpu.state(now()).utilization.gpu_percent / 100
             return round((0.5 + _PCIE_PEAK_MIB_S * busy) * 1024)
 
+        runs_process = self._processes or gpu.held_by is not None
+
         def running(_: int) -> list[GpuProcess]:
             used = gpu.state(now()).memory_used_bytes
-            if not self._processes or used == 0:
+            if not runs_process or used == 0:
                 return []
             return [GpuProcess(_PROCESS_PID + index, used)]
 
         def process_samples(_: int) -> list[ProcessUtilization]:
             state = gpu.state(now())
-            if not self._processes or state.memory_used_bytes == 0:
+            if not runs_process or state.memory_used_bytes == 0:
                 return []
             rates = state.utilization
             stamp = int(now() * 1e6)
