@@ -13,13 +13,17 @@ the notification log in the database). Every replica stores its own ingest count
 nodes' clock skew as series for the rules (``server/alerting/self_series.py``). The GPU
 benchmark (``server/bench``) keeps its requests and results in the database, hands each node's
 open request to its push answers through a cache re-read every few seconds, and has the
-leader write its ``dcmon_bench_*`` series for the rules. Every route carries one access rule
+leader write its ``dcmon_bench_*`` series for the rules. The leader also runs the rebalancing
+hint engine every ``hints_interval_seconds`` on a snapshot of the cluster
+(``server/rebalancing``), keeps the hints and their lifecycle in the database and writes the
+``dcmon_hint_*`` series. Every route carries one access rule
 (``server/auth/access.py``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
 import signal
 import time
@@ -76,7 +80,12 @@ from server.notify.service import Notifier as NotifyPipeline
 from server.notify.silence_store import SilenceStore
 from server.query import router as query_router
 from server.query.service import QueryLimits, QueryService
+from server.rebalancing import router as hints_router
 from server.rebalancing.retention import HintRetention
+from server.rebalancing.series import HintSeries, HintSeriesLoop
+from server.rebalancing.service import HintLoop, HintService
+from server.rebalancing.source import SnapshotSource
+from server.rebalancing.store import HintStore, Lifecycle
 from server.remote_write import router as remote_write_router
 from server.remote_write.mapping import node_id_of
 from server.remote_write.service import RemoteWriteService
@@ -92,6 +101,7 @@ from server.storage.series_index import SeriesIndex
 from server.storage.store import Store
 from server.storage.tiers import make_plan
 from server.storage.writer import Writer
+from server.tick_loop import TickLoop
 from server.web import router as web_router
 from server.web.router import make_templates
 
@@ -106,6 +116,7 @@ def create_app(
     engine: Engine | None = None,
     leader: Leadership | None = None,
     notifier: Notifier | None = None,
+    hint_source: SnapshotSource | None = None,
 ) -> FastAPI:
     """Build the dcmon server application.
 
@@ -115,6 +126,8 @@ def create_app(
         notifier: where alerts go after each rule evaluation round; the caller starts and
             closes it. Default: the notifier ``settings.notify`` describes (Alertmanagers,
             direct receivers), started and closed with the application.
+        hint_source: where the hint rounds get the cluster snapshot; default: the live source
+            over this server's data (``_default_source``).
 
     Raises:
         NotifyConfigError: the receivers file of ``settings.notify`` is invalid.
@@ -231,13 +244,13 @@ def create_app(
         ),
         clock,
     )
+    hints, hint_loops = _hint_service(settings, services, writer, hint_source)
+    loops: tuple[TickLoop, ...] = (self_series, bench_series, *hint_loops)
     app = FastAPI(
         title="dcmon",
         version=__version__,
         summary="Monitoring for AI/GPU clusters: ingest, history, nodes, Prometheus exposition.",
-        lifespan=_lifespan(
-            services, alerting, notifiers, writer, engine, (self_series, bench_series)
-        ),
+        lifespan=_lifespan(services, alerting, notifiers, writer, engine, loops),
     )
     app.state.services = services
     app.state.templates = make_templates()
@@ -256,6 +269,8 @@ def create_app(
     app.state.alerting = alerting
     app.state.self_series = self_series
     app.state.bench_series = bench_series
+    app.state.hints = hints
+    app.state.hint_loops = hint_loops
     app.state.remote_write = RemoteWriteService(
         store, reader, plan, latest, policy, metrics, IngestLimits.from_settings(settings), clock
     )
@@ -276,6 +291,7 @@ def create_app(
         query_router,
         alerting_router,
         bench_router,
+        hints_router,
         health_router,
         web_router,
     ):
@@ -289,7 +305,7 @@ def _lifespan(
     notifiers: _Notifiers,
     writer: Writer,
     engine: Engine,
-    loops: tuple[SelfSeriesLoop, BenchSeriesLoop],
+    loops: tuple[TickLoop, ...],
 ) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
     """Returns: the application's lifespan: background work started, then stopped in order."""
 
@@ -318,6 +334,52 @@ def _lifespan(
             engine.dispose()
 
     return lifespan
+
+
+def _hint_service(
+    settings: ServerSettings,
+    services: Services,
+    writer: Writer,
+    source: SnapshotSource | None,
+) -> tuple[HintService, tuple[TickLoop, ...]]:
+    """Returns: the hint service and its loops: the series writer, and the rounds where there
+    is a snapshot source (``source``, else the live one)."""
+    hints = HintService(
+        source if source is not None else _default_source(services),
+        HintStore(services.store.engine, writer, services.clock),
+        services.leader,
+        Lifecycle(
+            settings.hints_expire_rounds,
+            settings.hints_ttl_seconds,
+            settings.hints_dismiss_seconds,
+            settings.hints_applied_seconds,
+        ),
+        settings.hints_interval_seconds,
+    )
+    series = HintSeriesLoop(
+        HintSeries(
+            hints,
+            StoreSeriesWriter(services.store),
+            services.leader,
+            settings.rule_evaluation_interval_seconds,
+        ),
+        services.clock,
+    )
+    if hints.source is None:
+        return hints, (series,)
+    return hints, (series, HintLoop(hints, services.clock))
+
+
+def _default_source(services: Services) -> SnapshotSource | None:
+    """Returns: the live snapshot source over this server's data, or None (logged) where this
+    build has none yet; the server then serves stored hints and runs no rounds."""
+    try:
+        module = importlib.import_module("server.rebalancing.snapshot")
+        live: Callable[[Services], SnapshotSource] = module.LiveSource
+    except (ImportError, AttributeError) as exc:
+        _log.warning("no live snapshot source (%s): rebalancing hint rounds are off", exc)
+        return None
+    return live(services)
 
 
 class _Notifiers:
@@ -459,7 +521,8 @@ def run_maintenance(services: Services) -> None:
     silent nodes forgotten. Then, on the maintenance leader only: compaction first (late or
     backfilled samples still reach the rollups even when they are older than the raw
     retention), then retention, old batch records, benchmark requests past their deadline,
-    benchmark requests and results past their retention, and ended hints past theirs."""
+    benchmark requests and results past their retention, open hints past their TTL (rounds
+    that failed or stopped), and ended hints past their retention."""
     now = services.clock()
     if services.leader.shared:  # other replicas may have created series since the last pass
         services.store.load_index()
@@ -507,15 +570,29 @@ def run_maintenance(services: Services) -> None:
         _log.info(
             "benchmark retention deleted %d requests and %d runs", pruned.requests, pruned.runs
         )
-    pruned_hints = HintRetention(
-        store.engine, store.writer, services.clock, services.settings.hints_retention_seconds
-    ).prune()
-    if pruned_hints:
-        _log.info("hint retention deleted %d ended hints", pruned_hints)
+    _hint_maintenance(services)
     # silences expired past their retention, and notification-log entries past theirs
     expired = SilenceStore(store.engine, store.writer, services.clock).gc()
     forgotten = SqlNotificationLog(store.engine, store.writer).gc(now)
     if expired or forgotten:
         _log.info(
             "deleted %d expired silences and %d old notification-log entries", expired, forgotten
+        )
+
+
+def _hint_maintenance(services: Services) -> None:
+    """Expire open hints past their TTL (rounds that failed or stopped), then delete ended
+    hints past their retention."""
+    store, settings = services.store, services.settings
+    expired = HintStore(store.engine, store.writer, services.clock).expire_stale(
+        settings.hints_ttl_seconds
+    )
+    pruned = HintRetention(
+        store.engine, store.writer, services.clock, settings.hints_retention_seconds
+    ).prune()
+    if expired or pruned:
+        _log.info(
+            "%d open hints expired (none produced within the TTL), %d ended hints deleted",
+            expired,
+            pruned,
         )
