@@ -5,7 +5,7 @@ Per hint kind, every kind even at zero (a kind that falls to none reads 0, not a
 
     dcmon_hint_open{kind}            open hints (new or acknowledged)
     dcmon_hint_gain_gpus{kind}       whole GPUs they would make usable, summed
-    dcmon_hint_gain_gpu_hours{kind}  GPU-hours they would recover, summed
+    dcmon_hint_gain_gpu_seconds{kind} GPU-time they would recover, in GPU-seconds, summed
     dcmon_hint_gain_watts{kind}      watts they would save, summed
     dcmon_hint_round_seconds         the engine's run time in this process's latest round
 
@@ -49,20 +49,20 @@ def samples(service: HintService) -> list[tuple[str, dict[str, str], float]]:
         return []
     open_count = dict.fromkeys(Kind, 0.0)
     gpus = dict.fromkeys(Kind, 0.0)
-    gpu_hours = dict.fromkeys(Kind, 0.0)
+    gpu_seconds = dict.fromkeys(Kind, 0.0)
     watts = dict.fromkeys(Kind, 0.0)
     for hint in hints:
         kind = Kind(hint.kind)
         open_count[kind] += 1
         gpus[kind] += hint.gain_gpus
-        gpu_hours[kind] += hint.gain_gpu_hours
+        gpu_seconds[kind] += hint.gain_gpu_hours * 3600.0  # base units: seconds
         watts[kind] += hint.gain_watts
     found = [
         (name, {"kind": kind.value}, values[kind])
         for name, values in (
             ("dcmon_hint_open", open_count),
             ("dcmon_hint_gain_gpus", gpus),
-            ("dcmon_hint_gain_gpu_hours", gpu_hours),
+            ("dcmon_hint_gain_gpu_seconds", gpu_seconds),
             ("dcmon_hint_gain_watts", watts),
         )
         for kind in Kind

@@ -18,7 +18,7 @@ __all__ = ["live"]
 NAMES = {
     "dcmon_hint_open",
     "dcmon_hint_gain_gpus",
-    "dcmon_hint_gain_gpu_hours",
+    "dcmon_hint_gain_gpu_seconds",
     "dcmon_hint_gain_watts",
     "dcmon_hint_round_seconds",
 }
@@ -54,9 +54,9 @@ def test_the_series_hold_open_hints_and_their_gains_by_kind(live: Live) -> None:
         "reclaim_idle": 0.0,
     }
     assert _query(live, "dcmon_hint_gain_gpus")["defragment"] == 8.0
-    assert _query(live, "dcmon_hint_gain_gpu_hours") == {
-        "drain": 1.0,
-        "defragment": 8.0,
+    assert _query(live, "dcmon_hint_gain_gpu_seconds") == {
+        "drain": 3600.0,
+        "defragment": 8.0 * 3600,
         "consolidate": 0.0,
         "relieve_hot": 0.0,
         "reclaim_idle": 0.0,
