@@ -55,9 +55,9 @@ class ClockEvent(StrEnum):
 
 
 THERMAL_EVENTS = frozenset({ClockEvent.SW_THERMAL_SLOWDOWN, ClockEvent.HW_THERMAL_SLOWDOWN})
-POWER_EVENTS = frozenset(
-    {ClockEvent.SW_POWER_CAP, ClockEvent.HW_POWER_BRAKE_SLOWDOWN, ClockEvent.HW_SLOWDOWN}
-)
+# Hardware slowdowns only: SW power cap means the GPU runs at its power limit, which is how a
+# busy GPU normally runs (dense training sits there), so it is no sign of a hot node.
+POWER_EVENTS = frozenset({ClockEvent.HW_POWER_BRAKE_SLOWDOWN, ClockEvent.HW_SLOWDOWN})
 
 
 @dataclass(frozen=True)

@@ -113,6 +113,23 @@ def test_a_warm_gpu_well_below_slowdown_is_left_alone() -> None:
     assert rebalance(snapshot, only(Kind.RELIEVE_HOT)) == []
 
 
+def test_a_busy_gpu_at_its_power_cap_is_not_hot_but_a_hardware_slowdown_is() -> None:
+    """SW power cap all window long is how a training GPU normally runs; HW slowdown is not."""
+
+    def capped(reason: ClockEvent) -> Telemetry:
+        window = GpuWindow("a", 0, 600.0, util_pct=99, power_watts=700,
+                           temperature_celsius=71, clock_event_share={reason: 1.0})  # fmt: skip
+        return Telemetry(gpus=(window,))
+
+    nodes = [gpu_node("a"), gpu_node("b")]
+    pods = [pod("train", "a", gpus=(0,))]
+    at_cap = cluster(nodes, pods, telemetry=capped(ClockEvent.SW_POWER_CAP))
+    assert rebalance(at_cap, only(Kind.RELIEVE_HOT)) == []
+    slowed = cluster(nodes, pods, telemetry=capped(ClockEvent.HW_SLOWDOWN))
+    (hint,) = rebalance(slowed, only(Kind.RELIEVE_HOT))
+    assert hint.subject.gpu == 0
+
+
 # -- reclaim_idle ----------------------------------------------------------------------------
 
 
