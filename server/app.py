@@ -64,6 +64,7 @@ from server.exposition import router as exposition_router
 from server.exposition.render import Renderer
 from server.exposition.self_metrics import ServerMetrics
 from server.health import router as health_router
+from server.hints.policy import Policy
 from server.history import router as history_router
 from server.ingest import router as ingest_router
 from server.ingest.service import IngestLimits, IngestService
@@ -344,8 +345,12 @@ def _hint_service(
 ) -> tuple[HintService, tuple[TickLoop, ...]]:
     """Returns: the hint service and its loops: the series writer, and the rounds where there
     is a snapshot source (``source``, else the live one)."""
+    policy = Policy(
+        idle_threshold_s=settings.hints_idle_seconds,
+        max_moves_per_round=settings.hints_max_moves_per_round,
+    )
     hints = HintService(
-        source if source is not None else _default_source(services),
+        source if source is not None else _default_source(services, policy),
         HintStore(services.store.engine, writer, services.clock),
         services.leader,
         Lifecycle(
@@ -355,6 +360,7 @@ def _hint_service(
             settings.hints_applied_seconds,
         ),
         settings.hints_interval_seconds,
+        policy,
     )
     series = HintSeriesLoop(
         HintSeries(
@@ -370,16 +376,16 @@ def _hint_service(
     return hints, (series, HintLoop(hints, services.clock))
 
 
-def _default_source(services: Services) -> SnapshotSource | None:
+def _default_source(services: Services, policy: Policy) -> SnapshotSource | None:
     """Returns: the live snapshot source over this server's data, or None (logged) where this
     build has none yet; the server then serves stored hints and runs no rounds."""
     try:
         module = importlib.import_module("server.rebalancing.snapshot")
-        live: Callable[[Services], SnapshotSource] = module.LiveSource
+        live: Callable[[Services, Policy], SnapshotSource] = module.LiveSource
     except (ImportError, AttributeError) as exc:
         _log.warning("no live snapshot source (%s): rebalancing hint rounds are off", exc)
         return None
-    return live(services)
+    return live(services, policy)
 
 
 class _Notifiers:

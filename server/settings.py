@@ -211,6 +211,18 @@ class ServerSettings(BaseSettings):
         description="How often the leader builds the cluster snapshot and runs the hint engine "
         "(one round); 5 minutes is well under how fast an operator acts on a hint.",
     )
+    hints_idle_seconds: Annotated[float, Field(ge=60, le=7 * 86400)] = Field(
+        default=1800.0,
+        description="A job whose GPUs stayed idle (under 10 % utilization, its node's CPU "
+        "under 20 %) this long may get a reclaim_idle hint, unless its history shows idle gaps "
+        "that ended in work (PAI-DSW's idle culler uses 30 minutes). Also the window of the "
+        "per-GPU means the engine reads.",
+    )
+    hints_max_moves_per_round: Annotated[int, Field(ge=0, le=100000)] = Field(
+        default=20,
+        description="At most this many job moves per round, across every hint (releases of "
+        "idle jobs have their own cap of 50); an operator acts on a few moves at a time.",
+    )
     hints_expire_rounds: Annotated[int, Field(ge=1, le=1000)] = Field(
         default=3,
         description="An open hint (new or acknowledged) that this many rounds in a row do not "
