@@ -41,6 +41,8 @@ from server.settings import DEFAULT_PORT
 
 LOCK_FILE = "demo.lock"
 ADMIN_KEY_FILE = "admin.key"
+DEMO_HINTS_INTERVAL_SECONDS = 60.0
+DEMO_HINTS_IDLE_SECONDS = 180.0
 TomlValue = str | int | float | bool | list[str]
 
 
@@ -136,6 +138,10 @@ def _run(args: argparse.Namespace, data_dir: Path) -> int:
         "admin_key_sha256": [admin_hash],  # for the benchmark request and the banner's commands
         "open_reads": True,
         "rules_shipped": True,  # the demo evaluates the shipped rule pack
+        # hint rounds every minute, and an idle job worth a hint after 3 minutes instead of
+        # 30, so the simulated idle notebook gets its reclaim_idle hint while one watches
+        "hints_interval_seconds": DEMO_HINTS_INTERVAL_SECONDS,
+        "hints_idle_seconds": DEMO_HINTS_IDLE_SECONDS,
     }
     if args.scenario == "faults":
         scenario = demo_faults.prepare(
@@ -150,7 +156,7 @@ def _run(args: argparse.Namespace, data_dir: Path) -> int:
             "token_file": str(data_dir / "agent.token"),
             "state_dir": str(data_dir / "agent"),
             "interval_seconds": args.interval,
-            "gpu": {"backend": backend, "simulated_count": args.simulated_gpus},
+            "gpu": _gpu_table(backend, args.simulated_gpus),
         },
         "dcmon demo's agent: dcmon agent --config this-file",
     )
@@ -172,6 +178,15 @@ def _run(args: argparse.Namespace, data_dir: Path) -> int:
             say("\n".join(demo_faults.banner_lines(scenario)) + "\n")
 
     return supervisor.run(started)
+
+
+def _gpu_table(backend: str, simulated: int) -> dict[str, TomlValue]:
+    """Returns: the agent's ``[gpu]`` table: simulated GPUs carry the scripted demo jobs (an
+    idle notebook on GPUs 0-1, a training job on GPUs 2-3, both named simulated-...)."""
+    table: dict[str, TomlValue] = {"backend": backend, "simulated_count": simulated}
+    if backend == "simulated":
+        table["simulated_jobs"] = "demo"
+    return table
 
 
 def bench_request(python: list[str], base_url: str, admin_key: Path, nodes: int) -> Extra:
@@ -268,6 +283,14 @@ def _banner(
         "none": "no GPUs",
     }[backend]
     key = data_dir / ADMIN_KEY_FILE
+    soonest = DEMO_HINTS_IDLE_SECONDS / 60
+    latest = soonest + 2 * DEMO_HINTS_INTERVAL_SECONDS / 60
+    hints_note = (
+        " (the simulated idle notebook on GPUs 0-1 gets a reclaim_idle hint after "
+        f"{soonest:g} to {latest:g} minutes)"
+        if backend == "simulated"
+        else ""
+    )
     asked = (
         "a quick run of each node was asked for (--no-bench: not); its figures follow"
         if bench
@@ -282,6 +305,7 @@ def _banner(
         f"  GPUs       {gpus}\n"
         f"  benchmark  {asked}\n"
         f"  results    {base_url}/api/v1/bench/results and {base_url}/api/v1/bench/fleet\n"
+        f"  hints      {base_url}/api/v1/hints{hints_note}\n"
         f"  data       {data_dir} (SQLite; admin key in {key})\n"
         "Another benchmark run, and its results with the fleet judgement:\n"
         f"  dcmon benchmarks request --server {base_url} --token-file {key} "
