@@ -5,6 +5,8 @@ running job per GPU pair, ``--points`` batches ``--interval`` seconds apart (GPU
 CPU, job usage), then times ``build`` and prints the figure with its PromQL query count.
 
     .venv/bin/python bench/live_snapshot.py --nodes 1000 --points 13 --interval 300
+    .venv/bin/python bench/live_snapshot.py --smoke   # CI: 5 nodes; fails if the snapshot
+                                                      # misses nodes, jobs or activity
 """
 
 from __future__ import annotations
@@ -100,7 +102,10 @@ def main() -> None:
     parser.add_argument("--nodes", type=int, default=1000)
     parser.add_argument("--points", type=int, default=13)
     parser.add_argument("--interval", type=float, default=300.0)
+    parser.add_argument("--smoke", action="store_true", help="5 nodes, 3 batches; check it")
     args = parser.parse_args()
+    if args.smoke:
+        args.nodes, args.points = 5, 3
     t0 = 1_800_000_000.0
     clock = Clock(t0)
     with tempfile.TemporaryDirectory() as data:
@@ -143,6 +148,13 @@ def main() -> None:
         f" ({queries} PromQL queries); engine round {engine_s:.2f} s,"
         f" {len(hints)} hints"
     )
+    if args.smoke:
+        jobs = len(snapshot.telemetry.jobs)
+        if len(snapshot.nodes) != args.nodes or gpus != args.nodes * GPUS or not jobs:
+            raise SystemExit(
+                f"live_snapshot smoke: FAILED ({len(snapshot.nodes)} nodes, {jobs} jobs)"
+            )
+        print("live_snapshot smoke: OK")
 
 
 if __name__ == "__main__":
