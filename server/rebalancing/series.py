@@ -1,7 +1,8 @@
 """The ``dcmon_hint_*`` series written into storage, so PromQL, the rules and Grafana see them.
 
 Stage: hint store and rounds -> storage (as ``server/bench/series.py`` does for the benchmark).
-Per hint kind, every kind even at zero (a kind that falls to none reads 0, not absent):
+While any hint is open, per hint kind, every kind even at zero (a kind that falls to none reads
+0, not absent):
 
     dcmon_hint_open{kind}            open hints (new or acknowledged)
     dcmon_hint_gain_gpus{kind}       whole GPUs they would make usable, summed
@@ -12,8 +13,10 @@ Per hint kind, every kind even at zero (a kind that falls to none reads 0, not a
 Written again every ``interval_seconds`` on the epoch-aligned grid (PromQL sees a sample for
 5 minutes only), as one batch of the server-side node ``dcmon-hints``, by the maintenance
 leader only (``Leadership.check``), which is also the one running rounds. The open hints are
-read from the database, so a new leader writes them before its first round. A server with no
-open hint that ran no round writes nothing (then an empty batch ends the series it wrote).
+read from the database, so a new leader writes them before its first round. While no hint is
+open nothing is written (the first such write is an empty batch, which ends the series with
+stale markers): ``absent(dcmon_hint_open)`` means none open, and a fleet without hints adds no
+series of dcmon's own to what PromQL, Grafana and exact sample counts see.
 """
 
 from __future__ import annotations
@@ -41,11 +44,10 @@ def hint_node(interval_seconds: float) -> PseudoNode:
 
 
 def samples(service: HintService) -> list[tuple[str, dict[str, str], float]]:
-    """Returns: (name, labels, value) of every hint series now; none while this process ran
-    no round and no hint is open (a server without hints adds no series)."""
+    """Returns: (name, labels, value) of every hint series now; none while no hint is open."""
     hints = service.store.open_hints()
     last = service.last_round
-    if not hints and last is None:
+    if not hints:
         return []
     open_count = dict.fromkeys(Kind, 0.0)
     gpus = dict.fromkeys(Kind, 0.0)

@@ -1,5 +1,6 @@
 """The dcmon_hint_* series: written by the leader under the dcmon-hints node, queryable with
-PromQL, every kind present (0 where none is open), gains summed, and in the shipped catalog."""
+PromQL, every kind present (0 where none is open) while any hint is open and none written while
+none is, gains summed, and in the shipped catalog."""
 
 from __future__ import annotations
 
@@ -104,6 +105,8 @@ def test_no_series_before_any_round_or_hint(live: Live) -> None:
     assert quiet.store.open_hints() == []
     assert series.write(live.clock.now) == 0
     assert [count for _, _, count in writer.batches] == [20, 0]  # the empty batch ends them
+    # rounds that find nothing add no series of dcmon's own, round seconds included
+    assert live.hints.last_round is not None and samples(live.hints) == []
 
 
 def test_every_series_is_in_the_shipped_catalog() -> None:
