@@ -457,7 +457,7 @@ def run_s3_scenario(args: argparse.Namespace, document: dict[str, Any]) -> int:
     started = time.perf_counter()
     runs = s3_runs(nodes, pods, sources, seeds, genai, minutes, args.workers)
     wall = time.perf_counter() - started
-    print(f"\n  {'activity':<11}{'method':<8}{'reclaimed %':>16}{'false %':>16}{'releases':>10}"
+    print(f"\n  {'activity':<11}{'method':<12}{'reclaimed %':>16}{'false %':>16}{'releases':>10}"
           f"{'lost GPU-h':>16}{'idle GPU-h':>12}{'bound %':>9}{'engine s':>10}")  # fmt: skip
     table: dict[str, Any] = {}
     for source in sources:
@@ -466,7 +466,7 @@ def run_s3_scenario(args: argparse.Namespace, document: dict[str, Any]) -> int:
             scores = [r.scores[method] for r in group]
             engine = (fmt(float(np.mean([r.engine_s_per_round for r in group])), 3)
                       if method == "dcmon" else "")  # fmt: skip
-            print(f"  {source:<11}{method:<8}{pm([s.reclaimed_pct for s in scores], 1):>16}"
+            print(f"  {source:<11}{method:<12}{pm([s.reclaimed_pct for s in scores], 1):>16}"
                   f"{pm([s.false_pct for s in scores], 1):>16}"
                   f"{np.mean([s.releases for s in scores]):>10.0f}"
                   f"{pm([s.lost_gpu_h for s in scores], 1):>16}"

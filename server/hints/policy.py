@@ -79,9 +79,23 @@ class Policy:
     """... and its CPU utilization below this (both must hold, as in the culler)."""
     idle_threshold_s: float = 1800.0
     """Idle this long before reclaim is considered (the culler's 30 minutes)."""
+    resume_horizon_s: float = 600.0
+    """A release is false when the job is active again within this long (the benchmark's
+    10 minutes): the horizon of the resume-risk estimate."""
+    max_resume_risk: float = 0.05
+    """Release only when the upper bound of the risk of resuming within the horizon is at most
+    this: the false-reclaim rate an operator accepts (the benchmark's bar, 5 %)."""
+    resume_prior_weight: float = 3.0
+    """Weight of the fleet's estimate against a job's own earlier idle runs, in runs."""
+    resume_z: float = 1.645
+    """The upper bound's z (one-sided 95 %)."""
+    resume_min_runs: int = 20
+    """Idle runs of ``idle_threshold_s`` or longer needed on record (any job) for the estimate;
+    below it the rule of thumb decides."""
     resume_margin: float = 3.0
-    """A pod whose idle run is within ``resume_margin`` x its longest idle gap that later ended
-    in activity is between phases, not abandoned: no hint. 3x because gaps vary: the GenAI
+    """Rule of thumb (too few runs on record): a pod whose idle run is within
+    ``resume_margin`` x its longest idle gap that later ended in activity is between phases,
+    not abandoned: no hint. 3x because gaps vary: the GenAI
     duty-cycle trace has 0 %-runs of 30, 60 and 120 minutes in the same pods."""
     interactive_confidence: float = 0.3
     """Highest confidence for a pod that has resumed after idling before (a notebook): it may
@@ -129,6 +143,8 @@ class Policy:
                 raise PolicyError(f"{name} is a confidence in 0..1")
         if not 0 < self.defrag_typical_popularity <= 1:
             raise PolicyError("defrag_typical_popularity is a share in (0, 1]")
+        if self.max_resume_risk > 1:
+            raise PolicyError("max_resume_risk is a share in 0..1")
 
     def confidence_of(self, kind: FailureKind) -> float:
         return dict(self.failure_confidence).get(kind, 0.5)

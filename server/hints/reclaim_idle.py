@@ -7,7 +7,13 @@ the PAI-DSW culler counts it: GPU below ``idle_gpu_util_pct`` and CPU below
 or requeue: its GPUs go back to the pool), one per pod or per gang when every member is idle.
 
 A false reclaim (the job wanted its GPUs back minutes later) is the costly error, so the
-learned duty cycle decides before the clock does:
+clock alone never decides. With enough idle runs on record in the snapshot (at least
+``resume_min_runs`` of ``idle_threshold_s`` or longer, from every job), a survival estimate
+(``resume_risk``) gives the risk that a job idle this long becomes active within
+``resume_horizon_s``, its own earlier runs weighed in; the pod is released only when the upper
+bound of that risk is at most ``max_resume_risk``, with confidence 1 - that bound.
+
+With too little history for an estimate (a new fleet, the demo), a rule of thumb:
 - a pod whose idle run is within ``resume_margin`` x its longest earlier gap that ended in
   activity is between phases: no hint;
 - a pod that has resumed before but is idle far longer now (a notebook left open): at most
@@ -19,12 +25,13 @@ then scaled by how far past the threshold the run is, and by 1 - duty cycle.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 from server.hints.hint import Evidence, Gain, Hint, Kind, Move, Remedy, Subject, make_hint
 from server.hints.model import JobActivity, Pod
 from server.hints.planner import Round, restart_of
 from server.hints.policy import Policy
+from server.hints.resume_risk import ResumeModel
 
 SINCE_START_SLACK_S = 60.0  # an idle run this close to the running time counts as "since start"
 
@@ -58,9 +65,45 @@ def confidence(activity: JobActivity, policy: Policy) -> tuple[float, str]:
     return base * ramp * duty, why
 
 
+def resume_model(activities: Iterable[JobActivity], policy: Policy) -> ResumeModel | None:
+    """Returns: the fleet's idle-run survival curve from every job's runs, or None when fewer
+    than ``resume_min_runs`` runs are long enough to say anything."""
+    jobs = tuple(activities)
+    model = ResumeModel.fit(
+        (gap for a in jobs for gap in a.resumed_gaps_s),
+        (a.idle_s for a in jobs if a.idle_s > 0),
+        policy.idle_threshold_s,
+    )
+    return model if model.runs() >= policy.resume_min_runs else None
+
+
+def judged(activity: JobActivity, model: ResumeModel | None, policy: Policy) -> tuple[float, str]:
+    """Returns: how sure a release is right (0: not to be released), and why: from the
+    survival estimate when there is one, else from the rule of thumb."""
+    if model is None:
+        sure, why = confidence(activity, policy)
+        return sure, f"{why} (too few idle runs on record for an estimate)"
+    risk = model.risk(
+        activity.idle_s,
+        policy.resume_horizon_s,
+        activity.resumed_gaps_s,
+        policy.resume_prior_weight,
+        policy.resume_z,
+    )
+    horizon = f"{policy.resume_horizon_s / 60:g} min"
+    evidence = (
+        f"of {risk.at_risk} idle runs on record that lasted this long, {risk.estimate:.0%}"
+        f" ended within {horizon}" + (f"; {risk.own_runs} of its own did" if risk.own_runs else "")
+    )
+    if risk.upper > policy.max_resume_risk:
+        return 0.0, f"may resume: {evidence} (risk up to {risk.upper:.0%})"
+    return 1.0 - risk.upper, f"{evidence}: risk of resuming at most {risk.upper:.0%}"
+
+
 def propose(round_: Round) -> Iterator[Hint]:
     """Yields release hints, the most GPU-hours times confidence first."""
     snapshot, policy = round_.snapshot, round_.policy
+    model = resume_model(snapshot.telemetry.jobs, policy)
     found: list[tuple[float, Hint]] = []
     done: set[str] = set()
     for pod in sorted(snapshot.pods, key=lambda p: p.id):
@@ -71,7 +114,7 @@ def propose(round_: Round) -> Iterator[Hint]:
         activities = [snapshot.activity.get(p.id) for p in group]
         if any(a is None or not is_idle(a, policy) for a in activities):
             continue
-        scored = [(confidence(a, policy), a) for a in activities if a is not None]
+        scored = [(judged(a, model, policy), a) for a in activities if a is not None]
         (sure, why), activity = min(scored, key=lambda item: item[0][0])
         if sure <= 0 or not all(round_.movable(p) for p in group):
             continue

@@ -145,9 +145,15 @@ class ActivityTracker:
     depends on minutes ``< t`` alone.
     """
 
-    def __init__(self, activity: Activity, below_pct: float = IDLE_BELOW_PCT) -> None:
+    def __init__(
+        self, activity: Activity, below_pct: float = IDLE_BELOW_PCT, report_gaps_from_min: int = 0
+    ) -> None:
+        """``report_gaps_from_min``: ``job_activity`` lists only resumed gaps at least this
+        long (the scenario passes the engine's idle threshold: its estimate reads no shorter
+        run, and the lists of every pod are rebuilt each round); ``gaps`` keeps them all."""
         self.activity = activity
         self.below_pct = below_pct
+        self.report_gaps_from_min = report_gaps_from_min
         count = activity.util.shape[0]
         self.minute = 0
         self.running = np.zeros(count, dtype=np.int64)
@@ -155,6 +161,7 @@ class ActivityTracker:
         self.idle_run = np.zeros(count, dtype=np.int64)  # minutes below ``below_pct`` so far
         self.ended = np.zeros(count, dtype=np.bool_)
         self.gaps: list[list[int]] = [[] for _ in range(count)]
+        self._gaps_s: list[tuple[float, ...]] = [()] * count  # ``gaps`` in seconds, kept in step
         self.last_util = np.zeros(count)
         self.window_sum = np.zeros(count)
         self.window_minutes = np.zeros(count, dtype=np.int64)
@@ -174,6 +181,8 @@ class ActivityTracker:
             active = live & (value >= self.below_pct)
             for pod in np.flatnonzero(active & (self.idle_run > 0)):
                 self.gaps[pod].append(int(self.idle_run[pod]))  # an idle run that resumed
+                if self.idle_run[pod] >= self.report_gaps_from_min:
+                    self._gaps_s[pod] = (*self._gaps_s[pod], 60.0 * float(self.idle_run[pod]))
             self.idle_run = np.where(active, 0, np.where(live, self.idle_run + 1, self.idle_run))
             self.running += live
             self.active += active
@@ -199,6 +208,6 @@ class ActivityTracker:
             cpu_util_pct=0.0,  # not in the trace: taken as idle (see the scenario's notes)
             idle_s=60.0 * float(self.idle_run[pod]),
             running_s=60.0 * running,
-            resumed_gaps_s=tuple(60.0 * g for g in self.gaps[pod]),
+            resumed_gaps_s=self._gaps_s[pod],
             duty_cycle=float(self.active[pod]) / running if running else None,
         )

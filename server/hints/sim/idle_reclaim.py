@@ -28,7 +28,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import NamedTuple
 
 import numpy as np
@@ -60,7 +60,8 @@ CHECKPOINT_MIN = 30
 RESTART_S = 120.0
 CULLER_GPU_PCT = 10.0
 CULLER_MIN = 30
-METHODS = ("dcmon", "culler")
+CULLER_LONG_MIN = 120  # a long wait: the fixed wait that keeps false reclaims near 5 % here
+METHODS = ("dcmon", "culler", "culler-120")
 
 
 class Release(NamedTuple):
@@ -191,8 +192,15 @@ def run_s3(
     genai: Activity | None = None,
     step_min: int = STEP_MIN,
     minutes: int | None = None,
+    engine: EnginePolicy | None = None,
+    culler_min: int = CULLER_MIN,
+    long_culler_min: int = CULLER_LONG_MIN,
 ) -> S3Run:
-    """Runs S3 for one activity source and seed, the engine and the culler side by side."""
+    """Runs S3 for one activity source and seed, the engine (``engine``: its policy, the
+    default one if None; only ``reclaim_idle`` runs, without release caps) and the culler
+    waiting ``culler_min`` minutes and the same culler waiting ``long_culler_min`` minutes
+    (``culler-120``: the culler's wait raised until its false reclaims come near the bar) side
+    by side."""
     started = time.perf_counter()
     state = placed_cluster(nodes, pods, seed)
     instances = np.array(
@@ -205,20 +213,24 @@ def run_s3(
     activity = activity_for(source, len(instances), rng, genai)
     if minutes is not None:
         activity = Activity(activity.util[:, :minutes], activity.labels)
-    seen = ActivityTracker(activity)
+    policy = replace(
+        engine or EnginePolicy(),
+        kinds=(Kind.RECLAIM_IDLE,),
+        max_releases_per_round=len(instances),
+        max_moves_per_round=0,
+    )
+    seen = ActivityTracker(activity, report_gaps_from_min=int(policy.idle_threshold_s // 60))
     quiet = ActivityTracker(activity, below_pct=CULLER_GPU_PCT)
     dcmon, culler = _Method("dcmon"), _Method("culler")
+    cullers = ((culler, culler_min), (_Method("culler-120"), long_culler_min))
     origin = {int(r): (state.node_of(int(k)), state.gpus_of(int(k)))
               for r, k in enumerate(instances)}  # fmt: skip
     row_of = {int(k): r for r, k in enumerate(instances)}
-    policy = EnginePolicy(
-        kinds=(Kind.RECLAIM_IDLE,), max_releases_per_round=len(instances), max_moves_per_round=0
-    )
     engine_s, rounds, gone = 0.0, 0, np.zeros(len(instances), dtype=np.bool_)
     for now in range(step_min, activity.minutes + step_min, step_min):
         back = seen.advance(now)
         quiet.advance(now)
-        for method in (dcmon, culler):
+        for method in (dcmon, *(c for c, _ in cullers)):
             for row in [r for r in method.released if back[r] >= 0]:
                 del method.released[row]
                 if method is dcmon and not seen.ended[row]:
@@ -234,7 +246,11 @@ def run_s3(
         live = np.flatnonzero(~seen.ended)
         running = [int(r) for r in live if int(r) not in dcmon.released]
         jobs = tuple(seen.job_activity(r, pod_id(int(instances[r]))) for r in running)
-        view = to_snapshot(state, telemetry=Telemetry(jobs=jobs), now_s=60.0 * now)
+        # every job's activity feeds the resume-risk estimate; only pods idle long enough to
+        # be released can get a hint, so only they go in as pods (the rest cannot matter)
+        wait_min = policy.idle_threshold_s / 60.0
+        asked = [int(instances[r]) for r in running if seen.idle_run[r] >= wait_min]
+        view = to_snapshot(state, telemetry=Telemetry(jobs=jobs), now_s=60.0 * now, instances=asked)
         tick = time.perf_counter()
         round_ = plan(view.snapshot, policy, seed)
         engine_s += time.perf_counter() - tick
@@ -249,11 +265,9 @@ def run_s3(
                 continue
             dcmon.released[hit] = now
             dcmon.releases.append(Release(hit, now))
-        candidates = np.array([r for r in live if int(r) not in culler.released], dtype=np.int64)
-        for row in culler_picks(quiet, candidates, CULLER_MIN):
-            culler.released[int(row)] = now
-            culler.releases.append(Release(int(row), now))
-    scores = {m.name: score(m.releases, activity, shares) for m in (dcmon, culler)}
+        _cull(cullers, quiet, live, now)
+    methods = (dcmon, *(c for c, _ in cullers))
+    scores = {m.name: score(m.releases, activity, shares) for m in methods}
     return S3Run(
         activity=source,
         seed=seed,
@@ -265,6 +279,17 @@ def run_s3(
         rounds=rounds,
         seconds=time.perf_counter() - started,
     )
+
+
+def _cull(
+    cullers: Sequence[tuple[_Method, int]], quiet: ActivityTracker, live: IntArray, now: int
+) -> None:
+    """Each culler releases the live pods idle at least its wait that it has not released."""
+    for method, wait in cullers:
+        candidates = np.array([r for r in live if int(r) not in method.released], dtype=np.int64)
+        for row in culler_picks(quiet, candidates, wait):
+            method.released[int(row)] = now
+            method.releases.append(Release(int(row), now))
 
 
 def hindsight_bound(activity: Activity, shares: FloatArray, threshold_min: int) -> float:

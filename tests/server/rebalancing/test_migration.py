@@ -38,7 +38,8 @@ def test_0010_up_and_down(database_url: str) -> None:
     try:
         command.upgrade(config, "0009")
         assert not TABLES & set(inspect(engine).get_table_names())
-        assert upgrade(engine) == ("0009", "0010")
+        before, head = upgrade(engine)  # to the head: later revisions may follow 0010
+        assert before == "0009" and head >= "0010"
         assert set(inspect(engine).get_table_names()) >= TABLES
         with engine.connect() as connection:
             assert compare_metadata(MigrationContext.configure(connection), Base.metadata) == []
