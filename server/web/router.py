@@ -1,180 +1,158 @@
-"""GET /: a plain page listing the alerts, then nodes and GPUs with their latest values
-(refreshes itself). Alerts are those of the rules the server evaluates (the leader's last
-round, as ``GET /api/v1/alerts`` gives them): firing first, then pending, then those resolved
-in the last 15 minutes, each with its summary and whether it is held (its node is down or
-catching up). The GPU benchmark table shows each device's latest run (failed first, then fleet
-outliers) with its worst figure against its SKU's reference, and the open and recent
-benchmark requests.
+"""The web pages: fleet → node → GPU → job, and the alerts, hints and benchmarks lists.
 
-The page is rendered on the server, so it is a read like the API: it needs ``open_reads`` or an
-``Authorization: Bearer <read token>`` header, which a browser does not send by itself; put a
-reverse proxy that adds the header (and its own login) in front of the server to use the page
-while reads are closed.
+Stage: web. Thin handlers: each gathers its model off the event loop (``server/web/pages.py``,
+``server/web/fleet.py``) and renders it (``server/web/render.py``); the charts draw themselves
+in the browser from the PromQL query API. Pages are reads: they need a read session (the login
+page), a bearer token, or ``open_reads``; a browser without one is sent to ``/login``.
 """
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
-from importlib import resources
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import HTMLResponse
-from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.concurrency import run_in_threadpool
 
-from agent import __version__
-from server.alerting import views
 from server.alerting.service import AlertingService
 from server.auth import READ
-from server.bench.model import OPEN_STATES, BenchRequest
-from server.bench.service import BenchService
 from server.deps import Services, ServicesDep
-from server.nodes.service import NodeView, node_views
+from server.nodes.service import node_views
+from server.rebalancing.service import HintService
+from server.web import charts, pages
+from server.web.alerts import active, alert_rows
+from server.web.fleet import PER_PAGE_CHOICES, STATES, FleetQuery, fleet_model, rows_of
+from server.web.render import make_templates, render
 
-router = APIRouter(tags=["web"], dependencies=[Depends(READ)])
+__all__ = ["make_templates", "router"]
 
+router = APIRouter(tags=["web"], dependencies=[Depends(READ)], include_in_schema=False)
 
-@dataclass(frozen=True)
-class NodeRow:
-    view: NodeView
-    age_seconds: float
-    load1: float | None
-    memory_used_ratio: float | None
-
-
-def make_templates() -> Environment:
-    folder = str(resources.files("server.web").joinpath("templates"))
-    return Environment(
-        loader=FileSystemLoader(folder),
-        autoescape=select_autoescape(["html"]),
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
+NodeKey = Annotated[str, Path(min_length=1, max_length=253)]
+Text = Annotated[str, Query(max_length=200)]
 
 
-@dataclass(frozen=True)
-class AlertRow:
-    name: str
-    state: str  # firing, pending or resolved
-    severity: str
-    where: str  # instance, GPU
-    summary: str
-    since_seconds: float  # since it became active (resolved: since it resolved)
-    held: bool
+def _alerting(request: Request) -> AlertingService | None:
+    found: AlertingService | None = getattr(request.app.state, "alerting", None)
+    return found
 
 
-_STATE_ORDER = {"firing": 0, "pending": 1, "resolved": 2}
-RECENT_REQUESTS = 20
+def _hints(request: Request) -> HintService | None:
+    found: HintService | None = getattr(request.app.state, "hints", None)
+    return found
 
 
-@dataclass(frozen=True)
-class BenchRow:
-    node: str
-    gpu: str  # index
-    key: str  # UUID, or <node>/cpu<index>
-    model: str
-    sku: str
-    level: str
-    age_seconds: float
-    passed: bool
-    worst_ratio: float | None  # the lowest figure / SKU reference of its latest figures
-    worst_test: str
-    outlier: bool
-    outlier_reason: str
+def _not_found(request: Request, what: str) -> HTMLResponse:
+    return render(request, "missing.html", page="missing", status_code=404, what=what)
 
 
-def bench_rows(bench: BenchService, now: float) -> list[BenchRow]:
-    """Returns: each device's latest benchmark run: failed first, then outliers, by node."""
-    snapshot = bench.fleet()
-    worst: dict[str, tuple[float, str]] = {}
-    for figure in snapshot.figures:
-        if figure.ratio is not None and figure.ratio < worst.get(figure.gpu_key, (math.inf, ""))[0]:
-            worst[figure.gpu_key] = (figure.ratio, figure.test)
-    rows = []
-    for device in snapshot.devices:
-        outliers = snapshot.outliers(device.gpu_key)
-        ratio, test = worst.get(device.gpu_key, (None, ""))
-        rows.append(
-            BenchRow(
-                node=device.node_name,
-                gpu=str(device.gpu_index),
-                key=device.gpu_key,
-                model=device.device_name,
-                sku=device.sku,
-                level=device.level,
-                age_seconds=max(0.0, now - device.time),
-                passed=device.passed,
-                worst_ratio=ratio,
-                worst_test=test,
-                outlier=bool(outliers),
-                outlier_reason="; ".join(f"{v.result.test}: {v.reason}" for v in outliers),
-            )
-        )
-    rows.sort(key=lambda r: (r.passed, not r.outlier, r.node, r.gpu, r.key))
-    return rows
-
-
-def bench_requests(bench: BenchService) -> list[BenchRequest]:
-    """Returns: the open requests, then the most recent others."""
-    recent = bench.requests.recent(limit=RECENT_REQUESTS)
-    return sorted(recent, key=lambda r: (r.state not in OPEN_STATES, -r.created_at))
-
-
-def alert_rows(alerting: AlertingService | None, now: float) -> list[AlertRow]:
-    """Returns: the alerts for the page, firing first, then pending, then resolved."""
-    if alerting is None:
-        return []
-    body = views.dcmon_alerts(alerting.evaluator.snapshot(), include_resolved=True)
-    rows = []
-    for alert in body["alerts"]:
-        labels: dict[str, str] = alert["labels"]
-        where = labels.get("instance") or labels.get("Hostname", "")
-        if "gpu" in labels:
-            where = f"{where} GPU {labels['gpu']}".strip()
-        since = alert["resolved_at"] if alert["state"] == "resolved" else alert["active_at"]
-        rows.append(
-            AlertRow(
-                labels.get("alertname", alert["rule"]),
-                alert["state"],
-                labels.get("severity", ""),
-                where,
-                alert["annotations"].get("summary", ""),
-                max(0.0, now - (since or now)),
-                alert["held"],
-            )
-        )
-    rows.sort(key=lambda r: (_STATE_ORDER.get(r.state, 3), r.since_seconds, r.name, r.where))
-    return rows
-
-
-def page_model(services: Services, alerting: AlertingService | None = None) -> dict[str, object]:
+def _fleet(
+    services: Services, alerting: AlertingService | None, hints: HintService | None,
+    query: FleetQuery,
+) -> dict[str, Any]:  # fmt: skip
     now = services.clock()
-    rows: list[NodeRow] = []
-    for view in node_views(services.store, services.latest, services.policy, now, with_gpus=True):
-        load1 = memory_ratio = None
-        if view.up and view.latest is not None:
-            load1 = view.latest.value("node_load1")
-            total = view.latest.value("node_memory_MemTotal_bytes")
-            available = view.latest.value("node_memory_MemAvailable_bytes")
-            if total and available is not None:
-                memory_ratio = 1.0 - available / total
-        rows.append(NodeRow(view, now - view.record.last_push, load1, memory_ratio))
+    views = node_views(services.store, services.latest, services.policy, now, with_gpus=True)
+    fleet = fleet_model(rows_of(views, pages.recent_xids(services, now), now), query)
+    alerts = active(alert_rows(alerting, now))
     return {
-        "nodes": rows,
-        "up": sum(1 for row in rows if row.view.up),
-        "gpus": sum(len(row.view.gpus) for row in rows),
-        "version": __version__,
-        "alerts": alert_rows(alerting, now),
-        "bench": bench_rows(services.bench, now),
-        "bench_requests": bench_requests(services.bench),
-        "now": now,
+        "fleet": fleet,
+        "alerts": alerts,
+        "firing": sum(1 for a in alerts if a.state == "firing"),
+        "pending": sum(1 for a in alerts if a.state == "pending"),
+        "open_hints": len(pages.open_hints(hints)),
+        "charts": charts.FLEET,
+        "states": STATES,
+        "per_page_choices": PER_PAGE_CHOICES,
     }
 
 
-@router.get("/", response_class=HTMLResponse, include_in_schema=False)
-async def index(request: Request, services: ServicesDep) -> HTMLResponse:
-    alerting: AlertingService | None = getattr(request.app.state, "alerting", None)
-    model = await run_in_threadpool(page_model, services, alerting)
-    template = request.app.state.templates.get_template("index.html")
-    return HTMLResponse(template.render(**model))
+@router.get("/", response_class=HTMLResponse)
+async def fleet_page(
+    request: Request,
+    services: ServicesDep,
+    q: Text = "",
+    state: Text = "all",
+    sort: Text = "health",
+    order: Text = "asc",
+    page: Annotated[int, Query(ge=1, le=100_000)] = 1,
+    per_page: Annotated[int, Query(ge=1, le=1000)] = 50,
+) -> HTMLResponse:
+    query = FleetQuery.parse(q, state, sort, order, page, per_page)
+    model = await run_in_threadpool(_fleet, services, _alerting(request), _hints(request), query)
+    return render(request, "fleet.html", page="fleet", **model)
+
+
+@router.get("/nodes/{node}", response_class=HTMLResponse)
+async def node_page(request: Request, services: ServicesDep, node: NodeKey) -> HTMLResponse:
+    model = await run_in_threadpool(
+        pages.node_page, services, _alerting(request), _hints(request), node
+    )
+    if model is None:
+        return _not_found(request, f"no node {node!r}")
+    return render(request, "node.html", page="node", **model)
+
+
+@router.get("/nodes/{node}/gpus/{index}", response_class=HTMLResponse)
+async def gpu_page(
+    request: Request,
+    services: ServicesDep,
+    node: NodeKey,
+    index: Annotated[int, Path(ge=0, le=1023)],
+) -> HTMLResponse:
+    model = await run_in_threadpool(
+        pages.gpu_page, services, _alerting(request), _hints(request), node, index
+    )
+    if model is None:
+        return _not_found(request, f"no GPU {index} on node {node!r}")
+    return render(request, "gpu.html", page="gpu", **model)
+
+
+@router.get("/jobs", response_class=HTMLResponse)
+async def jobs_page(
+    request: Request, services: ServicesDep, state: Text = "", user: Text = "", node: Text = ""
+) -> HTMLResponse:
+    model = await run_in_threadpool(pages.jobs_page, services, state, user, node)
+    return render(request, "jobs.html", page="jobs", **model)
+
+
+@router.get("/jobs/{job_id:path}", response_class=HTMLResponse)
+async def job_page(
+    request: Request,
+    services: ServicesDep,
+    job_id: Annotated[str, Path(min_length=1, max_length=512)],
+    scheduler: Annotated[str | None, Query(max_length=64)] = None,
+) -> HTMLResponse:
+    model = await run_in_threadpool(pages.job_page, services, _hints(request), job_id, scheduler)
+    if model is None:
+        return _not_found(request, f"no job {job_id!r}")
+    return render(request, "job.html", page="job", **model)
+
+
+@router.get("/alerts", response_class=HTMLResponse)
+async def alerts_page(request: Request, services: ServicesDep) -> HTMLResponse:
+    model = await run_in_threadpool(pages.alerts_page, services, _alerting(request))
+    return render(request, "alerts.html", page="alerts", **model)
+
+
+@router.get("/hints", response_class=HTMLResponse)
+async def hints_page(
+    request: Request, services: ServicesDep, kind: Text = "", state: Text = ""
+) -> HTMLResponse:
+    model = await run_in_threadpool(pages.hints_page, services, _hints(request), kind, state)
+    return render(request, "hints.html", page="hints", **model)
+
+
+@router.get("/hints/{hint_id}", response_class=HTMLResponse)
+async def hint_page(
+    request: Request, hint_id: Annotated[str, Path(min_length=1, max_length=64)]
+) -> HTMLResponse:
+    model = await run_in_threadpool(pages.hint_page, _hints(request), hint_id)
+    if model is None:
+        return _not_found(request, f"no hint {hint_id!r}")
+    return render(request, "hint.html", page="hint", **model)
+
+
+@router.get("/benchmarks", response_class=HTMLResponse)
+async def benchmarks_page(request: Request, services: ServicesDep) -> HTMLResponse:
+    model = await run_in_threadpool(pages.benchmarks_page, services)
+    return render(request, "benchmarks.html", page="benchmarks", **model)

@@ -1,11 +1,10 @@
-"""Nodes, history, the web page and health probes."""
+"""Nodes, history and health probes (the web pages: tests/server/web)."""
 
 from __future__ import annotations
 
 from fastapi.testclient import TestClient
 
-from agent.wire.schema import MetricFamily
-from tests.factories import GPU_LABELS, default_metrics, identity, make_batch
+from tests.factories import default_metrics, identity, make_batch
 from tests.server.conftest import START, FakeClock, push
 
 
@@ -132,29 +131,6 @@ def test_history_limits_series(make_app, clock: FakeClock) -> None:
         response = client.get("/api/v1/history", params={"metric": "node_cpu_seconds_total"})
         assert response.status_code == 422
         assert response.json()["error"]["code"] == "too_many_series"
-
-
-def test_web_page_lists_nodes_and_gpus(client: TestClient) -> None:
-    metrics = [
-        *default_metrics(),
-        MetricFamily(name="node_memory_MemTotal_bytes", samples=[({}, 8.0 * 2**30)]),
-        MetricFamily(name="node_memory_MemAvailable_bytes", samples=[({}, 6.0 * 2**30)]),
-        MetricFamily(name="DCGM_FI_DEV_GPU_TEMP", samples=[(dict(GPU_LABELS), 61.0)]),
-        MetricFamily(name="DCGM_FI_DEV_FB_USED", samples=[(dict(GPU_LABELS), 20480.0)]),
-        MetricFamily(name="dcmon_gpu_up", samples=[(dict(GPU_LABELS), 1.0)]),
-    ]
-    push(client, make_batch(timestamp=START, metrics=metrics))
-    page = client.get("/").text
-    assert "1 of 1 node(s) up" in page
-    assert "gpu01" in page and GPU_LABELS["UUID"] in page
-    assert "25 %" in page  # memory used
-    assert "42 %" in page  # GPU utilization
-    assert "61 °C" in page
-    assert "20.0 / 80 GiB" in page
-
-
-def test_web_page_without_nodes(client: TestClient) -> None:
-    assert "No node has pushed yet" in client.get("/").text
 
 
 def test_health_probes_and_openapi(client: TestClient) -> None:
