@@ -97,10 +97,13 @@ async def gpu_page(
     request: Request,
     services: ServicesDep,
     node: NodeKey,
-    index: Annotated[int, Path(ge=0, le=1023)],
+    index: Annotated[str, Path(max_length=8, description="The GPU's index on the node")],
 ) -> HTMLResponse:
+    # a string, checked here: a path that is not a GPU is a 404 page, after the access rule
+    if not index.isdigit():
+        return _not_found(request, f"no GPU {index!r} on node {node!r}")
     model = await run_in_threadpool(
-        pages.gpu_page, services, _alerting(request), _hints(request), node, index
+        pages.gpu_page, services, _alerting(request), _hints(request), node, int(index)
     )
     if model is None:
         return _not_found(request, f"no GPU {index} on node {node!r}")
