@@ -212,14 +212,16 @@ def hints_page(
     }
 
 
-def hint_page(hints: HintService | None, hint_id: str) -> dict[str, Any] | None:
+def hint_page(
+    services: Services, hints: HintService | None, hint_id: str
+) -> dict[str, Any] | None:
     if hints is None:
         return None
     try:
         stored = hints.store.get(hint_id)
     except HintNotFoundError:
         return None
-    return {"hint": HintOut.of(stored)}
+    return {"hint": HintOut.of(stored), "now": services.clock()}
 
 
 def benchmarks_page(services: Services) -> dict[str, Any]:

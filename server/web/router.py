@@ -147,9 +147,11 @@ async def hints_page(
 
 @router.get("/hints/{hint_id}", response_class=HTMLResponse)
 async def hint_page(
-    request: Request, hint_id: Annotated[str, Path(min_length=1, max_length=64)]
+    request: Request,
+    services: ServicesDep,
+    hint_id: Annotated[str, Path(min_length=1, max_length=64)],
 ) -> HTMLResponse:
-    model = await run_in_threadpool(pages.hint_page, _hints(request), hint_id)
+    model = await run_in_threadpool(pages.hint_page, services, _hints(request), hint_id)
     if model is None:
         return _not_found(request, f"no hint {hint_id!r}")
     return render(request, "hint.html", page="hint", **model)

@@ -96,8 +96,15 @@
   }
 
   function toColumns(result, template) {
-    const series = result.slice(0, MAX_SERIES);
     const names = new Set();
+    result.forEach(s => Object.keys(s.metric).forEach(k => names.add(k)));
+    const differing = [...names].filter(name =>
+      new Set(result.map(s => s.metric[name])).size > 1).sort();
+    const order = new Intl.Collator(undefined, { numeric: true });
+    const sorted = result.slice().sort((a, b) =>
+      order.compare(legendOf(a.metric, template, differing), legendOf(b.metric, template, differing)));
+    const series = sorted.slice(0, MAX_SERIES);
+    names.clear();
     series.forEach(s => Object.keys(s.metric).forEach(k => names.add(k)));
     const varying = [...names].filter(name =>
       new Set(series.map(s => s.metric[name])).size > 1).sort();
