@@ -7,6 +7,10 @@ Every error response has the same JSON shape::
 
 Besides a route's own refusals, any route that takes a body can answer 400 when the body cannot
 be parsed at all (not UTF-8); the OpenAPI document says so for every such route.
+
+One exception to the JSON shape: a browser asking for a web page (a GET that accepts
+``text/html``, outside the API, Prometheus, metrics, static and schema paths) that would be
+refused with 401 is sent to the login page instead (303 ``/login?next=<path and query>``).
 """
 
 from __future__ import annotations
@@ -14,10 +18,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, RedirectResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 
@@ -62,8 +67,10 @@ def error_response(
 def install_error_handlers(app: FastAPI) -> None:
     """Map ApiError, request validation and routing errors to the JSON error shape."""
 
-    async def api_error(_request: Request, exc: Exception) -> JSONResponse:
+    async def api_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, ApiError)
+        if exc.status == 401 and wants_page(request):
+            return login_redirect(request)
         return error_response(exc.status, exc.code, exc.message, exc.problems, exc.headers)
 
     async def validation_error(_request: Request, exc: Exception) -> JSONResponse:
@@ -91,6 +98,24 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(StarletteHTTPException, http_error)
     _document_unparseable_bodies(app)
+
+
+NOT_PAGES = ("/api/", "/prometheus/", "/metrics", "/static/", "/docs", "/redoc", "/openapi.json")
+"""Path prefixes that are never web pages: their 401 stays JSON even for a browser."""
+
+
+def wants_page(request: Request) -> bool:
+    """Returns: True when the request is a browser asking for a web page (a GET that accepts
+    ``text/html``, on a path that is not the API's)."""
+    if request.method != "GET" or "text/html" not in request.headers.get("accept", "").lower():
+        return False
+    return not request.url.path.startswith(NOT_PAGES)
+
+
+def login_redirect(request: Request) -> RedirectResponse:
+    """Returns: 303 to the login page, which comes back to this page once logged in."""
+    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    return RedirectResponse(f"/login?next={quote(target, safe='')}", status_code=303)
 
 
 _UNPARSEABLE = {"description": "The request body cannot be parsed (for example: not UTF-8)"}

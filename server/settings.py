@@ -77,6 +77,11 @@ class ServerSettings(BaseSettings):
         description="How long a token looked up in the database is trusted before it is looked "
         "up again: the longest a revocation takes to reach another server replica.",
     )
+    session_seconds: Annotated[float, Field(gt=0)] = Field(
+        default=12 * 3600.0,
+        description="Lifetime of a web session (the signed cookie POST /login sets); the "
+        "browser logs in again after it.",
+    )
     tls_cert_file: Path | None = Field(
         default=None, description="PEM certificate chain: serve HTTPS."
     )

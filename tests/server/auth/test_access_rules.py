@@ -47,6 +47,9 @@ READ_POSTS.add(f"{PROMETHEUS}/query_exemplars")
 PROMETHEUS_OTHER = f"{PROMETHEUS}/{{rest:path}}"
 OTHER_NODE = "fedcba9876543210fedcba9876543210"
 PUBLIC_PATHS = {"/healthz", "/readyz"}
+# The web login's form and its logout are public too: they take a token or end a session and
+# hold no data; their answers (401 for a wrong token, CSRF) are tested in test_sessions.py.
+LOGIN_PATHS = {"/login", "/logout"}
 # The OpenAPI schema and its two viewers are open on purpose: they describe the API (paths,
 # parameters, models), which is public in the source anyway, and hold no data; Grafana users
 # and API clients read them before they have a token.
@@ -113,9 +116,10 @@ def routes(tmp_path_factory: pytest.TempPathFactory) -> list[tuple[Route, Access
 def test_every_route_has_exactly_one_rule(routes: list[tuple[Route, Access]]) -> None:
     """(The fixture asserts it; here the rules must also fit what the routes do.)"""
     by_path = {(route.path, method): rule for route, rule in routes for method in route.methods}
-    assert {path for (path, _), rule in by_path.items() if rule is PUBLIC} == PUBLIC_PATHS
+    public = {path for (path, _), rule in by_path.items() if rule is PUBLIC}
+    assert public == PUBLIC_PATHS | LOGIN_PATHS
     for (path, method), rule in by_path.items():
-        if method in WRITE_METHODS and path not in READ_POSTS | {PROMETHEUS_OTHER}:
+        if method in WRITE_METHODS and path not in READ_POSTS | {PROMETHEUS_OTHER} | LOGIN_PATHS:
             assert rule not in (READ, PUBLIC), f"{method} {path} writes with the {rule.name} rule"
         if path.startswith("/api/v1/admin/"):
             assert rule is ADMIN, f"{method} {path} is an admin route with the {rule.name} rule"
@@ -145,7 +149,7 @@ def test_what_answers_without_a_token_is_exactly_health_and_the_schema(
     open_paths = {
         path for method, path in served if _call(closed, method, path, None).status_code != 401
     }
-    assert open_paths == PUBLIC_PATHS | SCHEMA_PATHS
+    assert open_paths == PUBLIC_PATHS | SCHEMA_PATHS | LOGIN_PATHS
     schema = closed.get("/openapi.json").json()
     assert set(schema) <= {"openapi", "info", "paths", "components", "tags"}, "schema only"
 
@@ -236,6 +240,8 @@ def test_rules_hold_for_every_route(
     checked = 0
     for method, path, rule in _cases(routes):
         where = f"{method} {path} ({rule.name})"
+        if path in LOGIN_PATHS:
+            continue
         if rule is PUBLIC:
             assert _call(closed, method, path, None).status_code == 200, where
             continue
@@ -280,6 +286,8 @@ def test_open_reads_admit_anonymous_readers(
 ) -> None:
     with TestClient(make_app(open_reads=True)) as client:
         for method, path, rule in _cases(routes):
+            if path in LOGIN_PATHS:
+                continue
             status = _call(client, method, path, None).status_code
             if rule in (READ, PUBLIC):
                 assert status in (200, 404), f"{method} {path}"
