@@ -43,6 +43,7 @@ FORM_TYPE = "application/x-www-form-urlencoded"
 MAX_FORM_BYTES = 8192  # a token and a path; a real form is well under 1 KiB
 MAX_NEXT_LENGTH = 2048
 NO_STORE = {"Cache-Control": "no-store"}
+SELF_PATHS = frozenset({"/login", "/logout"})
 
 
 @router.get("/login", response_class=HTMLResponse)
@@ -107,6 +108,8 @@ def local_path(value: str | None) -> str:
         return "/"  # "//host" and "/\host" are other hosts to a browser
     if any(ord(ch) <= 0x20 or ord(ch) == 0x7F for ch in value):
         return "/"  # browsers drop tabs and newlines: "/\t/host" would become "//host"
+    if value.split("?", 1)[0] in SELF_PATHS:
+        return "/"  # the nav bar's "Log in" on the login page itself: go to the fleet instead
     return value
 
 

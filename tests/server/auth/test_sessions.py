@@ -247,6 +247,8 @@ def test_a_tampered_or_forged_cookie_is_no_session(client: TestClient, clock: Fa
         ("/\t/evil.example", "/"),
         ("evil", "/"),
         ("", "/"),
+        ("/login?next=%2F", "/"),
+        ("/logout", "/"),
         ("/nodes/gpu01?range=1h", "/nodes/gpu01?range=1h"),
     ],
 )
