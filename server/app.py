@@ -34,6 +34,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppres
 import httpx
 from fastapi import FastAPI
 from sqlalchemy import Engine
+from starlette.routing import Mount
 
 from agent import __version__
 from agent.wire.catalog import default_catalog
@@ -45,8 +46,10 @@ from server.alerting.self_series import SelfSeriesLoop
 from server.alerting.service import AlertingService
 from server.alerting.writeback import StoreSeriesWriter
 from server.auth import Role, StaticAuthenticator
+from server.auth import login as login_router
 from server.auth import router as auth_router
 from server.auth.credentials import CredentialStore
+from server.auth.session import SessionService, config_token_ids
 from server.auth.verifier import ChainAuthenticator, DatabaseAuthenticator
 from server.bench import router as bench_router
 from server.bench.orders import OrderCache
@@ -103,7 +106,10 @@ from server.storage.store import Store
 from server.storage.tiers import make_plan
 from server.storage.writer import Writer
 from server.tick_loop import TickLoop
+from server.web import docs as docs_router
 from server.web import router as web_router
+from server.web.assets import PREFIX as STATIC_PREFIX
+from server.web.assets import static_app
 from server.web.router import make_templates
 
 _log = logging.getLogger(__name__)
@@ -149,8 +155,7 @@ def create_app(
     store = Store(
         engine, writer, SeriesIndex(), active_window_seconds=settings.active_series_window_seconds
     )
-    series_count = store.load_index()
-    _log.info("series index loaded: %d series", series_count)
+    _log.info("series index loaded: %d series", store.load_index())
     reader = Reader(engine, plan, clock)
     compactor = Compactor(engine, writer, plan, clock)
     events = EventStore(engine)
@@ -252,9 +257,22 @@ def create_app(
         version=__version__,
         summary="Monitoring for AI/GPU clusters: ingest, history, nodes, Prometheus exposition.",
         lifespan=_lifespan(services, alerting, notifiers, writer, engine, loops),
+        docs_url=None,  # /docs and /redoc with local assets: server/web/docs.py
+        redoc_url=None,
+        routes=[Mount(STATIC_PREFIX, static_app(), name="static")],
     )
     app.state.services = services
     app.state.templates = make_templates()
+    app.state.sessions = SessionService(
+        engine,
+        writer,
+        credentials,
+        config_token_ids(settings.read_token_sha256, settings.admin_key_sha256),
+        settings.session_seconds,
+        settings.credential_cache_seconds,
+        clock,
+        retry_after_seconds=settings.ingest_retry_after_seconds,
+    )
     app.state.query = QueryService(
         store,
         reader,
@@ -276,6 +294,12 @@ def create_app(
         store, reader, plan, latest, policy, metrics, IngestLimits.from_settings(settings), clock
     )
     install_error_handlers(app)
+    _include_routers(app)
+    return app
+
+
+def _include_routers(app: FastAPI) -> None:
+    """Adds every domain's router; the web pages last, after the API they read."""
     for module in (
         ingest_router,
         remote_write_router,
@@ -295,9 +319,10 @@ def create_app(
         hints_router,
         health_router,
         web_router,
+        login_router,
+        docs_router,
     ):
         app.include_router(module.router)
-    return app
 
 
 def _lifespan(

@@ -54,6 +54,8 @@ LOGIN_PATHS = {"/login", "/logout"}
 # parameters, models), which is public in the source anyway, and hold no data; Grafana users
 # and API clients read them before they have a token.
 SCHEMA_PATHS = {"/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
+# The web pages' scripts, styles and vendored libraries: the same files for everyone, no data.
+STATIC_PATHS = {"/static"}
 README = Path(__file__).resolve().parents[3] / "README.md"
 NODE_SCOPED = {"/api/v1/ingest", "/api/v1/ingest/bulk"}
 BULK_MEDIA_TYPE = "application/vnd.dcmon.bulk"
@@ -117,7 +119,8 @@ def test_every_route_has_exactly_one_rule(routes: list[tuple[Route, Access]]) ->
     """(The fixture asserts it; here the rules must also fit what the routes do.)"""
     by_path = {(route.path, method): rule for route, rule in routes for method in route.methods}
     public = {path for (path, _), rule in by_path.items() if rule is PUBLIC}
-    assert public == PUBLIC_PATHS | LOGIN_PATHS
+    # the schema viewers are routes with the public rule; /openapi.json is FastAPI's own
+    assert public == PUBLIC_PATHS | LOGIN_PATHS | (SCHEMA_PATHS - {"/openapi.json"})
     for (path, method), rule in by_path.items():
         if method in WRITE_METHODS and path not in READ_POSTS | {PROMETHEUS_OTHER} | LOGIN_PATHS:
             assert rule not in (READ, PUBLIC), f"{method} {path} writes with the {rule.name} rule"
@@ -149,7 +152,7 @@ def test_what_answers_without_a_token_is_exactly_health_and_the_schema(
     open_paths = {
         path for method, path in served if _call(closed, method, path, None).status_code != 401
     }
-    assert open_paths == PUBLIC_PATHS | SCHEMA_PATHS | LOGIN_PATHS
+    assert open_paths == PUBLIC_PATHS | SCHEMA_PATHS | LOGIN_PATHS | STATIC_PATHS
     schema = closed.get("/openapi.json").json()
     assert set(schema) <= {"openapi", "info", "paths", "components", "tags"}, "schema only"
 
@@ -158,7 +161,8 @@ def test_the_readme_names_every_route_open_without_a_token() -> None:
     text = " ".join(README.read_text().split())
     start = text.index("**Security.**")
     security = text[start : text.index("| role |", start)]
-    for path in sorted(PUBLIC_PATHS | SCHEMA_PATHS - {"/docs/oauth2-redirect"}):
+    named = PUBLIC_PATHS | LOGIN_PATHS | STATIC_PATHS | (SCHEMA_PATHS - {"/docs/oauth2-redirect"})
+    for path in sorted(named):
         assert f"`{path}`" in security, f"the README's security paragraph omits {path}"
 
 
