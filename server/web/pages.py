@@ -212,9 +212,7 @@ def hints_page(
     }
 
 
-def hint_page(
-    services: Services, hints: HintService | None, hint_id: str
-) -> dict[str, Any] | None:
+def hint_page(services: Services, hints: HintService | None, hint_id: str) -> dict[str, Any] | None:
     if hints is None:
         return None
     try:
