@@ -146,19 +146,19 @@ def test_metrics_expose_the_series_with_catalog_types(bench: Bench) -> None:
 
 
 def test_the_web_page_lists_each_devices_latest_run(bench: Bench) -> None:
-    page = bench.client.get("/", headers=ADMIN).text
+    page = bench.client.get("/benchmarks", headers=ADMIN).text
     assert 'id="no-bench"' in page
     _fleet(bench)
     bench.node("gpu03")
     open_request = bench.ask_one("gpu03")
-    page = bench.client.get("/", headers=ADMIN).text
+    page = bench.client.get("/benchmarks", headers=ADMIN).text
     table = page[
         page.index('<table id="bench">') : page.index("</table>", page.index('id="bench"'))
     ]
     rows = table.split("<tr>")[2:]
     assert len(rows) == 6
     assert "GPU-1" in rows[0] and "failed" in rows[0]  # failed first
-    assert "0.63 x (matmul_bf16)" in rows[0]
+    assert "0.63 × (matmul_bf16)" in rows[0]
     assert "GPU-5" in rows[1] and "outlier" in rows[1] and "memory_copy: " in rows[1]
     assert all("passed" in row for row in rows[1:])
     requests = page[page.index('<table id="bench-requests">') :]
