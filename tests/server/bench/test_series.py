@@ -158,7 +158,7 @@ def test_the_web_page_lists_each_devices_latest_run(bench: Bench) -> None:
     rows = table.split("<tr>")[2:]
     assert len(rows) == 6
     assert "GPU-1" in rows[0] and "failed" in rows[0]  # failed first
-    assert "0.63 × (matmul_bf16)" in rows[0]
+    assert "0.63 \u00d7 (matmul_bf16)" in rows[0]  # the multiplication sign
     assert "GPU-5" in rows[1] and "outlier" in rows[1] and "memory_copy: " in rows[1]
     assert all("passed" in row for row in rows[1:])
     requests = page[page.index('<table id="bench-requests">') :]
