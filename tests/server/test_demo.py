@@ -236,7 +236,7 @@ def test_the_faults_scenario_fires_an_xid_alert_to_the_page_and_the_webhook(
         names = {a["labels"]["alertname"] for a in get(f"{url}/api/v1/alerts").json()["alerts"]}
         assert "GpuXidFatal" in names
         page = get(f"{url}/").text
-        assert 'id="alerts"' in page and "reported fatal XID 79" in page
+        assert 'class="alerts"' in page and "reported fatal XID 79" in page
         # the benchmark request ran on both nodes (this one's CPU, the faulty node's 8 simulated
         # H100s): the faulty node's GPU 6 copies at 0.82 x the 7 others, a fleet outlier
         wait_for(lambda: "the benchmark request ended" in demo.output(), 90, "the benchmarks")
