@@ -17,7 +17,7 @@ import pytest
 from tests.e2e.processes import DCMON, get, running, wait_for
 from tests.integration import free_port
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(300)]
 IDLE_JOB = "systemd:simulated-idle-notebook.service"
 
 

@@ -114,7 +114,7 @@ def test_each_replica_writes_its_refusals_and_skew_and_the_leader_sees_both(
         values = {a["labels"]["replica"].rsplit(":", 1)[1]: a["value"] for a in _alerts(leader)}
         assert sorted(values) == sorted(str(s.port) for s in specs)
         for spec, count in zip(specs, REFUSED, strict=True):
-            assert values[str(spec.port)] >= count
+            assert values[str(spec.port)] >= count - 1e-9  # a sum over float rates
 
         def skew() -> list[dict[str, Any]]:
             return _query(leader, "abs(dcmon_node_clock_skew_seconds)")

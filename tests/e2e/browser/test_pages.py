@@ -35,7 +35,8 @@ PAGES: dict[str, tuple[str, Callable[[Demo], str], bool]] = {
     "fleet": ("fleet", lambda d: "/", True),
     "node": ("node", lambda d: f"/nodes/{quote(d.local_node(), safe='')}", True),
     "gpu": ("gpu", lambda d: f"/nodes/{quote(d.local_node(), safe='')}/gpus/{TRAINING_GPU}", True),
-    "faulty-gpu": ("gpu", lambda d: f"/nodes/{FAULTY_NODE}/gpus/3", True),
+    # GPU 5 of the faulty node runs hot (GPU 3 falls off the bus at once: no series to draw)
+    "faulty-gpu": ("gpu", lambda d: f"/nodes/{FAULTY_NODE}/gpus/5", True),
     "jobs": ("jobs", lambda d: "/jobs", False),
     "job": ("job", lambda d: f"/jobs/{quote(TRAINING_JOB, safe='')}", True),
     "alerts": ("alerts", lambda d: "/alerts", False),
