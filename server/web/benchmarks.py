@@ -13,6 +13,7 @@ from server.bench.fleet import FleetVerdict
 from server.bench.model import OPEN_STATES, BenchRequest
 from server.bench.results import FigureView
 from server.bench.service import BenchService
+from server.bench.snapshot import FleetSnapshot
 
 RECENT_REQUESTS = 20
 
@@ -51,7 +52,10 @@ class FigureRow:
 
 def bench_rows(bench: BenchService, now: float) -> list[BenchRow]:
     """Returns: each device's latest benchmark run: failed first, then outliers, by node."""
-    snapshot = bench.fleet()
+    return _rows(bench.fleet(), now)
+
+
+def _rows(snapshot: FleetSnapshot, now: float) -> list[BenchRow]:
     worst: dict[str, tuple[float, str]] = {}
     for figure in snapshot.figures:
         if figure.ratio is not None and figure.ratio < worst.get(figure.gpu_key, (math.inf, ""))[0]:
@@ -80,13 +84,14 @@ def bench_rows(bench: BenchService, now: float) -> list[BenchRow]:
     return rows
 
 
-def figures_of(bench: BenchService, gpu_key: str) -> tuple[BenchRow | None, list[FigureRow]]:
+def figures_of(
+    bench: BenchService, gpu_key: str, now: float
+) -> tuple[BenchRow | None, list[FigureRow]]:
     """Returns: one device's latest run and its latest figures against SKU and fleet."""
     snapshot = bench.fleet()
-    device = next((d for d in snapshot.devices if d.gpu_key == gpu_key), None)
-    if device is None:
+    row = next((r for r in _rows(snapshot, now) if r.key == gpu_key), None)
+    if row is None:
         return None, []
-    row = next(r for r in bench_rows(bench, device.time) if r.key == gpu_key)
     figures = [f for f in snapshot.figures if f.gpu_key == gpu_key]
     return row, [_figure_row(snapshot.verdict(gpu_key, f.test), f) for f in figures]
 

@@ -30,10 +30,11 @@ JOBS_SHOWN = 200
 HINTS_SHOWN = 200
 
 
-def recent_xids(services: Services, now: float) -> HealthReader:
-    """Returns: a health reader knowing the fleet's critical XIDs of the last hour."""
+def recent_xids(services: Services, now: float, node: str | None = None) -> HealthReader:
+    """Returns: a health reader knowing the critical XIDs of the last hour, of the fleet or of
+    one ``node``."""
     events = services.events.events(
-        EventQuery(limit=10_000, severity="critical", start=now - XID_LOOKBACK_SECONDS)
+        EventQuery(limit=10_000, node=node, severity="critical", start=now - XID_LOOKBACK_SECONDS)
     )
     return HealthReader(critical_xids(events))
 
@@ -60,7 +61,7 @@ def node_page(
     view = node_view(services.store, services.latest, services.policy, key, now)
     if view is None:
         return None
-    (row,) = rows_of([view], recent_xids(services, now), now)
+    (row,) = rows_of([view], recent_xids(services, now, view.record.name), now)
     name = view.record.name
     jobs = _jobs_running_on(services, name, now)
     job_of_gpu = {g.uuid: job.job_id for job in jobs for g in job.gpus if g.node_name == name}
@@ -93,7 +94,7 @@ def gpu_page(
     view = node_view(services.store, services.latest, services.policy, key, now)
     if view is None:
         return None
-    (row,) = rows_of([view], recent_xids(services, now), now)
+    (row,) = rows_of([view], recent_xids(services, now, view.record.name), now)
     gpu = next((g for g in row.gpus if g.index == index), None)
     if gpu is None:
         return None
@@ -104,7 +105,7 @@ def gpu_page(
         for job in _jobs_running_on(services, name, now)
         if any(g.uuid == gpu.uuid for g in job.gpus)
     ]
-    bench_row, figures = figures_of(services.bench, gpu.uuid)
+    bench_row, figures = figures_of(services.bench, gpu.uuid, now)
     readings = {}
     if view.up and view.latest is not None:
         for metric in (
@@ -193,16 +194,9 @@ def hints_page(
     now = services.clock()
     if hints is None:
         return {"hints": [], "round": None, "kind": kind, "state": state, "now": now}
-    states = (
-        OPEN_STATES
-        if state in ("", "open")
-        else frozenset(HintState)
-        if state == "all"
-        else (
-            frozenset({HintState(state)}) if state in {s.value for s in HintState} else OPEN_STATES
-        )
+    found = hints.store.find(
+        HintFilter(kind=kind or None, states=_hint_states(state), limit=HINTS_SHOWN)
     )
-    found = hints.store.find(HintFilter(kind=kind or None, states=states, limit=HINTS_SHOWN))
     return {
         "hints": [HintSummaryOut.of(h) for h in found],
         "round": hints.last_round,
@@ -210,6 +204,16 @@ def hints_page(
         "state": state or "open",
         "now": now,
     }
+
+
+def _hint_states(state: str) -> frozenset[HintState]:
+    """Returns: the states the hints page's ``state`` filter names (the open ones when it
+    names none)."""
+    if state == "all":
+        return frozenset(HintState)
+    if state in {s.value for s in HintState}:
+        return frozenset({HintState(state)})
+    return OPEN_STATES
 
 
 def hint_page(services: Services, hints: HintService | None, hint_id: str) -> dict[str, Any] | None:

@@ -18,7 +18,7 @@ from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from agent import __version__
-from server.auth.principal import Principal
+from server.auth.session import csrf_token, session_principal
 
 UNKNOWN = "\u2013"  # an en dash: no value
 NAV = (
@@ -58,8 +58,8 @@ def render(
         "page": page,
         "nav": NAV,
         "nav_page": _PARENT.get(page, page),
-        "principal": _principal(request),
-        "csrf": _csrf(request),
+        "principal": session_principal(request),
+        "csrf": csrf_token(request),
         "version": __version__,
         "open_reads": bool(settings.open_reads),
         "sessions_enabled": getattr(request.app.state, "sessions", None) is not None,
@@ -67,22 +67,6 @@ def render(
     }
     context.update(model)
     return HTMLResponse(env.get_template(template).render(**context), status_code=status_code)
-
-
-def _principal(request: Request) -> Principal | None:
-    try:
-        from server.auth.session import session_principal  # noqa: PLC0415 (optional until wired)
-    except ImportError:  # pragma: no cover
-        return None
-    return session_principal(request)
-
-
-def _csrf(request: Request) -> str:
-    try:
-        from server.auth.session import csrf_token  # noqa: PLC0415
-    except ImportError:  # pragma: no cover
-        return ""
-    return csrf_token(request)
 
 
 def human_bytes(value: float | None) -> str:

@@ -59,7 +59,7 @@ def _fleet(
         "alerts": alerts,
         "firing": sum(1 for a in alerts if a.state == "firing"),
         "pending": sum(1 for a in alerts if a.state == "pending"),
-        "open_hints": len(pages.open_hints(hints)),
+        "open_hints": len(hints.store.open_hints()) if hints is not None else 0,
         "charts": charts.FLEET,
         "states": STATES,
         "per_page_choices": PER_PAGE_CHOICES,

@@ -81,8 +81,9 @@
     let body = null;
     try { body = await answer.json(); } catch (e) { body = null; }
     if (!answer.ok || !body || body.status !== "success") {
-      const why = body && (body.error || (body.error && body.error.message)) || answer.statusText;
-      throw new Error(typeof why === "string" ? why : JSON.stringify(why));
+      // the query API's errors are Prometheus' ({error: "..."}), the rest dcmon's ({error: {message}})
+      const error = body && body.error;
+      throw new Error((typeof error === "string" ? error : error && error.message) || answer.statusText);
     }
     return body.data.result;
   }
@@ -96,18 +97,16 @@
   }
 
   function toColumns(result, template) {
+    // the labels that tell the series apart name them, unless the chart gives a template
     const names = new Set();
     result.forEach(s => Object.keys(s.metric).forEach(k => names.add(k)));
-    const differing = [...names].filter(name =>
+    const varying = [...names].filter(name =>
       new Set(result.map(s => s.metric[name])).size > 1).sort();
     const order = new Intl.Collator(undefined, { numeric: true });
-    const sorted = result.slice().sort((a, b) =>
-      order.compare(legendOf(a.metric, template, differing), legendOf(b.metric, template, differing)));
-    const series = sorted.slice(0, MAX_SERIES);
-    names.clear();
-    series.forEach(s => Object.keys(s.metric).forEach(k => names.add(k)));
-    const varying = [...names].filter(name =>
-      new Set(series.map(s => s.metric[name])).size > 1).sort();
+    const named = result.map(s => ({ s, label: legendOf(s.metric, template, varying) }))
+      .sort((a, b) => order.compare(a.label, b.label))
+      .slice(0, MAX_SERIES);
+    const series = named.map(n => n.s);
     const times = new Set();
     series.forEach(s => s.values.forEach(([t]) => times.add(t)));
     const xs = [...times].sort((a, b) => a - b);
@@ -121,7 +120,7 @@
       });
       return column;
     });
-    const labels = series.map(s => legendOf(s.metric, template, varying));
+    const labels = named.map(n => n.label);
     return { data: [xs, ...ys], labels, points, dropped: result.length - series.length };
   }
 
