@@ -45,6 +45,7 @@ from server.auth.cookie import COOKIE_NAME, SESSION_ROLES, Session
 from server.auth.credentials import Credential, CredentialStore
 from server.auth.principal import Principal, Role
 from server.auth.tables import SessionEndRow, SessionKeyRow
+from server.auth.ttl_cache import TtlCache
 from server.errors import ApiError
 from server.storage.store import as_unavailable
 from server.storage.writer import Writer, on_commit
@@ -72,8 +73,6 @@ T = TypeVar("T")
 class SessionService:
     """Starts, checks and ends web sessions (see the module docstring)."""
 
-    MAX_CACHED = 100_000
-
     def __init__(
         self,
         engine: Engine,
@@ -99,15 +98,16 @@ class SessionService:
         self._credentials = credentials
         self._config_ids = dict(config_ids)
         self.lifetime_seconds = lifetime_seconds
-        self._cache_seconds = cache_seconds
         self._clock = clock
         self._monotonic = monotonic
         self._retry_after = str(max(1, round(retry_after_seconds)))
         self._key: bytes | None = None
         self._lock = threading.Lock()
-        self._credential_cache: dict[str, tuple[float, Credential | None]] = {}
-        self._live_cache: dict[str, float] = {}  # session id -> when it was seen not ended
-        self._generation = 0
+        self._credential_cache: TtlCache[str, Credential | None] = TtlCache(
+            cache_seconds, monotonic
+        )
+        self._live_cache: TtlCache[str, bool] = TtlCache(cache_seconds, monotonic)
+        """session id -> True: seen not ended (an ended one is never kept: it stays ended)"""
         credentials.add_listener(self._forget_credentials)
 
     def start(self, principal: Principal) -> tuple[Session, str]:
@@ -222,19 +222,13 @@ class SessionService:
     def _credential_active(self, session: Session, now: float) -> bool:
         if session.token_id in self._config_ids:
             return self._config_ids[session.token_id] is session.role
-        stamp = self._monotonic()
-        with self._lock:
-            entry = self._credential_cache.get(session.token_id)
-            generation = self._generation
-        if entry is not None and stamp - entry[0] < self._cache_seconds:
-            credential = entry[1]
+        hit = self._credential_cache.get(session.token_id)
+        if hit is not None:
+            credential = hit.value
         else:
+            generation, stamp = self._credential_cache.generation(), self._monotonic()
             credential = self._guarded(lambda: self._credentials.get(session.token_id))
-            with self._lock:
-                if generation == self._generation and self._cache_seconds > 0:
-                    if len(self._credential_cache) >= self.MAX_CACHED:
-                        self._credential_cache.clear()
-                    self._credential_cache[session.token_id] = (stamp, credential)
+            self._credential_cache.put(session.token_id, credential, generation, stamp)
         return (
             credential is not None
             and credential.role is session.role
@@ -242,12 +236,9 @@ class SessionService:
         )
 
     def _ended(self, session_id: str) -> bool:
-        stamp = self._monotonic()
-        with self._lock:
-            seen = self._live_cache.get(session_id)
-            generation = self._generation
-        if seen is not None and stamp - seen < self._cache_seconds:
+        if self._live_cache.get(session_id) is not None:
             return False
+        generation, stamp = self._live_cache.generation(), self._monotonic()
         query = select(_ends.c.session_id).where(_ends.c.session_id == session_id)
 
         def look() -> bool:
@@ -256,22 +247,14 @@ class SessionService:
 
         ended = self._guarded(look)
         if not ended:
-            with self._lock:
-                if generation == self._generation and self._cache_seconds > 0:
-                    if len(self._live_cache) >= self.MAX_CACHED:
-                        self._live_cache.clear()
-                    self._live_cache[session_id] = stamp
+            self._live_cache.put(session_id, True, generation, stamp)
         return ended
 
     def _forget_credentials(self) -> None:
-        with self._lock:
-            self._credential_cache.clear()
-            self._generation += 1
+        self._credential_cache.clear()
 
     def _forget_session(self, session_id: str) -> None:
-        with self._lock:
-            self._live_cache.pop(session_id, None)
-            self._generation += 1
+        self._live_cache.discard(session_id)
 
     def _guarded(self, call: Callable[[], T]) -> T:
         """Run a database call; a database that cannot be asked now is a 503."""

@@ -12,7 +12,6 @@ Three authenticators: ``StaticAuthenticator`` (hashes from the config file),
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Protocol
@@ -20,6 +19,7 @@ from typing import Protocol
 from server.auth.credentials import Credential, CredentialStore
 from server.auth.principal import Principal, Role
 from server.auth.secrets import sha256_hex
+from server.auth.ttl_cache import TtlCache
 from server.errors import ApiError
 from server.storage.store import as_unavailable
 
@@ -59,8 +59,6 @@ class DatabaseAuthenticator:
     Unknown tokens are not cached, so a token made elsewhere works at once.
     """
 
-    MAX_CACHED = 100_000
-
     def __init__(
         self,
         store: CredentialStore,
@@ -71,20 +69,15 @@ class DatabaseAuthenticator:
         retry_after_seconds: float = 5.0,
     ) -> None:
         self._store = store
-        self._cache_seconds = cache_seconds
         self._clock = clock
         self._monotonic = monotonic
         self._retry_after = str(max(1, round(retry_after_seconds)))
-        self._cache: dict[str, tuple[float, Credential]] = {}
-        self._generation = 0
-        self._lock = threading.Lock()
+        self._cache: TtlCache[str, Credential] = TtlCache(cache_seconds, monotonic)
         store.add_listener(self.invalidate)
 
     def invalidate(self) -> None:
         """Forget every cached lookup (a credential changed)."""
-        with self._lock:
-            self._cache.clear()
-            self._generation += 1
+        self._cache.clear()
 
     def authenticate(self, token: str) -> Principal | None:
         """Raises: ApiError 503 when the database cannot be asked."""
@@ -101,15 +94,11 @@ class DatabaseAuthenticator:
         return credential.principal()
 
     def _cached(self, digest: str) -> Credential | None:
-        with self._lock:
-            entry = self._cache.get(digest)
-        if entry is None or self._monotonic() - entry[0] >= self._cache_seconds:
-            return None
-        return entry[1]
+        hit = self._cache.get(digest)
+        return None if hit is None else hit.value
 
     def _look_up(self, digest: str) -> Credential | None:
-        with self._lock:
-            generation = self._generation
+        generation = self._cache.generation()
         fetched = self._monotonic()
         try:
             found = self._store.lookup(digest)
@@ -130,11 +119,7 @@ class DatabaseAuthenticator:
             ) from exc
         if credential is None:
             return None
-        with self._lock:
-            if generation == self._generation and self._cache_seconds > 0:
-                if len(self._cache) >= self.MAX_CACHED:
-                    self._cache.clear()
-                self._cache[digest] = (fetched, credential)
+        self._cache.put(digest, credential, generation, fetched)
         return credential
 
 
