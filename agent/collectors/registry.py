@@ -194,6 +194,7 @@ def _events_collector(
         sources,
         labels_resolver(gpu.gpu_labels if gpu is not None else list),
         hostname,
+        gpus=gpu.gpu_labels if gpu is not None else None,
         on_fatal=fence,
     )
     stack.callback(events.close)  # stops the NVML event thread

@@ -10,7 +10,9 @@ the XID table, and:
   GPU's counter for a code is born at zero: the tick of the code's first XID reports it at 0
   and the count follows from the next tick, so ``increase()`` sees the first XID too (a series
   that appeared at 1 would show no increase, and the alert on it would never fire);
-- reports the last code per GPU: ``DCGM_FI_DEV_XID_ERRORS`` (as dcgm-exporter does);
+- reports the last code per GPU: ``DCGM_FI_DEV_XID_ERRORS`` (as dcgm-exporter does), from the
+  start: every GPU the ``gpus`` callable lists reports 0 until its first XID, so a dashboard or
+  a rule on the gauge sees each GPU, not only those that have failed;
 - queues an ``XidEvent`` for the next batch (bounded; the oldest are dropped and counted);
 - calls ``on_fatal(event)`` when the code (or its root cause) is fatal for driver calls.
 
@@ -118,6 +120,9 @@ class EventsCollector:
         sources: the XID sources (kmsg and/or NVML); closed by ``close``.
         resolve: maps a GPU reference to its labels (see ``labels_resolver``).
         hostname: ``Hostname`` label of GPUs the resolver does not know.
+        gpus: the label sets of the node's GPUs (the GPU collector's), read each tick; each
+            reports ``DCGM_FI_DEV_XID_ERRORS`` 0 until its first XID. None: only GPUs that had
+            an XID report it.
         table: the XID table (default: the one shipped with dcmon).
         on_fatal: called with each event whose code is fatal for driver calls.
         dedupe_seconds: how far apart an NVML and a kmsg report of one XID may be.
@@ -134,6 +139,7 @@ class EventsCollector:
         resolve: GpuResolver,
         hostname: str,
         *,
+        gpus: Callable[[], Iterable[Mapping[str, str]]] | None = None,
         table: XidTable | None = None,
         on_fatal: Callable[[XidEvent], None] | None = None,
         dedupe_seconds: float = 5.0,
@@ -144,6 +150,7 @@ class EventsCollector:
         self._sources = list(sources)
         self._resolve = resolve
         self._hostname = hostname
+        self._gpus = gpus
         self._table = table if table is not None else load_xid_table()
         self._on_fatal = on_fatal
         self._window = dedupe_seconds
@@ -314,7 +321,18 @@ class EventsCollector:
         samples.extend(
             Sample(LAST_XID, dict(series), float(code)) for series, code in self._last.items()
         )
+        for labels in self._gpus() if self._gpus is not None else ():
+            series = self._complete(labels)
+            if series not in self._last:
+                samples.append(Sample(LAST_XID, dict(series), 0.0))
         return samples
+
+    def _complete(self, labels: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+        """Returns: a GPU's labels as ``_labels`` makes them for an XID on it, as a key."""
+        complete = {name: str(labels.get(name, "")) for name in GPU_LABEL_NAMES}
+        if not complete["Hostname"]:
+            complete["Hostname"] = self._hostname
+        return tuple(complete.items())
 
 
 def _merged(kept: XidObservation, twin: XidObservation) -> XidObservation:

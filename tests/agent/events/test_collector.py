@@ -195,6 +195,26 @@ def test_counters_per_gpu_and_code_and_the_last_xid_gauge() -> None:
     assert sample.labels == {**GPUS[4], "xid": "79"}
 
 
+def test_every_listed_gpu_reports_the_last_xid_gauge_from_the_start() -> None:
+    source = ScriptedSource("kmsg", [], [kmsg(79, "0000:9a:00", time=NOW + 6)])
+    collector = _collector(source, gpus=lambda: GPUS)
+
+    first = {s.labels["gpu"]: s for s in collector.collect(NOW) if s.name == LAST_XID}
+    second = {s.labels["gpu"]: s.value for s in collector.collect(NOW + 10) if s.name == LAST_XID}
+
+    # dcgm-exporter reports 0 for a GPU without an XID; no counter is made up for them
+    assert {gpu: s.value for gpu, s in first.items()} == {str(i): 0.0 for i in range(8)}
+    assert first["3"].labels == GPUS[3]
+    assert second == {**{str(i): 0.0 for i in range(8)}, "4": 79.0}
+    assert _counters(collector.collect(NOW + 20)) == {("4", "79"): 1.0}
+
+
+def test_without_a_gpu_list_only_gpus_with_an_xid_report_the_gauge() -> None:
+    collector = _collector(ScriptedSource("kmsg", []))
+
+    assert [s for s in collector.collect(NOW) if s.name == LAST_XID] == []
+
+
 def test_an_unknown_gpu_is_still_counted_under_its_bus_id() -> None:
     collector = _collector(ScriptedSource("kmsg", [kmsg(79, "0000:c1:00")]))
     samples = collector.collect(NOW)
