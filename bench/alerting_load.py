@@ -121,7 +121,7 @@ def _host_rule_series() -> list[SeriesSpec]:
         _constant("dcmon_agent_rejected_batches_total", {}, 0),
         _constant("dcmon_agent_poison_batches_total", {}, 0),
     ]
-    specs += [_constant("dcmon_agent_collector_success", {"collector": c}, 1) for c in _COLLECTORS]
+    specs += [_constant("node_scrape_collector_success", {"collector": c}, 1) for c in _COLLECTORS]
     return specs
 
 

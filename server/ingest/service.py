@@ -385,13 +385,13 @@ def _families(batch: Batch) -> list[Family]:
     if batch.collectors:
         families.append(
             (
-                "dcmon_agent_collector_success",
+                "node_scrape_collector_success",
                 [({"collector": c.name}, 1.0 if c.success else 0.0) for c in batch.collectors],
             )
         )
         families.append(
             (
-                "dcmon_agent_collector_duration_seconds",
+                "node_scrape_collector_duration_seconds",
                 [({"collector": c.name}, c.duration_seconds) for c in batch.collectors],
             )
         )

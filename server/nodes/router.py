@@ -136,11 +136,11 @@ def _collectors(view: NodeView) -> list[CollectorOut]:
         return []
     success = {
         labels["collector"]: value
-        for labels, value in view.latest.families.get("dcmon_agent_collector_success", ())
+        for labels, value in view.latest.families.get("node_scrape_collector_success", ())
     }
     duration = {
         labels["collector"]: value
-        for labels, value in view.latest.families.get("dcmon_agent_collector_duration_seconds", ())
+        for labels, value in view.latest.families.get("node_scrape_collector_duration_seconds", ())
     }
     return [
         CollectorOut(name=name, success=value == 1.0, duration_seconds=duration.get(name, 0.0))

@@ -46,7 +46,7 @@ def series_key(metric: str, labels: Mapping[str, str]) -> SeriesKey:
 
 def batch_points(batch: Batch) -> dict[SeriesKey, tuple[int, float]]:
     """Returns: the samples the server stores for ``batch``: its families, plus the collector
-    status series it derives (``dcmon_agent_collector_success`` and ``..._duration_seconds``)."""
+    status series it derives (``node_scrape_collector_success`` and ``..._duration_seconds``)."""
     ts_ms = round(batch.timestamp * 1000)
     points: dict[SeriesKey, tuple[int, float]] = {}
     for family in batch.metrics:
@@ -55,8 +55,8 @@ def batch_points(batch: Batch) -> dict[SeriesKey, tuple[int, float]]:
     for status in batch.collectors:
         labels = {"collector": status.name}
         success = 1.0 if status.success else 0.0
-        points[series_key("dcmon_agent_collector_success", labels)] = (ts_ms, success)
-        duration = series_key("dcmon_agent_collector_duration_seconds", labels)
+        points[series_key("node_scrape_collector_success", labels)] = (ts_ms, success)
+        duration = series_key("node_scrape_collector_duration_seconds", labels)
         points[duration] = (ts_ms, status.duration_seconds)
     return points
 

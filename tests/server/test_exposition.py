@@ -47,7 +47,7 @@ def test_node_series_carry_instance_and_node_labels(client: TestClient) -> None:
     assert f'DCGM_FI_DEV_GPU_UTIL{{instance="gpu01",cluster="a",rack="r7",{gpu}}} 42\n' in text
     assert 'dcmon_node_up{instance="gpu01",cluster="a",rack="r7"} 1\n' in text
     assert (
-        'dcmon_agent_collector_success{instance="gpu01",cluster="a",rack="r7",collector="cpu"} 1'
+        'node_scrape_collector_success{instance="gpu01",cluster="a",rack="r7",collector="cpu"} 1'
         in text
     )
 
