@@ -1,4 +1,5 @@
-"""Host collectors: the node's CPU, memory, disks, network and sensors as node_exporter metrics.
+"""Host collectors: the node's CPU, memory, disks, network, clock and sensors as node_exporter
+metrics.
 
 Stage: collectors. Input: the kernel's interfaces under ``HostPaths`` (``/proc``, ``/sys`` and
 the host's root, so the agent can run in a container with the host mounted at ``/host``).
@@ -20,20 +21,29 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from agent.collectors.base import Collector, HostPaths
+from agent.collectors.host.arp import ArpCollector
 from agent.collectors.host.clock import TimeCollector
+from agent.collectors.host.conntrack import ConntrackCollector
 from agent.collectors.host.cpu import CpuCollector
 from agent.collectors.host.diskstats import DiskstatsCollector
+from agent.collectors.host.entropy import EntropyCollector
 from agent.collectors.host.filefd import FilefdCollector
 from agent.collectors.host.filesystem import FilesystemCollector
 from agent.collectors.host.hwmon import HwmonCollector
+from agent.collectors.host.kernel_hung import KernelHungCollector
 from agent.collectors.host.loadavg import LoadavgCollector
 from agent.collectors.host.meminfo import MeminfoCollector
 from agent.collectors.host.netclass import NetclassCollector
 from agent.collectors.host.netdev import NetdevCollector
+from agent.collectors.host.netstat import NetstatCollector
 from agent.collectors.host.options import HostOptions
 from agent.collectors.host.pressure import PressureCollector
 from agent.collectors.host.procstat import StatCollector
 from agent.collectors.host.rapl import RaplCollector
+from agent.collectors.host.sockstat import SockstatCollector
+from agent.collectors.host.softnet import SoftnetCollector
+from agent.collectors.host.timex import TimexCollector
+from agent.collectors.host.udp_queues import UdpQueuesCollector
 from agent.collectors.host.uname import UnameCollector
 from agent.collectors.host.vmstat import VmstatCollector
 
@@ -64,6 +74,15 @@ HOST_COLLECTORS: dict[str, HostCollectorFactory] = {
     "time": HostCollectorFactory(True, lambda _paths, _options: TimeCollector()),
     "uname": HostCollectorFactory(True, lambda paths, _options: UnameCollector(paths)),
     "filefd": HostCollectorFactory(True, lambda paths, _options: FilefdCollector(paths)),
+    "netstat": HostCollectorFactory(True, lambda paths, _options: NetstatCollector(paths)),
+    "sockstat": HostCollectorFactory(True, lambda paths, _options: SockstatCollector(paths)),
+    "softnet": HostCollectorFactory(True, lambda paths, _options: SoftnetCollector(paths)),
+    "udp_queues": HostCollectorFactory(True, lambda paths, _options: UdpQueuesCollector(paths)),
+    "conntrack": HostCollectorFactory(True, lambda paths, _options: ConntrackCollector(paths)),
+    "arp": HostCollectorFactory(True, ArpCollector),
+    "entropy": HostCollectorFactory(True, lambda paths, _options: EntropyCollector(paths)),
+    "timex": HostCollectorFactory(True, lambda _paths, _options: TimexCollector()),
+    "kernel_hung": HostCollectorFactory(True, lambda paths, _options: KernelHungCollector(paths)),
 }
 
 

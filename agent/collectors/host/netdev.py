@@ -4,13 +4,21 @@ Each column becomes ``node_network_{receive,transmit}_<column>_total{device}``, 
 file's own header as node_exporter names them (``receive_bytes_total``, ``receive_errs_total``,
 ``receive_frame_total``, ``transmit_colls_total``, ``transmit_carrier_total``...). The header
 is parsed once and reused while it stays the same.
+
+For each interface reported, ``node_network_receive_nohandler_total{device}`` (packets the
+stack dropped because no protocol handler wanted them: a VLAN or protocol nobody listens to,
+or a bond's inactive slave) comes from ``/sys/class/net/<device>/statistics/rx_nohandler``
+(Linux 4.6+), where node_exporter takes the same counter from netlink; an interface without
+the attribute has none.
 """
 
 from __future__ import annotations
 
 from agent.collectors.base import HostPaths, Sample
-from agent.collectors.host._files import MalformedFileError, read_table
+from agent.collectors.host._files import MalformedFileError, parse_int, read_attribute, read_table
 from agent.collectors.host.options import ExclusionFilter, HostOptions
+
+_NOHANDLER = "node_network_receive_nohandler_total"
 
 
 def column_names(header: str) -> tuple[str, ...]:
@@ -36,12 +44,13 @@ class NetdevCollector:
 
     def __init__(self, paths: HostPaths, options: HostOptions) -> None:
         self._path = paths.proc / "net" / "dev"
+        self._sys_net = f"{paths.sys}/class/net"
         self._exclude = ExclusionFilter(options.network_devices_exclude)
         self._header = ""
         self._names: tuple[str, ...] = ()
 
     def collect(self, now: float) -> list[Sample]:
-        """Returns: every column of every interface, as counters.
+        """Returns: every column of every interface, and its ``rx_nohandler``, as counters.
 
         Raises:
             MalformedFileError: the header or a line does not parse.
@@ -66,7 +75,15 @@ class NetdevCollector:
                     samples.append(Sample(name, {"device": device}, float(int(value))))
             except ValueError:
                 raise MalformedFileError(self._path, f"bad line {line[:80]!r}") from None
+            nohandler = self._nohandler(device)
+            if nohandler is not None:
+                samples.append(Sample(_NOHANDLER, {"device": device}, nohandler))
         return samples
+
+    def _nohandler(self, device: str) -> float | None:
+        path = f"{self._sys_net}/{device}/statistics/rx_nohandler"
+        text = read_attribute(path)
+        return None if text is None else float(parse_int(path, text))
 
     def _column_names(self, header: str) -> tuple[str, ...]:
         if header != self._header:

@@ -22,6 +22,8 @@ HOST_TOML = Path(agent.wire.__file__).parent / "catalog" / "host.toml"
 TABLE = {
     "cpu", "stat", "loadavg", "meminfo", "vmstat", "filesystem", "diskstats",
     "netdev", "netclass", "pressure", "hwmon", "time", "uname", "filefd", "rapl",
+    "netstat", "sockstat", "softnet", "udp_queues", "conntrack", "arp", "entropy", "timex",
+    "kernel_hung",
 }  # fmt: skip
 
 
@@ -44,7 +46,7 @@ def collect_all(paths: HostPaths) -> Iterator[tuple[str, list[Sample]]]:
                 collector.close()
 
 
-def test_registry_has_the_fifteen_collectors_all_on_by_default() -> None:
+def test_registry_has_every_collector_all_on_by_default() -> None:
     assert set(HOST_COLLECTORS) == TABLE
     assert all(factory.default_enabled for factory in HOST_COLLECTORS.values())
 
@@ -81,8 +83,9 @@ def test_every_collector_conforms_to_the_catalog(tree: Path) -> None:
 def test_gpu_server_tree_exercises_every_catalog_entry_but_optional_meminfo_fields() -> None:
     emitted = {s.name for _, samples in collect_all(tree_paths(GPU_SERVER)) for s in samples}
 
+    # kernel_hung needs Linux 6.13, newer than the tree's 5.15 (recorded-vm has it).
     missing = {
-        spec.name for spec in host_specs() if spec.source not in ("meminfo", "rapl")
+        spec.name for spec in host_specs() if spec.source not in ("meminfo", "rapl", "kernel_hung")
     } - emitted
     assert missing == set()
 
