@@ -83,6 +83,13 @@ class GpuSettings(_Section):
         default=None,
         description="Unix time the fault timeline starts at (default: when the agent starts).",
     )
+    simulated_fabric_ports: Annotated[int, Field(ge=0, le=64)] | None = Field(
+        default=None,
+        description="InfiniBand ports of the simulated fabric shown beside simulated GPUs "
+        "(node_exporter's node_infiniband_* series, marked '(simulated)' in the firmware "
+        "version of node_infiniband_info); it stands in for the node's own infiniband "
+        "collector. Default: 4 with backend = 'simulated', 0 otherwise.",
+    )
     init_retry_seconds: Annotated[float, Field(gt=0)] = 300.0
     call_deadline_seconds: Annotated[float, Field(gt=0, le=600)] = Field(
         default=10.0,
@@ -106,7 +113,19 @@ class GpuSettings(_Section):
                 "simulated_jobs needs backend = 'simulated' (scripted jobs run only "
                 "on simulated GPUs)"
             )
+        if self.simulated_fabric_ports and self.backend != "simulated":
+            raise ValueError(
+                "simulated_fabric_ports needs backend = 'simulated' (a simulated fabric "
+                "belongs to a simulated node)"
+            )
         return self
+
+    @property
+    def fabric_ports(self) -> int:
+        """Returns: the simulated fabric's port count (0: none, the node's own is read)."""
+        if self.backend != "simulated":
+            return 0
+        return 4 if self.simulated_fabric_ports is None else self.simulated_fabric_ports
 
 
 class EventSettings(_Section):

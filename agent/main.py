@@ -30,6 +30,8 @@ from agent.bench.remote import BenchRunner
 from agent.bench.simulated import DEMO_DEGRADED
 from agent.clock import Clock, SystemClock
 from agent.collectors.agent_self import AgentSelfCollector
+from agent.collectors.base import Collector
+from agent.collectors.fabric import SimulatedFabricCollector
 from agent.collectors.gpu import NvmlBackend, open_backend
 from agent.collectors.registry import (
     build_collectors,
@@ -80,6 +82,11 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--gpu-backend", choices=["auto", "nvml", "simulated", "none"])
     p.add_argument("--simulated-gpus", type=int, help="number of simulated GPUs")
+    p.add_argument(
+        "--simulated-fabric-ports",
+        type=int,
+        help="InfiniBand ports of the simulated fabric beside simulated GPUs (default 4; 0: none)",
+    )
     p.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     p.add_argument("--once", action="store_true", help="collect and deliver one batch, then exit")
     p.add_argument(
@@ -199,7 +206,7 @@ def build(
         None if gpu is None else gpu.inventory,
         settings.inventory_refresh_seconds,
     )
-    collectors = list(built.collectors)
+    collectors = with_simulated_fabric(settings, built.collectors)
     agent: Agent
     if "agent" in enabled_collectors(settings):
         collectors.append(
@@ -225,6 +232,18 @@ def build(
         jobs=None if built.jobs is None else built.jobs.usage,
     )
     return Wiring(agent, shipper, spool, bench)
+
+
+def with_simulated_fabric(settings: AgentSettings, collectors: list[Collector]) -> list[Collector]:
+    """Returns: ``collectors``, on a simulated node with its simulated InfiniBand fabric in
+    place of the node's own ``infiniband`` collector (as simulated GPUs replace real ones), so
+    the fabric series say what the simulated node has. ``collectors.disabled = ["infiniband"]``
+    turns the simulated fabric off too."""
+    ports = settings.gpu.fabric_ports
+    if not ports or "infiniband" in settings.collectors.disabled:
+        return list(collectors)
+    fabric = SimulatedFabricCollector(ports, seed=settings.gpu.simulated_seed)
+    return [c for c in collectors if c.name != fabric.name] + [fabric]
 
 
 def _simulated_gpus(settings: AgentSettings) -> SimulatedGpus | None:
@@ -338,6 +357,8 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         gpu["backend"] = args.gpu_backend
     if args.simulated_gpus is not None:
         gpu["simulated_count"] = args.simulated_gpus
+    if args.simulated_fabric_ports is not None:
+        gpu["simulated_fabric_ports"] = args.simulated_fabric_ports
     if gpu:
         overrides["gpu"] = gpu
     return overrides

@@ -312,7 +312,7 @@ class InfinibandCollector:
             samples.append(Sample(RATE_METRIC, dict(labels), parse_rate(f"{where}/rate", rate)))
         counters = self._counters(port, "counters", where, COUNTERS, labels, samples)
         if counters is not None:
-            saturated = _saturated(counters)
+            saturated = saturated_counters(counters)
             samples.append(Sample(SATURATED_METRIC, dict(labels), float(saturated)))
         self._counters(port, "counters_ext", where, LEGACY_COUNTERS, labels, samples)
         self._counters(port, "hw_counters", where, HW_COUNTERS, labels, samples)
@@ -354,7 +354,7 @@ class InfinibandCollector:
         return raw
 
 
-def _saturated(raw: Mapping[str, int]) -> int:
+def saturated_counters(raw: Mapping[str, int]) -> int:
     """Returns: how many PMA counters of one port read their field's all-ones ceiling."""
     count = 0
     for file_name, value in raw.items():
