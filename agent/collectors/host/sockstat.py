@@ -53,7 +53,7 @@ class SockstatCollector:
             MalformedFileError: a line is not ``PROTO: key value ...`` with integer values.
         """
         samples: list[Sample] = []
-        for path in self._files:
+        for ipv6, path in enumerate(self._files):
             text = read_optional(path)
             if text is None:
                 continue
@@ -64,6 +64,8 @@ class SockstatCollector:
                 if len(fields) < 3 or len(fields) % 2 == 0 or not fields[0].endswith(":"):
                     raise MalformedFileError(path, f"bad line {line[:80]!r}")
                 protocol = fields[0][:-1]
+                if ipv6 and protocol == "sockets":
+                    continue  # the count is IPv4's only, as in node_exporter
                 for index in range(1, len(fields), 2):
                     names = self._names.get((protocol, fields[index]))
                     if names is None:

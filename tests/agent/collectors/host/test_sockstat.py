@@ -63,6 +63,17 @@ def test_ipv6_off_leaves_only_ipv4(scratch: Path) -> None:
     assert len(samples) == 14
 
 
+def test_sockets_used_comes_from_the_ipv4_file_only(scratch: Path) -> None:
+    paths = write_tree(
+        scratch,
+        {"proc/net/sockstat": "sockets: used 9\n", "proc/net/sockstat6": "sockets: used 5\n"},
+    )
+
+    samples = SockstatCollector(paths).collect(0.0)
+
+    assert samples == [("node_sockstat_sockets_used", {}, 9.0)]
+
+
 def test_neither_file_yields_nothing(scratch: Path) -> None:
     assert SockstatCollector(tree_paths(scratch)).collect(0.0) == []
 

@@ -110,7 +110,10 @@ def test_the_struct_has_the_c_librarys_size() -> None:
 
 
 def test_libc_adjtimex_reads_this_kernel() -> None:
-    reading = LibcAdjtimex()()
+    try:
+        reading = LibcAdjtimex()()
+    except PermissionError:
+        pytest.skip("a seccomp profile forbids adjtimex here")
 
     assert 0 <= reading.state <= 5
     assert reading.tick > 0
