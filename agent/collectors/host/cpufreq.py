@@ -31,13 +31,11 @@ slow kernel; the tick itself never waits longer than that. A pass older than
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -162,20 +160,29 @@ class CpufreqCollector:
         Raises:
             MalformedFileError: the newest complete pass found a file that does not parse.
         """
-        if self._running is None or self._running.done():
-            if self._running is not None:
-                self._latest = self._running.result()
+        if self._running is not None and self._running.done():
+            self._take()  # finished since the last tick
+        if self._running is None:
             if self._executor is None:
                 self._executor = ThreadPoolExecutor(1, thread_name_prefix="dcmon-cpufreq")
             self._running = self._executor.submit(self._pass)
-        with contextlib.suppress(FutureTimeout):  # a slow kernel: hand out the previous pass
-            self._latest = self._running.result(timeout=self._wait_seconds)
+            done, _ = wait([self._running], timeout=self._wait_seconds)
+            if done:
+                self._take()
+            # else a slow kernel: hand out the previous pass, take this one next tick
         latest = self._latest
         if latest is None or self._monotonic() - latest.finished_monotonic > self._max_age_seconds:
             return []
         if latest.error is not None:
             raise latest.error
         return list(latest.samples or [])
+
+    def _take(self) -> None:
+        """Makes the finished pass the latest; the next ``collect`` starts a new one even when
+        this one raised (a bug in it fails one tick, not every tick after)."""
+        finished, self._running = self._running, None
+        if finished is not None:
+            self._latest = finished.result()
 
     def close(self) -> None:
         """Stops the worker thread; a pass under way is abandoned."""

@@ -187,3 +187,23 @@ def test_a_pass_older_than_its_limit_is_not_handed_out(
     clock[0] += 40
     assert collector.collect(70.0) == []  # 70 s old: left out
     hang.set()
+
+
+def test_a_pass_that_raises_fails_its_tick_and_the_next_tick_reads_again(
+    monkeypatch: pytest.MonkeyPatch, collectors: list[CpufreqCollector]
+) -> None:
+    calls: list[int] = []
+
+    def flaky(root: Path) -> list[Sample]:
+        calls.append(1)
+        if len(calls) == 1:
+            raise PermissionError(13, "Permission denied", str(root))
+        return [Sample("node_cpu_scaling_frequency_hertz", {"cpu": "0"}, 1e9)]
+
+    monkeypatch.setattr(cpufreq, "read_cpufreq", flaky)
+    collector = collector_for(collectors, tree_paths(GPU_SERVER))
+
+    with pytest.raises(PermissionError):
+        collector.collect(0.0)
+    assert len(collector.collect(10.0)) == 1
+    assert len(calls) == 2
