@@ -34,8 +34,12 @@ or a port whose ``state``, ``phys_state`` or ``rate`` cannot be read, is reporte
 reading where node_exporter fails the whole collection; ``lifespan_seconds`` is the real
 fraction (0.01 for the default 10 ms) where upstream's integer division reports 0.
 
-Cost: each port's ``counters/`` is listed once with ``os.scandir`` and each file read with one
-``os.open``/``os.read``; ``link_layer`` and the GID tables are not read.
+Cost: every folder is opened once and its files read relative to it (``openat``, one
+``read``), so the kernel does not walk the long sysfs path for each counter; a counter folder
+is listed with ``os.scandir`` only every ``RELIST_EVERY`` collections (its files are fixed by
+the driver); ``link_layer`` and the GID tables are not read. On the recorded four-port tree a
+collection takes about 1.5 ms here, nearly all of it the ~200 open/read/close system calls;
+on real adapters each ``counters/`` read is also a firmware query in the kernel.
 """
 
 from __future__ import annotations
