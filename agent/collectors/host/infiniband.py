@@ -343,16 +343,20 @@ class InfinibandCollector:
                 wanted = set(table) | ({"lifespan"} if table is HW_COUNTERS else set())
                 names = self._names[key] = tuple(sorted(set(_listing(folder)) & wanted))
             for file_name in names:
-                counter = table.get(file_name)
                 text = read(folder, file_name)
                 if text is None or text == NO_PMA:
                     continue
-                value = parse_int(f"{where}/{folder_name}/{file_name}", text)
+                try:
+                    value = int(text)
+                except ValueError:  # the path is built only for the error
+                    value = parse_int(f"{where}/{folder_name}/{file_name}", text)
+                counter = table.get(file_name)
                 if counter is None:  # hw_counters/lifespan, in milliseconds
-                    samples.append(Sample(LIFESPAN_METRIC, dict(labels), value / 1000))
+                    samples.append(Sample(LIFESPAN_METRIC, labels, value / 1000))
                     continue
                 raw[file_name] = value
-                samples.append(Sample(counter.metric, dict(labels), float(value * counter.factor)))
+                # the port's samples share one labels dict: nothing downstream changes labels
+                samples.append(Sample(counter.metric, labels, float(value * counter.factor)))
         finally:
             os.close(folder)
         return raw
