@@ -161,6 +161,8 @@ class HostSettings(_Section):
     disk_devices_exclude: str | None = None
     network_devices_exclude: str | None = None
     statvfs_timeout_seconds: Annotated[float, Field(gt=0, le=60)] = 5.0
+    # node_exporter's --collector.textfile.directory: *.prom files the node's own scripts write
+    textfile_directory: Path | None = None
 
     @field_validator(
         "mount_points_exclude",

@@ -56,6 +56,8 @@ def _is_inherited(line: str, catalog: Catalog) -> bool:
     message = match["message"]
     if message == "metric names should be written in 'snake_case' not 'camelCase'":
         return spec.source in HOST_COLLECTORS
+    if message == 'use base unit "bytes" instead of "bits"':
+        return spec.source in HOST_COLLECTORS  # node_entropy_*_bits, node_exporter's own names
     if message == "label names should be written in 'snake_case' not 'camelCase'":
         return "modelName" in spec.labels
     if message in (

@@ -211,5 +211,6 @@ def _host_options(settings: AgentSettings) -> HostOptions:
     }
     return HostOptions(
         statvfs_timeout_seconds=host.statvfs_timeout_seconds,
+        textfile_directory=str(host.textfile_directory) if host.textfile_directory else "",
         **{key: value for key, value in overrides.items() if value is not None},
     )

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from agent.wire.catalog import Catalog
 from server.latest.cache import FamilySamples, NodeLatest, StalePolicy
 
-UNKNOWN_HELP = "Not in this server's catalog (sent by a newer agent?)."
+UNKNOWN_HELP = "Not in this server's catalog (a node's text-file metric, or sent by a newer agent)."
 
 
 def escape_label_value(value: str) -> str:

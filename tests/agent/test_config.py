@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
 
+from agent.collectors.registry import build_collectors
 from agent.config import ConfigError, load_settings
 
 
@@ -80,3 +82,19 @@ def test_token_from_file(tmp_path: Path) -> None:
         load_settings(None, {"token_file": empty}).read_token()
     with pytest.raises(ConfigError, match="token_file"):
         load_settings(None, {"token_file": tmp_path / "absent"}).read_token()
+
+
+def test_the_textfile_directory_reaches_the_textfile_collector(tmp_path: Path) -> None:
+    (tmp_path / "prom").mkdir()
+    (tmp_path / "prom" / "site.prom").write_text("site_raid_ok 1\n")
+    config = _write(
+        tmp_path / "agent.toml",
+        f'[host]\ntextfile_directory = "{tmp_path / "prom"}"\n[gpu]\nbackend = "none"\n',
+    )
+    settings = load_settings(config, {})
+    with ExitStack() as stack:
+        built = build_collectors(settings, "node1", stack)
+        (textfile,) = [c for c in built.collectors if c.name == "textfile"]
+        samples = {s.name: s.value for s in textfile.collect(0.0)}
+
+    assert samples["site_raid_ok"] == 1.0 and samples["node_textfile_scrape_error"] == 0.0

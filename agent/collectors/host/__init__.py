@@ -19,17 +19,20 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from agent.collectors.base import Collector, HostPaths
 from agent.collectors.host.arp import ArpCollector
 from agent.collectors.host.clock import TimeCollector
 from agent.collectors.host.conntrack import ConntrackCollector
 from agent.collectors.host.cpu import CpuCollector
+from agent.collectors.host.cpufreq import CpufreqCollector
 from agent.collectors.host.diskstats import DiskstatsCollector
 from agent.collectors.host.entropy import EntropyCollector
 from agent.collectors.host.filefd import FilefdCollector
 from agent.collectors.host.filesystem import FilesystemCollector
 from agent.collectors.host.hwmon import HwmonCollector
+from agent.collectors.host.infiniband import InfinibandCollector
 from agent.collectors.host.kernel_hung import KernelHungCollector
 from agent.collectors.host.loadavg import LoadavgCollector
 from agent.collectors.host.meminfo import MeminfoCollector
@@ -37,15 +40,20 @@ from agent.collectors.host.netclass import NetclassCollector
 from agent.collectors.host.netdev import NetdevCollector
 from agent.collectors.host.netstat import NetstatCollector
 from agent.collectors.host.options import HostOptions
+from agent.collectors.host.powersupply import PowerSupplyClassCollector
 from agent.collectors.host.pressure import PressureCollector
 from agent.collectors.host.procstat import StatCollector
 from agent.collectors.host.rapl import RaplCollector
+from agent.collectors.host.schedstat import SchedstatCollector
 from agent.collectors.host.sockstat import SockstatCollector
 from agent.collectors.host.softnet import SoftnetCollector
+from agent.collectors.host.textfile import TextfileCollector
+from agent.collectors.host.thermal_zone import ThermalZoneCollector
 from agent.collectors.host.timex import TimexCollector
 from agent.collectors.host.udp_queues import UdpQueuesCollector
 from agent.collectors.host.uname import UnameCollector
 from agent.collectors.host.vmstat import VmstatCollector
+from agent.wire.catalog import default_catalog
 
 __all__ = ["HOST_COLLECTORS", "HostCollectorFactory", "HostOptions", "build_host_collectors"]
 
@@ -83,7 +91,20 @@ HOST_COLLECTORS: dict[str, HostCollectorFactory] = {
     "entropy": HostCollectorFactory(True, lambda paths, _options: EntropyCollector(paths)),
     "timex": HostCollectorFactory(True, lambda _paths, _options: TimexCollector()),
     "kernel_hung": HostCollectorFactory(True, lambda paths, _options: KernelHungCollector(paths)),
+    "cpufreq": HostCollectorFactory(True, lambda paths, _options: CpufreqCollector(paths)),
+    "schedstat": HostCollectorFactory(True, lambda paths, _options: SchedstatCollector(paths)),
+    "thermal_zone": HostCollectorFactory(True, lambda paths, _options: ThermalZoneCollector(paths)),
+    "powersupplyclass": HostCollectorFactory(
+        True, lambda paths, _options: PowerSupplyClassCollector(paths)
+    ),
+    "infiniband": HostCollectorFactory(True, lambda paths, _options: InfinibandCollector(paths)),
+    "textfile": HostCollectorFactory(True, lambda _paths, options: _textfile(options)),
 }
+
+
+def _textfile(options: HostOptions) -> Collector:
+    directory = Path(options.textfile_directory) if options.textfile_directory else None
+    return TextfileCollector(directory, reserved_names=default_catalog())
 
 
 def build_host_collectors(

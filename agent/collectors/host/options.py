@@ -4,7 +4,7 @@ Defaults are node_exporter's (current upstream) except ``network_devices_exclude
 Kubernetes nodes every pod gets a host-side virtual interface (``veth*`` with Docker/containerd
 bridges and Flannel, ``cali*`` with Calico, ``lxc*`` with Cilium), created and destroyed with the
 pod. Reported like physical ports they churn thousands of short-lived series per node, so dcmon
-leaves them out by default, where node_exporter reports them (its netdev/netclass exclusions
+leaves them out by default, where node_exporter reports them (its netdev/netclass/arp exclusions
 default to nothing). Set the pattern to ``""`` to report every interface.
 
 Patterns are Python regular expressions searched (not fully matched) in the name, as Go's
@@ -41,10 +41,12 @@ class HostOptions:
             tmpfs is kept, as in node_exporter).
         disk_devices_exclude: block devices the diskstats collector skips (partitions, loop
             and RAM disks, so a disk is not counted twice).
-        network_devices_exclude: interfaces the netdev and netclass collectors skip (see the
+        network_devices_exclude: interfaces the netdev, netclass and arp collectors skip (see the
             module docstring for why this differs from node_exporter).
         statvfs_timeout_seconds: deadline of one filesystem pass's ``statvfs`` calls, in
             seconds (node_exporter's ``--collector.filesystem.mount-timeout``).
+        textfile_directory: where the textfile collector reads ``*.prom`` files
+            (node_exporter's ``--collector.textfile.directory``); empty: none.
     """
 
     mount_points_exclude: str = DEFAULT_MOUNT_POINTS_EXCLUDE
@@ -52,6 +54,7 @@ class HostOptions:
     disk_devices_exclude: str = DEFAULT_DISK_DEVICES_EXCLUDE
     network_devices_exclude: str = DEFAULT_NETWORK_DEVICES_EXCLUDE
     statvfs_timeout_seconds: float = 5.0
+    textfile_directory: str = ""
 
     def __post_init__(self) -> None:
         for name in (

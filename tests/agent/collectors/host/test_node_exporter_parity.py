@@ -62,6 +62,11 @@ MAY_BE_EMPTY_WITH_NODE_EXPORTER = {
     "conntrack": "node_nf_conntrack_entries",
     "arp": "node_arp_entries",
     "kernel_hung": "node_kernel_hung_tasks_total",
+    "cpufreq": "node_cpu_scaling_frequency_hertz",
+    "schedstat": "node_schedstat_running_seconds_total",
+    "thermal_zone": "node_thermal_zone_temp",
+    "powersupplyclass": "node_power_supply_online",
+    "infiniband": "node_infiniband_info",
 }
 
 _SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)(?:\s+\S+)?$")
