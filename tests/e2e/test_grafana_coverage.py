@@ -55,18 +55,7 @@ BUILTINS = {"__interval": "5s", "__interval_ms": "5000", "__rate_interval": "10s
 SYSTEMS = ("prometheus", "dcmon")
 # Dashboard 1860's targets with data from node_exporter and none from dcmon, with why. Each must
 # still have none on dcmon: an entry that gets data is to be removed.
-_EXPORTER_PROCESS = (
-    "the exporter process's own metrics: dcmon's agent reports itself as dcmon_agent_process_*, "
-    "and the server's process_* are the server's, without the node's instance"
-)
-KNOWN_1860: dict[str, str] = {
-    'process_max_fds{instance="$node",job="$job"}': _EXPORTER_PROCESS,
-    'process_open_fds{instance="$node",job="$job"}': _EXPORTER_PROCESS,
-    'process_virtual_memory_bytes{instance="$node",job="$job"}': _EXPORTER_PROCESS,
-    'process_virtual_memory_max_bytes{instance="$node",job="$job"}': _EXPORTER_PROCESS,
-    'rate(process_cpu_seconds_total{instance="$node",job="$job"}[$__rate_interval])':
-        _EXPORTER_PROCESS,
-}  # fmt: skip
+KNOWN_1860: dict[str, str] = {}
 # Where no interface of this machine knows its speed (virtual NICs: the kernel's -1), node_exporter
 # reports -125000 bytes/s and dcmon leaves the unknown out (agent/collectors/host/netclass.py).
 _SPEED = 'node_network_speed_bytes{instance="$node",job="$job"}'
