@@ -1,4 +1,4 @@
-"""Fabric collectors that are not a host interface: the simulated InfiniBand fabric.
+"""Fabric collectors that are not a host interface: the simulated InfiniBand and RoCE fabric.
 
 Stage: collectors. The real InfiniBand/RoCE collector reads ``/sys/class/infiniband`` like every
 host collector and lives with them (``agent/collectors/host/infiniband.py``); this package holds

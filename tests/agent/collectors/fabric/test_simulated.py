@@ -24,19 +24,26 @@ def by_key(samples: list[Sample]) -> dict[tuple[str, str], float]:
     return {(s.name, s.labels.get("device", "")): s.value for s in samples}
 
 
-def test_four_active_ndr_ports_with_node_exporters_names_marked_simulated() -> None:
+def test_three_ndr_ports_and_a_roce_port_with_node_exporters_names_marked_simulated() -> None:
     samples = SimulatedFabricCollector(4, boot_time_s=BOOT).collect(BOOT + 3600)
     values = by_key(samples)
 
     for device in ("mlx5_0", "mlx5_1", "mlx5_2", "mlx5_3"):
         assert values[("node_infiniband_state_id", device)] == 4
         assert values[("node_infiniband_physical_state_id", device)] == 5
-        assert values[("node_infiniband_rate_bytes_per_second", device)] == 50e9
         assert values[("node_infiniband_symbol_error_total", device)] == 0
         assert values[("node_infiniband_link_downed_total", device)] == 0
-    infos = [s.labels for s in samples if s.name == "node_infiniband_info"]
-    assert len(infos) == 4
-    assert {info["firmware_version"] for info in infos} == {"28.39.1002 (simulated)"}
+    rates = {device: values[("node_infiniband_rate_bytes_per_second", device)]
+             for device in ("mlx5_0", "mlx5_1", "mlx5_2", "mlx5_3")}  # fmt: skip
+    assert rates == {"mlx5_0": 50e9, "mlx5_1": 50e9, "mlx5_2": 50e9, "mlx5_3": 12.5e9}
+    infos = {s.labels["device"]: s.labels for s in samples if s.name == "node_infiniband_info"}
+    assert {device: info["hca_type"] for device, info in infos.items()} == {
+        "mlx5_0": "MT4129", "mlx5_1": "MT4129", "mlx5_2": "MT4129", "mlx5_3": "MT4125",
+    }  # fmt: skip
+    assert {info["firmware_version"] for info in infos.values()} == {
+        "28.39.1002 (simulated)",
+        "22.39.1002 (simulated)",
+    }
     assert_conforms(samples, source="infiniband")
 
 
@@ -54,8 +61,9 @@ def test_traffic_is_the_integral_of_a_realistic_rate_and_only_grows() -> None:
                     "node_infiniband_port_data_received_bytes_total",
                     "node_infiniband_port_data_transmitted_bytes_total",
                 ):
+                    line = values[("node_infiniband_rate_bytes_per_second", device)]
                     rate = (values[(metric, device)] - previous[(metric, device)]) / 10
-                    assert 0.09 * 50e9 < rate < 0.51 * 50e9, (metric, device, step, rate)
+                    assert 0.09 * line < rate < 0.51 * line, (metric, device, step, rate)
         previous = values
     data = previous[("node_infiniband_port_data_received_bytes_total", "mlx5_0")]
     packets = previous[("node_infiniband_port_packets_received_total", "mlx5_0")]
