@@ -1,5 +1,5 @@
-"""GET /metrics: the fleet's latest samples, the benchmark series and the server's own metrics,
-text format 0.0.4."""
+"""GET /metrics: the fleet's latest samples, the benchmark and hint series and the server's own
+metrics, text format 0.0.4."""
 
 from __future__ import annotations
 
@@ -12,20 +12,27 @@ from starlette.concurrency import run_in_threadpool
 from server.auth import READ
 from server.deps import Services, ServicesDep
 from server.exposition.bench import bench_text
+from server.exposition.hints import hint_text
+from server.rebalancing.router import HintsDep
+from server.rebalancing.service import HintService
 
 router = APIRouter(tags=["exposition"], dependencies=[Depends(READ)])
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
-def render_all(services: Services, timestamps: bool = False) -> str:
+def render_all(services: Services, hints: HintService, timestamps: bool = False) -> str:
     nodes = services.renderer.render(services.latest.nodes(), services.clock(), timestamps)
-    return nodes + bench_text(services.bench.samples, services.catalog) + services.metrics.render()
+    derived = bench_text(services.bench.samples, services.catalog) + hint_text(
+        hints, services.leader.is_leader, services.catalog
+    )
+    return nodes + derived + services.metrics.render()
 
 
 @router.get("/metrics", response_class=PlainTextResponse)
 async def metrics(
     services: ServicesDep,
+    hints: HintsDep,
     timestamps: Annotated[
         bool,
         Query(
@@ -35,5 +42,5 @@ async def metrics(
     ] = False,
 ) -> PlainTextResponse:
     """Prometheus scrape target (scrape with honor_labels: true to keep each node's instance)."""
-    body = await run_in_threadpool(render_all, services, timestamps)
+    body = await run_in_threadpool(render_all, services, hints, timestamps)
     return PlainTextResponse(body, media_type=CONTENT_TYPE)

@@ -1,7 +1,9 @@
 """The server's own series in storage: counters per replica with their first 0 and restarts
-as resets, clock skew of the nodes that push to this replica, and, in a real app, the pack's
-DcmonServerIngestRefusals and DcmonServerSeriesRefused firing under dcmon's own evaluator and
-``abs(dcmon_node_clock_skew_seconds)`` on the Prometheus query API."""
+as resets, the health series with the names and labels of ``/metrics`` (ingest requests,
+samples and latency histogram, nodes, leader, notifications), clock skew of the nodes that
+push to this replica, and, in a real app, the pack's DcmonServerIngestRefusals and
+DcmonServerSeriesRefused firing under dcmon's own evaluator, ``abs(dcmon_node_clock_skew_seconds)``
+and the alerts dashboard's server queries on the Prometheus query API."""
 
 from __future__ import annotations
 
@@ -14,20 +16,24 @@ from typing import Any
 import pytest
 import yaml
 from fastapi.testclient import TestClient
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy.engine import make_url
 
 from agent.wire.catalog import default_catalog
 from agent.wire.schema import MetricFamily
+from server.alerting import service as alerting_service
 from server.alerting.notifier import MemoryNotifier
-from server.alerting.self_series import SelfSeries, SelfSeriesLoop, skew_samples
+from server.alerting.self_series import STORED, SelfSeries, SelfSeriesLoop, skew_samples
 from server.alerting.service import AlertingService
 from server.alerting.writeback import MemorySeriesWriter
 from server.app import create_app
 from server.auth.secrets import sha256_hex
 from server.exposition.self_metrics import ServerMetrics
 from server.latest.cache import NodeLatest, StalePolicy
+from server.notify.metrics import PrometheusCounts
 from server.promql.engine import Engine
 from server.promql.values import Vector
+from server.query import source
 from server.settings import ServerSettings
 from server.storage.leader import AdvisoryLockLeader, InMemoryLeader, Leadership, LockTable
 from tests.factories import identity, make_batch
@@ -117,6 +123,67 @@ def test_replicas_write_their_own_counters_and_a_restart_is_a_reset() -> None:
     assert _values(writer, REJECTED, at) == {"a:8470": 1, "b:8470": 5}
 
 
+def _exposed(metrics: ServerMetrics) -> set[tuple[str, frozenset[tuple[str, str]]]]:
+    """Returns: (sample name, labels) of every ``STORED`` sample ``/metrics`` shows now."""
+    return {
+        (sample.name, frozenset(sample.labels.items()))
+        for family in text_string_to_metric_families(metrics.render())
+        for sample in family.samples
+        if sample.name in STORED
+    }
+
+
+def _stored(writer: MemorySeriesWriter, replica: str) -> set[tuple[str, frozenset[Any]]]:
+    out = set()
+    for labels, _, _ in _raw(writer):
+        pairs = dict(labels)
+        assert pairs.pop("replica") == replica
+        out.add((pairs.pop("__name__"), frozenset(pairs.items())))
+    return out
+
+
+def test_health_series_are_stored_as_metrics_shows_them_and_histograms_get_their_0s() -> None:
+    writer = MemorySeriesWriter()
+    metrics = ServerMetrics(default_catalog(), lambda: (3, 1))
+    metrics.watch_leadership(lambda: True)
+    registry = metrics.registry.restricted_registry(STORED)
+    series = SelfSeries("a:8470", 60, (registry,), list, POLICY, writer, lambda: START)
+    # Registered after the writer was built, as the app's notifier is: found all the same.
+    PrometheusCounts(metrics.registry).count("ops-webhook", "sent")
+    metrics.ingest_requests.labels("200").inc(4)
+    metrics.ingest_requests.labels("401").inc()
+    metrics.ingest_samples.inc(1200)
+    for seconds in (0.003, 0.004, 0.2):
+        metrics.ingest_duration.observe(seconds)
+    for t in (START + 60, START + 120, START + 180):
+        series.tick(t)
+    exposed = _exposed(metrics)
+    assert {name for name, _ in exposed} == set(STORED) - {
+        "dcmon_server_ingest_rejected_batches_total",  # nothing refused: not on /metrics either
+        "dcmon_server_ingest_refused_series_total",
+        "dcmon_node_refused_series_total",
+    }
+    assert _stored(writer, "a:8470") == exposed  # no process_*, no _created
+    at = START + 190
+    assert _values(writer, 'dcmon_server_nodes{state="up"}', at) == {"a:8470": 3}
+    assert _values(writer, 'dcmon_server_nodes{state="down"}', at) == {"a:8470": 1}
+    assert _values(writer, "dcmon_server_leader", at) == {"a:8470": 1}
+    # Each cumulative series starts with a 0 after the process's start, so what came before
+    # the first round still counts.
+    count = "increase(dcmon_server_ingest_duration_seconds_count[10m])"
+    assert _values(writer, count, at)["a:8470"] >= 3
+    assert _values(writer, "increase(dcmon_server_ingest_samples_total[10m])", at)["a:8470"] > 0
+    sent = 'increase(dcmon_server_notifications_total{receiver="ops-webhook",outcome="sent"}[10m])'
+    assert _values(writer, sent, at)["a:8470"] > 0
+    median = (
+        "histogram_quantile(0.5, sum by (le) "
+        "(increase(dcmon_server_ingest_duration_seconds_bucket[10m])))"
+    )
+    assert 0.0025 < _values(writer, median, at)[""] <= 0.005
+    first = [(t, v) for labels, t, v in _raw(writer) if dict(labels).get("le") == "+Inf"]
+    assert sorted(first)[0] == (round(START * 1000) + 1, 0.0)
+
+
 def _node(name: str, node_id: str, *, skew: float | None, last_push: float) -> NodeLatest:
     return NodeLatest(
         node_id=node_id,
@@ -152,6 +219,26 @@ def test_skew_is_written_for_nodes_up_on_this_replica_once_per_name() -> None:
             2.0,
         ),
     ]  # fmt: skip
+
+
+def test_a_bare_server_writes_nothing_until_a_node_pushes_then_at_the_nodes_pace() -> None:
+    writer = MemorySeriesWriter()
+    metrics = ServerMetrics(default_catalog(), lambda: (0, 0))
+    metrics.watch_leadership(lambda: True)
+    nodes: list[NodeLatest] = []
+    registry = metrics.registry.restricted_registry(STORED)
+    series = SelfSeries("a:8470", 60, (registry,), lambda: nodes, POLICY, writer, lambda: START)
+    assert series.tick(START) == 60
+    assert writer.batches == []  # gauges and zero histograms of a server without a fleet
+    nodes.append(_node("gpu01", "1" * 32, skew=None, last_push=START + 59))  # pushes every 10 s
+    assert series.tick(START + 60) == 10
+    assert series.node.interval_seconds == 10  # its series go stale at the nodes' pace
+    written = {dict(labels)["__name__"] for labels, _, _ in _raw(writer)}
+    assert {"dcmon_server_leader", "dcmon_server_nodes"} <= written
+    assert series.tick(START + 65) == 5  # on the 10 s grid
+    nodes.clear()  # back to the longest interval, the series still written
+    assert series.tick(START + 70) == 50
+    assert [count for _, _, count in writer.batches][-1] > 0
 
 
 def test_a_round_after_the_last_series_went_writes_one_empty_batch() -> None:
@@ -248,11 +335,40 @@ def test_refused_series_and_clock_skew_are_queryable(app: App) -> None:
     assert [n["name"] for n in nodes] == ["gpu01"]  # the replica's node is not a node
 
 
+def test_the_alerts_dashboards_server_queries_have_data_on_the_query_api(app: App) -> None:
+    app.clock.now = START + 5
+    assert push(app.client, make_batch()).status_code == 200
+    app.series.tick(START + 60)
+    app.series.tick(START + 120)
+    at = START + 121
+    [requests] = app.query("sum by (code) (rate(dcmon_server_ingest_requests_total[5m]))", at)
+    assert requests["metric"] == {"code": "200"} and float(requests["value"][1]) > 0
+    [stored] = app.query("sum(rate(dcmon_server_ingest_samples_total[5m]))", at)
+    assert float(stored["value"][1]) > 0
+    p99 = (
+        "histogram_quantile(0.99, sum by (le) "
+        "(rate(dcmon_server_ingest_duration_seconds_bucket[5m])))"
+    )
+    [latency] = app.query(p99, at)
+    assert 0 < float(latency["value"][1]) <= 5
+    states = app.query("max by (state) (dcmon_server_nodes)", at)
+    assert {r["metric"]["state"]: float(r["value"][1]) for r in states} == {"up": 1, "down": 0}
+    [leaders] = app.query("sum(dcmon_server_leader)", at)
+    assert float(leaders["value"][1]) == 1
+    [up] = app.query("dcmon_server_nodes", at)[:1]
+    assert up["metric"]["replica"] == app.series.replica and "instance" not in up["metric"]
+
+
 def test_each_replica_on_one_database_writes_its_own_and_the_leader_alerts_on_both(
-    tmp_path: Path, database_url: str
+    tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Two replicas on one database (SQLite, and PostgreSQL where installed): each counts and
     writes what it refused; the leader's evaluation sees both, one alert per replica."""
+    # A replica learns of the nodes another created when its copy of the node table is 2 s
+    # old (server/storage/naming.py); every replica writes its own series from its start, so
+    # read the table each query here, where the whole test takes less than that.
+    monkeypatch.setattr(source, "NAMING_MAX_AGE_SECONDS", 0.0)
+    monkeypatch.setattr(alerting_service, "NAMING_MAX_AGE_SECONDS", 0.0)
     (tmp_path / "server.yaml").write_text(RULE_FILE)
     table = LockTable()
     leaders: list[Leadership]
