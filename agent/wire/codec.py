@@ -64,7 +64,16 @@ def decode_batch(body: bytes, content_encoding: str | None, max_decompressed_byt
     Raises:
         WireError: the body cannot be decoded or does not match the schema.
     """
-    raw = inflate(body, content_encoding, max_decompressed_bytes)
+    return validate_batch(inflate(body, content_encoding, max_decompressed_bytes))
+
+
+def validate_batch(raw: bytes) -> Batch:
+    """Validate an inflated body against the schema: the reference decoder, whose errors are
+    the wire contract's (``fast_decode.py`` falls back to it for every body it does not take).
+
+    Raises:
+        WireError: the body is not JSON or does not match the schema.
+    """
     try:
         batch = Batch.model_validate_json(raw)
     except ValidationError as exc:

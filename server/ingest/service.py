@@ -50,7 +50,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from agent.wire.bench import BenchOrder
-from agent.wire.codec import WireError, decode_batch
+from agent.wire.codec import WireError
+from agent.wire.fast_decode import decode_batch
 from agent.wire.schema import Ack, Batch, RefusedSeries
 from server.auth import Principal
 from server.errors import ApiError, ProblemDetail

@@ -29,7 +29,8 @@ from concurrent.futures import Future, wait
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Table, case, delete, func, select, update
+from sqlalchemy import Connection, Engine, Table, bindparam, case, delete, func, select, update
+from sqlalchemy.sql.dml import Update
 
 from agent.wire.schema import Batch
 from server.storage.batch_rows import seen_before, upsert_gpus, write_head
@@ -74,6 +75,31 @@ _gpus: Table = GpuRow.__table__  # type: ignore[assignment]
 _series: Table = SeriesRow.__table__  # type: ignore[assignment]
 _head: Table = HeadChunkRow.__table__  # type: ignore[assignment]
 _batches: Table = IngestedBatchRow.__table__  # type: ignore[assignment]
+
+
+def _update_node_statement(inventory: bool) -> Update:
+    """Returns: UPDATE nodes ... RETURNING id for one push, every value a bound parameter
+    (``b_<column>``, and ``b_node_id``, ``b_ts``, ``b_seq``); ``inventory`` adds the columns
+    an inventory carries."""
+    columns = ["name", "hostname", "labels", "interval_seconds", "last_push"]
+    if inventory:
+        columns += ["host_facts", "driver_version", "gpu_status"]
+    ts = bindparam("b_ts", type_=_nodes.c.last_batch_ts.type)
+    seq = bindparam("b_seq", type_=_nodes.c.last_seq.type)
+    return (
+        update(_nodes)
+        .where(_nodes.c.node_id == bindparam("b_node_id", type_=_nodes.c.node_id.type))
+        .values(
+            last_batch_ts=case((_nodes.c.last_batch_ts < ts, ts), else_=_nodes.c.last_batch_ts),
+            last_seq=case((_nodes.c.last_seq < seq, seq), else_=_nodes.c.last_seq),
+            **{name: bindparam(f"b_{name}", type_=_nodes.c[name].type) for name in columns},
+        )
+        .returning(_nodes.c.id)
+    )
+
+
+_UPDATE_NODE = _update_node_statement(inventory=False)
+_UPDATE_NODE_INVENTORY = _update_node_statement(inventory=True)
 
 
 class PendingWrite:
@@ -273,7 +299,10 @@ class Store:
         )
 
     def _upsert_node(self, conn: Connection, batch: Batch, received_at: float) -> int:
-        """One statement for a known node (UPDATE ... RETURNING): the hot path of ingest."""
+        """One statement for a known node (UPDATE ... RETURNING): the hot path of ingest.
+
+        The statement is built once (``_UPDATE_NODE``) and run with bound values: building it
+        per batch cost more than running it (SQLAlchemy coerces every literal anew)."""
         node = batch.node
         values: dict[str, Any] = {
             "name": node.name,
@@ -282,22 +311,16 @@ class Store:
             "interval_seconds": batch.interval_seconds,
             "last_push": received_at,
         }
-        if batch.inventory is not None:
-            values["host_facts"] = batch.inventory.host.model_dump()
-            values["driver_version"] = batch.inventory.driver_version
-            values["gpu_status"] = batch.inventory.gpu_status
+        inventory = batch.inventory
+        if inventory is not None:
+            values["host_facts"] = inventory.host.model_dump()
+            values["driver_version"] = inventory.driver_version
+            values["gpu_status"] = inventory.gpu_status
+        statement = _UPDATE_NODE if inventory is None else _UPDATE_NODE_INVENTORY
+        bound = {f"b_{key}": value for key, value in values.items()}
         pk = conn.execute(
-            update(_nodes)
-            .where(_nodes.c.node_id == node.node_id)
-            .values(
-                last_batch_ts=case(
-                    (_nodes.c.last_batch_ts < batch.timestamp, batch.timestamp),
-                    else_=_nodes.c.last_batch_ts,
-                ),
-                last_seq=case((_nodes.c.last_seq < batch.seq, batch.seq), else_=_nodes.c.last_seq),
-                **values,
-            )
-            .returning(_nodes.c.id)
+            statement,
+            {"b_node_id": node.node_id, "b_ts": batch.timestamp, "b_seq": batch.seq, **bound},
         ).scalar()
         if pk is not None:
             return int(pk)
