@@ -65,13 +65,23 @@ class Renderer:
         self._policy = policy
         self._rendered: dict[tuple[str, bool], _Rendered] = {}
 
-    def render(self, nodes: Iterable[NodeLatest], now: float, timestamps: bool = False) -> str:
+    def render(
+        self,
+        nodes: Iterable[NodeLatest],
+        now: float,
+        timestamps: bool = False,
+        own: Mapping[str, str] | None = None,
+    ) -> str:
+        """``own``: family name -> the server's own lines of a family the nodes send too
+        (``process_*``), rendered under the same header, after the nodes' lines."""
         known = _newest_per_name(n for n in nodes if not self._policy.is_forgotten(n, now))
         live = [node for node in known if self._policy.is_up(node, now)]
         per_family: dict[str, list[str]] = {}
         for node in live:
             for name, lines in self._lines_of(node, timestamps).items():
                 per_family.setdefault(name, []).append(lines)
+        for name, lines in (own or {}).items():
+            per_family.setdefault(name, []).append(lines)
         out: list[str] = [self._node_status(known, now)]
         for name in sorted(per_family):
             out.append(self._header(name))

@@ -22,7 +22,8 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
 def render_all(services: Services, hints: HintService, timestamps: bool = False) -> str:
-    nodes = services.renderer.render(services.latest.nodes(), services.clock(), timestamps)
+    own = services.metrics.process_lines()
+    nodes = services.renderer.render(services.latest.nodes(), services.clock(), timestamps, own)
     derived = bench_text(services.bench.samples, services.catalog) + hint_text(
         hints, services.leader.is_leader, services.catalog
     )

@@ -21,6 +21,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from agent.wire.catalog import Catalog
+from server.exposition.render import format_value
 
 
 class _NodeCounts(Collector):
@@ -83,7 +84,10 @@ class ServerMetrics:
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
             registry=self.registry,
         )
-        ProcessCollector(registry=self.registry)
+        # Its own registry: agents send the same process_* names with their node's instance,
+        # and a name may have one HELP/TYPE header only, so these lines go under the nodes'.
+        self.process_registry = CollectorRegistry(auto_describe=True)
+        ProcessCollector(registry=self.process_registry)
         self.registry.register(_NodeCounts(node_counts, help_of("dcmon_server_nodes")))
 
     def watch_leadership(self, is_leader: Callable[[], bool]) -> None:
@@ -95,3 +99,12 @@ class ServerMetrics:
 
     def render(self) -> str:
         return generate_latest(self.registry).decode()
+
+    def process_lines(self) -> dict[str, str]:
+        """Returns: sample name -> this process's ``process_*`` line, without HELP and TYPE (the
+        catalog's header over the agents' series of the same name covers it)."""
+        return {
+            sample.name: f"{sample.name} {format_value(float(sample.value))}\n"
+            for family in self.process_registry.collect()
+            for sample in family.samples
+        }

@@ -75,8 +75,6 @@ KNOWN_EMPTY: dict[tuple[str, str, str], str] = {
     ("dcmon-gpu", "vGPU license", "dcmon"): "only vGPUs report it",
     ("dcmon-gpu", "Retired pages", "prometheus"): "GPUs before Ampere only; H100s remap rows",
     ("dcmon-gpu", "Retired pages", "dcmon"): "GPUs before Ampere only; H100s remap rows",
-    ("dcmon-fabric", "RoCE congestion notifications", "prometheus"): "the demo's ports are IB",
-    ("dcmon-fabric", "RoCE congestion notifications", "dcmon"): "the demo's ports are IB",
     ("dcmon-fleet", "Open hints", "prometheus"): "dcmon_hint_* are not on /metrics",
     ("dcmon-fleet", "Open hints by kind", "prometheus"): "dcmon_hint_* are not on /metrics",
     **{("dcmon-alerts", title, "dcmon"): _SERVER_ONLY for title in (

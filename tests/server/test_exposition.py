@@ -143,3 +143,33 @@ def test_promtool_accepts_the_timestamped_exposition(client: TestClient) -> None
     text = client.get("/metrics", params={"timestamps": "1"}).text
     result = check_metrics(promtool, text)
     assert not result.unexpected, result.unexpected
+
+
+def _with_agent_process() -> list[MetricFamily]:
+    return [
+        *default_metrics(),
+        MetricFamily(name="process_cpu_seconds_total", samples=[({}, 1.5)]),
+        MetricFamily(name="process_resident_memory_bytes", samples=[({}, 4.0e7)]),
+    ]
+
+
+def test_the_agents_and_the_servers_process_series_share_one_header(client: TestClient) -> None:
+    push(client, make_batch(timestamp=START, metrics=_with_agent_process()))
+    text = client.get("/metrics").text
+
+    types = _families(text)  # one TYPE per family, or it raises
+
+    assert types["process_cpu_seconds_total"] == "counter"
+    assert text.count("# HELP process_cpu_seconds_total ") == 1
+    assert 'process_cpu_seconds_total{instance="gpu01"} 1.5\n' in text  # the node's agent
+    assert re.search(r"^process_cpu_seconds_total \S+$", text, re.M)  # the server's own
+
+
+@pytest.mark.integration
+def test_promtool_accepts_the_agents_process_series_beside_the_servers(
+    client: TestClient,
+) -> None:
+    promtool = require_binary("promtool")
+    push(client, make_batch(timestamp=START, metrics=_with_agent_process()))
+    result = check_metrics(promtool, client.get("/metrics").text)
+    assert not result.unexpected, result.unexpected
