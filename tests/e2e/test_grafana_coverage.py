@@ -198,6 +198,7 @@ def test_dashboard_1860_has_data_on_dcmon_where_node_exporter_has(stack: Stack) 
         f"dcmon {len(found['dcmon'])} with data"
     )
     print("\n".join(f"  empty on dcmon: {expr}" for expr in missing))
+    print("\n".join(f"  data on dcmon only: {e}" for e in sorted(found["dcmon"] - found["node"])))
     assert not missing, f"{len(missing)} targets have data on node_exporter only"
     fixed = sorted(set(known) & found["dcmon"])
     assert not fixed, f"KNOWN_1860 entries that have data now (remove them): {fixed}"
