@@ -69,7 +69,8 @@ def decode_batch(body: bytes, content_encoding: str | None, max_decompressed_byt
 
 def validate_batch(raw: bytes) -> Batch:
     """Validate an inflated body against the schema: the reference decoder, whose errors are
-    the wire contract's (``fast_decode.py`` falls back to it for every body it does not take).
+    the wire contract's (``server/ingest/fast_decode.py`` falls back to it for every body it
+    does not take).
 
     Raises:
         WireError: the body is not JSON or does not match the schema.
@@ -78,7 +79,7 @@ def validate_batch(raw: bytes) -> Batch:
         batch = Batch.model_validate_json(raw)
     except ValidationError as exc:
         raise _explain(raw, exc) from None
-    if _NUL_ESCAPE in raw:
+    if NUL_ESCAPE in raw:
         location = _nul_location(json.loads(raw))
         if location is not None:
             raise WireError(
@@ -119,7 +120,7 @@ def inflate(body: bytes, content_encoding: str | None, max_decompressed_bytes: i
     return raw
 
 
-_NUL_ESCAPE = b"\\u0000"
+NUL_ESCAPE = b"\\u0000"
 
 
 def _nul_location(node: Any, path: str = "") -> str | None:

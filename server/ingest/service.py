@@ -51,13 +51,13 @@ from dataclasses import dataclass
 
 from agent.wire.bench import BenchOrder
 from agent.wire.codec import WireError
-from agent.wire.fast_decode import decode_batch
 from agent.wire.schema import Ack, Batch, RefusedSeries
 from server.auth import Principal
 from server.errors import ApiError, ProblemDetail
 from server.events.store import write_events
 from server.exposition.self_metrics import ServerMetrics
 from server.ingest.admission import Admission
+from server.ingest.fast_decode import decode_batch
 from server.jobs.fold import write_usages
 from server.latest.cache import LatestCache, NodeLatest, StalePolicy
 from server.settings import ServerSettings

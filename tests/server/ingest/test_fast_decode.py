@@ -11,9 +11,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent.wire import codec, fast_decode
+from agent.wire import codec
 from agent.wire.codec import WireError
 from agent.wire.schema import LABEL_NAME_RE, METRIC_NAME_RE, Batch
+from server.ingest import fast_decode
 from tests.server.test_fuzz_wire import BASE, LIMIT, bodies, near_valid_documents
 
 Outcome = tuple[str, Any]

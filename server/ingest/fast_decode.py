@@ -1,6 +1,6 @@
 """The server's fast path of ``codec.decode_batch``: the samples decoded by msgspec.
 
-Stage: transport -> ingest (server side only: msgspec is in the ``server`` extra, and the agent
+Stage: transport -> ingest (server side: msgspec is in the ``server`` extra, and the agent
 never decodes a batch). Input: a request body and its Content-Encoding. Output: the same
 validated ``Batch`` as ``codec.decode_batch``, or the same ``WireError``.
 
@@ -11,7 +11,7 @@ patterns, lengths, counts, finite values: msgspec refuses ``NaN`` tokens and num
 overflow a double), while every other field is kept as raw JSON and validated by the pydantic
 schema itself, in a document of its own. The pydantic schema (``schema.py``) stays the one
 definition: the msgspec types are derived from its constants, and a test feeds both decoders
-the same good and bad batches (``tests/agent/test_fast_decode.py``).
+the same good and bad batches (``tests/server/ingest/test_fast_decode.py``).
 
 Whatever the fast path does not take (a msgspec error, a reserved label, a NUL escape, an error
 in the other fields) goes to the reference decoder (``codec.validate_batch``) on the same bytes,
@@ -29,7 +29,7 @@ import msgspec
 from msgspec import Meta, Raw, Struct
 from pydantic import ValidationError
 
-from agent.wire.codec import _NUL_ESCAPE, inflate, validate_batch
+from agent.wire.codec import NUL_ESCAPE, inflate, validate_batch
 from agent.wire.schema import (
     LABEL_NAME_RE,
     MAX_FAMILIES_PER_BATCH,
@@ -111,7 +111,7 @@ def decode_batch(body: bytes, content_encoding: str | None, max_decompressed_byt
 
 def _fast(raw: bytes) -> Batch | None:
     """Returns: the batch, or None for a body the reference decoder must judge."""
-    if _NUL_ESCAPE in raw:
+    if NUL_ESCAPE in raw:
         return None
     try:
         envelope = _DECODER.decode(raw)
