@@ -29,10 +29,10 @@ interval, these series, each labelled ``replica="<host>:<port>"``
   measured against. A node that moved to another replica ends here within its stale window.
 
 Cost: one collection of those families a round (about 25 series a replica, plus the refusal
-and notification label sets), never per request. A replica that knows no node and has counted
-nothing (a bare server, a test's app) writes none of the registry's series, so it adds no
-series of its own to what PromQL and exact series counts see; once it has, it writes them
-every round. A round with nothing to write writes nothing, unless the previous one wrote
+and notification label sets), never per request. A replica process that has counted nothing
+yet (a bare server, a test's app, a server just restarted on a database whose nodes have not
+pushed to it) writes none of the registry's series, so it adds no series of its own to what
+PromQL and exact sample counts see; once it has, it writes them every round. A round with nothing to write writes nothing, unless the previous one wrote
 series (then an empty batch ends them, as the query source's staleness rules read it).
 Failures are logged and counted; the loop goes on.
 """
@@ -179,7 +179,7 @@ class SelfSeries:
         self._seed_ms: dict[Labels, int] = {}  # counter series not written yet -> their 0's time
         self._written: set[Labels] = set()
         self._wrote_series = False
-        self._active = False  # once this replica has a fleet or counted something
+        self._active = False  # once this process has counted something (served a push)
         self.failures = 0
         self.rounds = 0
 
@@ -216,8 +216,8 @@ class SelfSeries:
                 self._seed_ms.setdefault(labels, self._previous_ms + 1)
         self._previous_ms = ts_ms
         nodes = list(self._nodes())
-        self._active = self._active or bool(nodes) or any(v for _, v in counters)
-        if not self._active:  # no fleet, nothing counted: a bare server adds no series
+        self._active = self._active or any(v for _, v in counters)
+        if not self._active:  # nothing counted: a bare or just restarted server adds no series
             counters, gauges = [], []
         samples = counters + gauges + skew_samples(nodes, self._policy, now, self.replica)
         if not samples and not self._wrote_series:

@@ -230,14 +230,19 @@ def test_a_bare_server_writes_nothing_until_a_node_pushes_then_at_the_nodes_pace
     series = SelfSeries("a:8470", 60, (registry,), lambda: nodes, POLICY, writer, lambda: START)
     assert series.tick(START) == 60
     assert writer.batches == []  # gauges and zero histograms of a server without a fleet
+    # a node in the cache (a restart on a database of nodes) that has not pushed to this
+    # process: still nothing of the server's own
     nodes.append(_node("gpu01", "1" * 32, skew=None, last_push=START + 59))  # pushes every 10 s
     assert series.tick(START + 60) == 10
+    assert writer.batches == []
+    metrics.ingest_requests.labels(code="200").inc()  # its first push here
+    assert series.tick(START + 70) == 10
     assert series.node.interval_seconds == 10  # its series go stale at the nodes' pace
     written = {dict(labels)["__name__"] for labels, _, _ in _raw(writer)}
     assert {"dcmon_server_leader", "dcmon_server_nodes"} <= written
-    assert series.tick(START + 65) == 5  # on the 10 s grid
+    assert series.tick(START + 75) == 5  # on the 10 s grid
     nodes.clear()  # back to the longest interval, the series still written
-    assert series.tick(START + 70) == 50
+    assert series.tick(START + 80) == 40
     assert [count for _, _, count in writer.batches][-1] > 0
 
 
