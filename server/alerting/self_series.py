@@ -32,8 +32,9 @@ Cost: one collection of those families a round (about 25 series a replica, plus 
 and notification label sets), never per request. A replica process that has counted nothing
 yet (a bare server, a test's app, a server just restarted on a database whose nodes have not
 pushed to it) writes none of the registry's series, so it adds no series of its own to what
-PromQL and exact sample counts see; once it has, it writes them every round. A round with nothing to write writes nothing, unless the previous one wrote
-series (then an empty batch ends them, as the query source's staleness rules read it).
+PromQL and exact sample counts see; once it has, it writes them every round. A round with
+nothing to write writes nothing, unless the previous one wrote series (then an empty batch
+ends them, as the query source's staleness rules read it).
 Failures are logged and counted; the loop goes on.
 """
 
