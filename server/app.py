@@ -251,7 +251,11 @@ def create_app(
         clock,
     )
     hints, hint_loops = _hint_service(settings, services, writer, hint_source)
-    loops: tuple[TickLoop, ...] = (self_series, bench_series, *hint_loops)
+    loops: tuple[TickLoop, ...] = (
+        *((self_series,) if settings.self_series else ()),
+        bench_series,
+        *hint_loops,
+    )
     app = FastAPI(
         title="dcmon",
         version=__version__,

@@ -172,6 +172,12 @@ class ServerSettings(BaseSettings):
         description="Evaluate the rule pack shipped with dcmon (alerts/*.yaml); off by "
         "default until a site turns it on (its output is stored like any series).",
     )
+    self_series: bool = Field(
+        default=True,
+        description="Store the server's own health series (ingest, refusals, nodes, leader, "
+        "notifications, clock skew) per replica, so dcmon's PromQL, rules and dashboards see "
+        "them; off: they are only on /metrics.",
+    )
     rule_evaluation_interval_seconds: Annotated[float, Field(ge=1, le=3600)] = Field(
         default=60.0,
         description="Interval of rule groups that set none (Prometheus' evaluation_interval); "
