@@ -189,6 +189,8 @@ def env(maintenance_s: float) -> dict[str, str]:
         "DCMON_SERVER_STORAGE_BLOCK_SECONDS": str(BLOCK_S),
         "DCMON_SERVER_COMPACTION_GRACE_SECONDS": str(GRACE_S),
         "DCMON_SERVER_MAINTENANCE_INTERVAL_SECONDS": str(maintenance_s),
+        # the replicas' own series off: the stored samples are checked against pushed ones
+        "DCMON_SERVER_SELF_SERIES": "false",
     }
 
 
