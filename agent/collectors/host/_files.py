@@ -53,15 +53,16 @@ def read_optional(path: Path) -> str | None:
         return None
 
 
-def read_attribute(path: Path | str) -> str | None:
+def read_attribute(path: Path | str, dir_fd: int | None = None) -> str | None:
     """Returns: a sysfs attribute's stripped text, or None when it cannot be read.
 
     Drivers answer EINVAL (speed of a link that is down), EIO or ENODATA (a sensor that is not
     wired), or EAGAIN; each means "no reading", so every ``OSError`` maps to None. One
-    ``read(2)`` call, never a retry loop, so a broken driver cannot stall the tick.
+    ``read(2)`` call, never a retry loop, so a broken driver cannot stall the tick. With
+    ``dir_fd``, ``path`` is relative to that open folder (one ``openat``).
     """
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC, dir_fd=dir_fd)
     except OSError:
         return None
     try:

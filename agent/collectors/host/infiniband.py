@@ -50,7 +50,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from agent.collectors.base import HostPaths, Sample
-from agent.collectors.host._files import MalformedFileError, parse_int
+from agent.collectors.host._files import MalformedFileError, parse_int, read_attribute
 
 BYTES_PER_SECOND_PER_GBIT = 125_000_000
 OCTETS_PER_WORD = 4
@@ -165,8 +165,6 @@ FileReader = Callable[[int, str], str | None]
 kernel refuses it (the collector leaves the reading out)."""
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
-_FILE_FLAGS = os.O_RDONLY | os.O_CLOEXEC
-_ATTRIBUTE_BYTES = 4096
 RELIST_EVERY = 60
 """Collections between two listings of a counter folder (its files are fixed by the driver)."""
 
@@ -178,17 +176,7 @@ def read_at(dir_fd: int, name: str) -> str | None:
     folder instead of walking the long ``/sys/class/infiniband/...`` path for every counter.
     Every ``OSError`` (EINVAL from a PMA query that failed, EACCES, ENOENT) means no reading.
     """
-    try:
-        fd = os.open(name, _FILE_FLAGS, dir_fd=dir_fd)
-    except OSError:
-        return None
-    try:
-        data = os.read(fd, _ATTRIBUTE_BYTES)
-    except OSError:
-        return None
-    finally:
-        os.close(fd)
-    return data.decode("utf-8", errors="replace").strip()
+    return read_attribute(name, dir_fd)
 
 
 def _open_folder(name: str | Path, dir_fd: int | None = None) -> int | None:
