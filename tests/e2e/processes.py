@@ -63,7 +63,10 @@ class ServerSpec:
     argv: list[str]
 
 
-def server_spec(tmp_path: Path) -> ServerSpec:
+def server_spec(tmp_path: Path, *, self_series: bool = True) -> ServerSpec:
+    """A server on a free port with an ingest token in ``tmp_path``. ``self_series=False``
+    keeps the server's own health series out of its storage (a server that must hold exactly
+    what it was sent, such as one compared sample by sample with Prometheus)."""
     token = new_token()
     token_file = tmp_path / "agent.token"
     token_file.write_text(token + "\n")
@@ -74,6 +77,10 @@ def server_spec(tmp_path: Path) -> ServerSpec:
         "--data-dir", str(tmp_path / "server"), "--ingest-token-sha256", sha256_hex(token),
         "--open-reads",
     ]  # fmt: skip
+    if not self_series:
+        config = tmp_path / "server.toml"
+        config.write_text("self_series = false\n")
+        argv += ["--config", str(config)]
     return ServerSpec(f"http://127.0.0.1:{port}", port, token_file, argv)
 
 

@@ -129,7 +129,7 @@ def running_stack(
         (tmp_path / "a").mkdir()
         (tmp_path / "b").mkdir()
         spec_a = server_spec(tmp_path / "a")
-        spec_b = server_spec(tmp_path / "b")
+        spec_b = server_spec(tmp_path / "b", self_series=False)  # holds only what it was sent
         stack.enter_context(running(spec_a.argv, tmp_path / "server-a.log"))
         stack.enter_context(running(spec_b.argv, tmp_path / "server-b.log"))
         for url in (spec_a.url, spec_b.url):

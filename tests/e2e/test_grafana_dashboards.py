@@ -93,7 +93,8 @@ def stack(tmp_path: Path, prometheus: str) -> Iterator[Systems]:
         specs = []
         for name in ("a", "b"):
             (tmp_path / name).mkdir()
-            spec = server_spec(tmp_path / name)
+            # B holds only what Prometheus wrote to it, to be compared sample by sample.
+            spec = server_spec(tmp_path / name, self_series=name == "a")
             stack.enter_context(running(spec.argv, tmp_path / f"server-{name}.log"))
             specs.append(spec)
         spec_a, spec_b = specs
