@@ -30,6 +30,7 @@ import time
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppress
+from typing import Any
 
 import httpx
 from fastapi import FastAPI
@@ -379,7 +380,9 @@ def _hint_service(
         max_moves_per_round=settings.hints_max_moves_per_round,
     )
     hints = HintService(
-        source if source is not None else _default_source(services, policy),
+        source
+        if source is not None
+        else _default_source(services, policy, settings.hints_node_cpu),
         HintStore(services.store.engine, writer, services.clock),
         services.leader,
         Lifecycle(
@@ -405,16 +408,19 @@ def _hint_service(
     return hints, (series, HintLoop(hints, services.clock))
 
 
-def _default_source(services: Services, policy: Policy) -> SnapshotSource | None:
+def _default_source(
+    services: Services, policy: Policy, node_cpu: bool = True
+) -> SnapshotSource | None:
     """Returns: the live snapshot source over this server's data, or None (logged) where this
     build has none yet; the server then serves stored hints and runs no rounds."""
     try:
         module = importlib.import_module("server.rebalancing.snapshot")
-        live: Callable[[Services, Policy], SnapshotSource] = module.LiveSource
+        live: Callable[[Services, Policy, Any], SnapshotSource] = module.LiveSource
+        options = module.LiveOptions(node_cpu=node_cpu)
     except (ImportError, AttributeError) as exc:
         _log.warning("no live snapshot source (%s): rebalancing hint rounds are off", exc)
         return None
-    return live(services, policy)
+    return live(services, policy, options)
 
 
 class _Notifiers:

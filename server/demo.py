@@ -142,6 +142,8 @@ def _run(args: argparse.Namespace, data_dir: Path) -> int:
         # 30, so the simulated idle notebook gets its reclaim_idle hint while one watches
         "hints_interval_seconds": DEMO_HINTS_INTERVAL_SECONDS,
         "hints_idle_seconds": DEMO_HINTS_IDLE_SECONDS,
+        # the simulated jobs use no CPU of this machine, whose CPU is busy with other things
+        "hints_node_cpu": False,
     }
     if args.scenario == "faults":
         scenario = demo_faults.prepare(

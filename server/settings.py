@@ -229,6 +229,12 @@ class ServerSettings(BaseSettings):
         "that ended in work (PAI-DSW's idle culler uses 30 minutes). Also the window of the "
         "per-GPU means the engine reads.",
     )
+    hints_node_cpu: bool = Field(
+        default=True,
+        description="Count a node's CPU busy share as its jobs' CPU use: a job whose node's CPU "
+        "is over 20 % busy is not idle. Off where the node's CPU says nothing about its GPU "
+        "jobs (the demo: its jobs are simulated, its CPU is whatever else the machine does).",
+    )
     hints_max_moves_per_round: Annotated[int, Field(ge=0, le=100000)] = Field(
         default=20,
         description="At most this many job moves per round, across every hint (releases of "

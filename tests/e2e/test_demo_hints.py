@@ -2,8 +2,10 @@
 
 The real ``dcmon demo`` (server and agent processes, simulated GPUs carrying the scripted demo
 jobs), with the hint rounds and the idle bar shortened through the server's environment (which
-overrides the demo's server.toml) so the hint comes in about a minute instead of five. The busy
-training job on GPUs 2-3, at its power cap all along, gets no hint.
+overrides the demo's server.toml) so the hint comes in about a minute instead of five. The
+working training job on GPUs 2-3, whose pauses are shorter than any idle bar, gets no hint. It
+holds on a busy machine too (as under CI): the demo's hint engine leaves the node's CPU out,
+since the simulated jobs use none of it.
 """
 
 from __future__ import annotations

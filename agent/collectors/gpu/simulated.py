@@ -185,6 +185,9 @@ _NVLINK_PEAK_KIB_S = 20e6  # per link and direction at full utilization (~20 GB/
 _PCIE_PEAK_MIB_S = 4000.0  # host traffic of a busy training step, each direction
 _PROCESS_PID = PROCESS_PID  # the simulated workload of GPU i runs as PID 41000 + i
 _HELD_IDLE_PHASE_S = 3600.0
+# A working job's pauses (a checkpoint, an evaluation): shorter than the shortest idle bar the
+# server accepts (hints_idle_seconds >= 60), so the hint engine never takes one for idleness.
+_WORKING_PAUSE_S = 45.0
 
 # GPM activity per unit of GPU utilization, by kind of work (tensor-heavy training, lighter
 # inference); DRAM activity follows the memory-controller utilization instead.
@@ -427,8 +430,9 @@ class SimulatedGpu:
 
 def _held(phases: tuple[_Phase, ...], job: SimulatedJob | None) -> tuple[_Phase, ...]:
     """Returns: the phases of a GPU a scripted job holds: one long idle phase with the job's
-    model in memory (idle job), or the seeded cycle with the model kept through its idle
-    phases (working job); unchanged when no job holds it."""
+    model in memory (idle job), or the seeded cycle with its idle phases cut to short pauses
+    (at most ``_WORKING_PAUSE_S``, adjacent ones merged) and the model kept through them
+    (working job); unchanged when no job holds it."""
     if job is None:
         return phases
     if job.activity == "idle":
@@ -443,7 +447,32 @@ def _held(phases: tuple[_Phase, ...], job: SimulatedJob | None) -> tuple[_Phase,
                 energy_before_j=0.0,
             ),
         )
-    return tuple(replace(p, fb_fraction=HELD_FB_FRACTION) if p.idle else p for p in phases)
+    kept = [p for i, p in enumerate(phases) if not (i and p.idle and phases[i - 1].idle)]
+    if len(kept) > 1 and kept[0].idle and kept[-1].idle:
+        kept.pop()  # the cycle wraps: the last pause runs into the first
+    return _restarted(
+        tuple(
+            replace(
+                p,
+                duration_s=min(p.duration_s, _WORKING_PAUSE_S),
+                fb_fraction=HELD_FB_FRACTION,
+                ripple_period_s=min(p.duration_s, _WORKING_PAUSE_S),
+            )
+            if p.idle
+            else p
+            for p in kept
+        )
+    )
+
+
+def _restarted(phases: tuple[_Phase, ...]) -> tuple[_Phase, ...]:
+    """Returns: ``phases`` with their cycle offsets and energies before them recomputed."""
+    restarted, start, energy = [], 0.0, 0.0
+    for phase in phases:
+        restarted.append(replace(phase, start_s=start, energy_before_j=energy))
+        start += phase.duration_s
+        energy += phase.power_w * phase.duration_s
+    return tuple(restarted)
 
 
 def _nvlink_kib_s(phase: _Phase) -> float:

@@ -109,3 +109,12 @@ def test_a_server_without_a_live_source_serves_hints_and_runs_no_rounds(
         answer = client.get("/api/v1/hints")
         assert answer.status_code == 200
         assert answer.json() == {"hints": [], "round": None, "rounds": 0, "failed_rounds": 0}
+
+
+@pytest.mark.parametrize("node_cpu", [True, False])
+def test_the_live_source_counts_node_cpu_as_the_setting_says(
+    tmp_path: Path, clock: FakeClock, node_cpu: bool
+) -> None:
+    settings = ServerSettings(data_dir=tmp_path, hints_node_cpu=node_cpu)
+    app = server.app.create_app(settings, clock=clock)
+    assert app.state.hints.source.options.node_cpu is node_cpu
