@@ -15,6 +15,7 @@ import uvicorn
 from sqlalchemy.engine import make_url
 
 from agent import __version__
+from server import gc_policy
 from server.app import create_app
 from server.auth.credentials import Credential
 from server.auth.principal import Role
@@ -123,6 +124,8 @@ def serve(settings: ServerSettings) -> int:
         return 2
     for warning in credential_warnings(settings, app.state.services.credentials.list()):
         _log.warning("%s", warning)
+    if settings.gc_tuned:
+        gc_policy.tune()
     scheme = "https" if settings.tls_cert_file is not None else "http"
     clients = settings.tls_client_auth
     _log.info(

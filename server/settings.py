@@ -276,6 +276,12 @@ class ServerSettings(BaseSettings):
         description="Alertmanagers and direct receivers ([notify]).",
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    gc_tuned: bool = Field(
+        default=True,
+        description="Tune the server process's garbage collector for a large long-lived heap "
+        "(startup's objects frozen, full collections rare; ``server/gc_policy.py``); off: "
+        "Python's defaults.",
+    )
 
     @field_validator("storage_block_seconds")
     @classmethod
