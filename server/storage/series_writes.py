@@ -10,9 +10,9 @@ Stage: ingest -> storage, inside the batch's unit of work on the writer thread (
   (``lifecycle.py``) is forgotten and created again;
 - ``limit`` keeps the node within its limit of active series (written within the active
   window): the new series that do not fit are refused, the rest of the batch is stored;
-- ``resolve`` creates the new series (INSERT ... ON CONFLICT DO NOTHING, then their ids read
-  back, so server processes sharing one PostgreSQL may create the same series at once) and,
-  after the commit, tells the index.
+- ``resolve`` creates the new series (one INSERT ... ON CONFLICT DO NOTHING RETURNING for the
+  batch; the series it did not insert, made by another server process sharing one PostgreSQL
+  at the same moment, read back) and, after the commit, tells the index.
 """
 
 from __future__ import annotations
@@ -185,21 +185,40 @@ class SeriesWrites:
     def _create(
         self, conn: Connection, node_pk: int, keys: list[tuple[str, str]], now_ms: int
     ) -> list[IndexedSeries]:
-        """Insert the series unless they exist (another server process may be creating the same
-        ones at this moment), then read their ids.
+        """Insert the series unless they exist, in one multi-row INSERT that returns the ids of
+        the rows it made; only series it did not make (another server process created them at
+        this moment) are read back, a SELECT per metric.
 
         Raises:
             StorageUnavailableError: a series is not visible after its insert (another
                 process deleted it, or this transaction reads an older snapshot); retry.
         """
-        conn.execute(
-            insert_ignore(conn, _series),
+        rows = conn.execute(
+            insert_ignore(conn, _series).returning(
+                _series.c.id, _series.c.metric, _series.c.labels
+            ),
             [
                 {"node_pk": node_pk, "metric": metric, "labels": labels, "last_seen_ms": now_ms}
                 for metric, labels in keys
             ],
         )
-        created: list[IndexedSeries] = []
+        created = [IndexedSeries(row.id, node_pk, row.metric, row.labels) for row in rows]
+        if len(created) < len(keys):
+            made = {(item.metric, item.labels_json) for item in created}
+            created += self._existing(conn, node_pk, [key for key in keys if key not in made])
+        if len(created) != len(keys):
+            raise StorageUnavailableError(
+                f"{len(keys) - len(created)} new series were not visible after their insert "
+                "(deleted by another server process meanwhile?); retry"
+            )
+        return created
+
+    @staticmethod
+    def _existing(
+        conn: Connection, node_pk: int, keys: list[tuple[str, str]]
+    ) -> list[IndexedSeries]:
+        """Returns: the rows of these series that exist (created by another server process)."""
+        found: list[IndexedSeries] = []
         by_metric: dict[str, list[str]] = {}
         for metric, labels in keys:
             by_metric.setdefault(metric, []).append(labels)
@@ -212,10 +231,5 @@ class SeriesWrites:
                         _series.c.labels.in_(label_sets[start : start + IN_CHUNK]),
                     )
                 )
-                created.extend(IndexedSeries(row.id, node_pk, metric, row.labels) for row in rows)
-        if len(created) != len(keys):
-            raise StorageUnavailableError(
-                f"{len(keys) - len(created)} new series were not visible after their insert "
-                "(deleted by another server process meanwhile?); retry"
-            )
-        return created
+                found.extend(IndexedSeries(row.id, node_pk, metric, row.labels) for row in rows)
+        return found
