@@ -87,6 +87,9 @@ def test_prometheus_scrapes_a_server_with_closed_reads(tmp_path: Path) -> None:
         )  # fmt: skip
         assert pushed.returncode == 0, pushed.stderr
         with running(prometheus_argv, tmp_path / "prometheus.log") as scraper:
+            # until ready, Prometheus answers its API with plain-text 503s
+            ready = f"http://127.0.0.1:{prometheus_port}/-/ready"
+            wait_for(lambda: get(ready).status_code == 200, 60, "Prometheus ready")
 
             def target() -> dict[str, Any]:
                 found = get(f"{api}/targets").json()["data"]["activeTargets"]
