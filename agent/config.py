@@ -230,7 +230,12 @@ class TransportSettings(_Section):
 
     timeout_seconds: Annotated[float, Field(gt=0, le=300)] = 10.0
     backoff_initial_seconds: Annotated[float, Field(gt=0)] = 1.0
-    backoff_max_seconds: Annotated[float, Field(gt=0)] = 60.0
+    backoff_max_seconds: Annotated[float, Field(gt=0)] = Field(
+        default=10.0,
+        description="Longest wait between attempts while the server cannot be reached (doubling "
+        "from backoff_initial_seconds, jittered). Short, so a fleet is back within seconds of a "
+        "restart; a busy server paces agents with Retry-After, which replaces the backoff.",
+    )
     replay_batches_per_request: Annotated[int, Field(ge=1, le=1000)] = Field(
         default=32,
         description="When a backlog is waiting, up to this many batches travel in one request.",
