@@ -71,6 +71,7 @@ from server.health import router as health_router
 from server.hints.policy import Policy
 from server.history import router as history_router
 from server.ingest import router as ingest_router
+from server.ingest.admission import Admission
 from server.ingest.service import IngestLimits, IngestService
 from server.jobs import router as jobs_router
 from server.jobs.store import JobStore
@@ -115,6 +116,12 @@ from server.web.router import make_templates
 
 _log = logging.getLogger(__name__)
 BATCH_RECORD_RETENTION_SECONDS = 2 * 86400.0
+
+
+def _watch(metrics: ServerMetrics, leader: Leadership, admission: Admission) -> None:
+    """The gauges read at each scrape: leadership and the ingest admission's slots and queue."""
+    metrics.watch_leadership(lambda: leader.is_leader)
+    metrics.watch_admission(lambda: admission.inflight, lambda: admission.waiting)
 
 
 def create_app(
@@ -171,7 +178,6 @@ def create_app(
     catalog = default_catalog()
     metrics = ServerMetrics(catalog, lambda: _node_counts(latest, policy, clock()))
     leader = leader or leadership_for(engine)
-    metrics.watch_leadership(lambda: leader.is_leader)
     try:
         notifiers = _Notifiers.make(notifier, settings, engine, writer, metrics, clock, leader)
     except Exception:  # a bad receivers file: nothing is left running
@@ -231,6 +237,7 @@ def create_app(
         bench=bench,
         clock=clock,
     )
+    _watch(metrics, leader, services.ingest.admission)
 
     alerting = AlertingService(
         settings,

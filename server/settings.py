@@ -116,8 +116,22 @@ class ServerSettings(BaseSettings):
         description="Ingest requests processed at once; more get 429 with Retry-After, so a "
         "fleet replaying after an outage is paced instead of piling up.",
     )
+    ingest_queue_seconds: Annotated[float, Field(ge=0, le=60)] = Field(
+        default=1.0,
+        description="How long an ingest request past max_inflight_ingest waits for a slot "
+        "before 429 (0: refused at once). A request takes tens of milliseconds, so a burst of "
+        "a fleet's pushes is served instead of sent away for seconds.",
+    )
+    ingest_queue_max: Annotated[int | None, Field(ge=0)] = Field(
+        default=None,
+        description="Ingest requests that may wait for a slot at once (their bodies are held "
+        "in memory); past it, 429 at once. Default: four times max_inflight_ingest.",
+    )
     ingest_retry_after_seconds: Annotated[float, Field(gt=0, le=600)] = Field(
-        default=5.0, description="The Retry-After (base, jittered) sent with 429 and 503."
+        default=5.0,
+        description="The Retry-After of 503 (jittered up to twice), and the most a 429's can "
+        "be: a 429's is the time the queue ahead needs at the measured request time, at "
+        "least 1 s.",
     )
     ingest_write_timeout_seconds: Annotated[float, Field(gt=0, le=600)] = Field(
         default=8.0,

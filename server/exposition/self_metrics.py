@@ -97,6 +97,21 @@ class ServerMetrics:
         )
         gauge.set_function(lambda: 1.0 if is_leader() else 0.0)
 
+    def watch_admission(self, inflight: Callable[[], int], waiting: Callable[[], int]) -> None:
+        """Expose the ingest admission's slots in use and its queue."""
+        slots = Gauge(
+            "dcmon_server_ingest_inflight",
+            self._help_of("dcmon_server_ingest_inflight"),
+            registry=self.registry,
+        )
+        slots.set_function(lambda: float(inflight()))
+        queue = Gauge(
+            "dcmon_server_ingest_waiting",
+            self._help_of("dcmon_server_ingest_waiting"),
+            registry=self.registry,
+        )
+        queue.set_function(lambda: float(waiting()))
+
     def render(self) -> str:
         return generate_latest(self.registry).decode()
 

@@ -121,7 +121,7 @@ async def ingest(
     """Accept one agent batch (gzip JSON, see agent.wire.schema). Acknowledged once stored."""
     _check_content_type(request.headers.get("content-type"), "application/json")
     body = await _read_limited(request, services.settings.max_body_bytes)
-    with services.ingest.admission.admit():
+    async with services.ingest.admission.admit():
         return await run_in_threadpool(
             services.ingest.ingest,
             body,
@@ -159,7 +159,7 @@ async def ingest_bulk(
         )
     body = await _read_limited(request, settings.max_body_bytes)
     records = split_records(body, settings.max_batches_per_bulk)
-    with services.ingest.admission.admit():
+    async with services.ingest.admission.admit():
         outcomes, order = await run_in_threadpool(
             _ingest_bulk, services, records, caller, parse_sent_at(sent_at)
         )

@@ -94,6 +94,8 @@ class IngestLimits:
     max_inflight: int = 32
     retry_after_seconds: float = 5.0
     write_timeout_seconds: float = 8.0
+    queue_seconds: float = 1.0
+    queue_max: int | None = None
 
     @classmethod
     def from_settings(cls, settings: ServerSettings) -> IngestLimits:
@@ -105,6 +107,8 @@ class IngestLimits:
             max_inflight=settings.max_inflight_ingest,
             retry_after_seconds=settings.ingest_retry_after_seconds,
             write_timeout_seconds=settings.ingest_write_timeout_seconds,
+            queue_seconds=settings.ingest_queue_seconds,
+            queue_max=settings.ingest_queue_max,
         )
 
 
@@ -151,7 +155,13 @@ class IngestService:
         self._limits = limits
         self._clock = clock
         self._refusal_logged: dict[str, float] = {}
-        self.admission = Admission(limits.max_inflight, limits.retry_after_seconds, rng)
+        self.admission = Admission(
+            limits.max_inflight,
+            limits.retry_after_seconds,
+            rng,
+            wait_seconds=limits.queue_seconds,
+            max_waiting=limits.queue_max,
+        )
 
     def ingest(
         self,

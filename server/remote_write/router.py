@@ -59,7 +59,7 @@ async def remote_write(request: Request, services: ServicesDep, caller: CallerDe
         series = decode_write_request(body, services.settings.max_decompressed_bytes)
     except WireFormatError as exc:
         raise ApiError(400, "bad_request", str(exc)) from None
-    with services.ingest.admission.admit():
+    async with services.ingest.admission.admit():
         await run_in_threadpool(request.app.state.remote_write.write, series, caller)
     return Response(status_code=204)
 

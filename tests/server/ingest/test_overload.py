@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -27,9 +29,11 @@ from tests.server.conftest import START, TOKEN, FakeClock, push, row_counts
 from tests.server.ingest.helpers import push_bulk
 
 
-def _retry_after(response: Any, base: float) -> int:
+def _retry_after(response: Any, base: float, *, low: float | None = None) -> int:
+    """A 503's Retry-After lies between the base and twice it; a 429's (sized to the queue)
+    between ``low`` (1 s) and twice the base."""
     seconds = int(response.headers["retry-after"])
-    assert base <= seconds <= 2 * base
+    assert (base if low is None else low) <= seconds <= 2 * base
     return seconds
 
 
@@ -41,20 +45,121 @@ def test_retry_after_is_jittered_between_the_base_and_twice_it() -> None:
 
 
 def test_admission_frees_its_slot_when_the_request_fails() -> None:
-    admission = Admission(1, 1.0)
-    with pytest.raises(RuntimeError), admission.admit():
-        raise RuntimeError("the request failed")
-    assert admission.inflight == 0
-    with admission.admit(), pytest.raises(ApiError) as caught, admission.admit():
-        pass
-    assert caught.value.status == 429 and caught.value.code == "overloaded"
-    assert admission.inflight == 0
+    async def scenario() -> ApiError:
+        admission = Admission(1, 1.0, wait_seconds=0)
+        with pytest.raises(RuntimeError):
+            async with admission.admit():
+                raise RuntimeError("the request failed")
+        assert admission.inflight == 0
+        async with admission.admit():
+            with pytest.raises(ApiError) as caught:
+                async with admission.admit():
+                    pass
+        assert admission.inflight == 0
+        return caught.value
+
+    refused = asyncio.run(scenario())
+    assert refused.status == 429 and refused.code == "overloaded"
+
+
+def test_a_request_past_the_limit_waits_for_the_next_free_slot_first_come() -> None:
+    async def scenario() -> list[str]:
+        admission = Admission(1, 5.0, wait_seconds=5.0)
+        order: list[str] = []
+        gate = asyncio.Event()
+
+        async def request(name: str) -> None:
+            async with admission.admit():
+                order.append(name)
+                await gate.wait()
+
+        first = asyncio.create_task(request("first"))
+        await asyncio.sleep(0)
+        later = [asyncio.create_task(request(f"queued{i}")) for i in range(3)]
+        await asyncio.sleep(0.01)
+        assert (admission.inflight, admission.waiting, order) == (1, 3, ["first"])
+        gate.set()
+        await asyncio.gather(first, *later)
+        assert (admission.inflight, admission.waiting) == (0, 0)
+        return order
+
+    assert asyncio.run(scenario()) == ["first", "queued0", "queued1", "queued2"]
+
+
+def test_the_queue_is_bounded_and_its_wait_runs_out_with_429() -> None:
+    async def scenario() -> tuple[ApiError, ApiError]:
+        now = [0.0]
+        admission = Admission(
+            2, 30.0, rng=lambda: 0.0, wait_seconds=0.05, max_waiting=1, clock=lambda: now[0]
+        )
+        hold = asyncio.Event()
+
+        async def held() -> None:
+            async with admission.admit():
+                await hold.wait()
+
+        holders = [asyncio.create_task(held()) for _ in range(2)]
+        await asyncio.sleep(0)
+        queued = asyncio.create_task(held())  # waits 50 ms, then is refused
+        await asyncio.sleep(0)
+        with pytest.raises(ApiError) as full:  # the queue holds one: refused at once
+            async with admission.admit():
+                pass
+        with pytest.raises(ApiError) as timed_out:
+            await queued
+        hold.set()
+        await asyncio.gather(*holders)
+        assert (admission.inflight, admission.waiting) == (0, 0)
+        return full.value, timed_out.value
+
+    full, timed_out = asyncio.run(scenario())
+    assert full.status == timed_out.status == 429
+    assert "1 more are waiting" in full.message
+
+
+def test_a_refusal_s_retry_after_is_the_time_the_queue_ahead_needs() -> None:
+    async def scenario() -> list[str]:
+        now = [0.0]
+        admission = Admission(4, 30.0, rng=lambda: 0.0, wait_seconds=0, clock=lambda: now[0])
+        for _ in range(200):  # requests that held their slot 2 s each: the average follows
+            async with admission.admit():
+                now[0] += 2.0
+        assert admission.service_seconds == pytest.approx(2.0, rel=1e-3)
+        headers = []
+        hold = asyncio.Event()
+
+        async def held() -> None:
+            async with admission.admit():
+                await hold.wait()
+
+        holders = [asyncio.create_task(held()) for _ in range(4)]
+        await asyncio.sleep(0)
+        headers.append(admission.queue_retry_after()["Retry-After"])  # 4 x 2 s / 4 slots
+        hold.set()
+        await asyncio.gather(*holders)
+        headers.append(admission.queue_retry_after()["Retry-After"])  # nothing ahead: 1 s
+        return headers
+
+    assert asyncio.run(scenario()) == ["2", "1"]
+
+
+def test_a_refusal_s_retry_after_is_at_most_the_configured_base() -> None:
+    async def scenario() -> str:
+        now = [0.0]
+        admission = Admission(1, 3.0, rng=lambda: 0.0, wait_seconds=0, clock=lambda: now[0])
+        for _ in range(100):  # a very slow server: 100 s per request
+            async with admission.admit():
+                now[0] += 100.0
+        async with admission.admit():
+            return admission.queue_retry_after()["Retry-After"]
+
+    assert asyncio.run(scenario()) == "3"
 
 
 def test_requests_past_the_limit_get_429_with_retry_after(
     make_app: Callable[..., FastAPI], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    app = make_app(max_inflight_ingest=1, ingest_retry_after_seconds=2.0)
+    app = make_app(max_inflight_ingest=1, ingest_retry_after_seconds=2.0, ingest_queue_seconds=0.1)
     store: Store = app.state.services.store
     entered, release = threading.Event(), threading.Event()
     start_write = store.start_write
@@ -72,13 +177,48 @@ def test_requests_past_the_limit_get_429_with_retry_after(
         for response in (push(client, other), push_bulk(client, [other])):
             assert response.status_code == 429
             assert response.json()["error"]["code"] == "overloaded"
-            _retry_after(response, 2.0)
+            _retry_after(response, 2.0, low=1)
         release.set()
         assert first.result().status_code == 200
         assert row_counts(tmp_path / "dcmon.db")["nodes"] == 1
         metrics = client.get("/metrics").text
         assert 'dcmon_server_ingest_rejected_batches_total{reason="overloaded"} 2.0' in metrics
         assert push(client, other).status_code == 200  # the slot is free again
+
+
+def test_a_push_past_the_limit_waits_in_the_queue_and_is_stored(
+    make_app: Callable[..., FastAPI], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app = make_app(max_inflight_ingest=1, ingest_queue_seconds=30.0)
+    services = app.state.services
+    store: Store = services.store
+    entered, release = threading.Event(), threading.Event()
+    start_write = store.start_write
+
+    def held(*args: Any, **kwargs: Any) -> Any:
+        if not entered.is_set():
+            entered.set()
+            assert release.wait(10)
+        return start_write(*args, **kwargs)
+
+    monkeypatch.setattr(store, "start_write", held)
+    other = make_batch(timestamp=START, node=identity(name="gpu02", node_id="f" * 32))
+    with TestClient(app) as client, ThreadPoolExecutor(2) as pool:
+        first = pool.submit(push, client, make_batch(timestamp=START))
+        assert entered.wait(10)
+        queued = pool.submit(push, client, other)
+        deadline = time.monotonic() + 10
+        while services.ingest.admission.waiting < 1:
+            assert time.monotonic() < deadline, "the second push never queued"
+            time.sleep(0.01)
+        release.set()
+        assert first.result().status_code == 200
+        assert queued.result().status_code == 200
+        assert row_counts(tmp_path / "dcmon.db")["nodes"] == 2
+        assert services.ingest.admission.inflight == 0
+        metrics = client.get("/metrics").text
+        assert "dcmon_server_ingest_inflight 0.0" in metrics
+        assert "dcmon_server_ingest_waiting 0.0" in metrics
 
 
 @pytest.fixture
