@@ -2,8 +2,9 @@
 
 Stage: latest -> exposition. Names, types and help come from the catalog; each sample gets the
 node's ``instance`` label and the node's configured labels (a sample's own label of the same
-name wins). A node's lines are rendered once per batch and reused by every scrape until its
-next batch, so a scrape of a large fleet is mostly joining strings.
+name wins). A node's lines are rendered once per batch from per-series templates
+(``node_text.py``) and reused by every scrape until its next batch, so a scrape of a large fleet
+is mostly joining bytes.
 
 With ``timestamps``, every node sample line ends in its batch's time (milliseconds, the time
 the sample is stored at), as Prometheus' federation endpoint does: a Prometheus scraping with
@@ -19,17 +20,23 @@ its clock; silent nodes are ``up == 0`` and their other series are gone.
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 
 from agent.wire.catalog import Catalog
-from server.latest.cache import FamilySamples, NodeLatest, StalePolicy
+from server.exposition.node_text import NodeText, escape_label_value, render_labels
+from server.latest.cache import NodeLatest, StalePolicy
+
+__all__ = [
+    "UNKNOWN_HELP",
+    "Renderer",
+    "escape_help",
+    "escape_label_value",
+    "format_value",
+    "render_labels",
+]
 
 UNKNOWN_HELP = "Not in this server's catalog (a node's text-file metric, or sent by a newer agent)."
-
-
-def escape_label_value(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
 
 
 def escape_help(text: str) -> str:
@@ -46,24 +53,15 @@ def format_value(value: float) -> str:
     return repr(value)
 
 
-def render_labels(pairs: Iterable[tuple[str, str]]) -> str:
-    inner = ",".join(f'{name}="{escape_label_value(value)}"' for name, value in pairs)
-    return "{" + inner + "}" if inner else ""
-
-
-@dataclass(frozen=True)
-class _Rendered:
-    key: tuple[int, float, str, tuple[tuple[str, str], ...]]
-    families: dict[str, str]
-
-
 class Renderer:
     """Renders the fleet's latest samples; keeps each node's lines until its next batch."""
 
     def __init__(self, catalog: Catalog, policy: StalePolicy) -> None:
         self._catalog = catalog
         self._policy = policy
-        self._rendered: dict[tuple[str, bool], _Rendered] = {}
+        self._nodes: dict[str, NodeText] = {}
+        self._headers: dict[str, bytes] = {}
+        self._lock = threading.Lock()  # scrapes run on worker threads; one renders at a time
 
     def render(
         self,
@@ -71,51 +69,52 @@ class Renderer:
         now: float,
         timestamps: bool = False,
         own: Mapping[str, str] | None = None,
-    ) -> str:
-        """``own``: family name -> the server's own lines of a family the nodes send too
+    ) -> list[bytes]:
+        """Returns: the page's pieces in order (``page.py`` sends them without joining them).
+
+        ``own``: family name -> the server's own lines of a family the nodes send too
         (``process_*``), rendered under the same header, after the nodes' lines."""
+        with self._lock:
+            return self._render(nodes, now, timestamps, own or {})
+
+    def _render(
+        self, nodes: Iterable[NodeLatest], now: float, timestamps: bool, own: Mapping[str, str]
+    ) -> list[bytes]:
         known = _newest_per_name(n for n in nodes if not self._policy.is_forgotten(n, now))
         live = [node for node in known if self._policy.is_up(node, now)]
-        per_family: dict[str, list[str]] = {}
+        per_family: dict[str, list[bytes]] = {}
         for node in live:
-            for name, lines in self._lines_of(node, timestamps).items():
+            text = self._nodes.get(node.node_id)
+            if text is None:
+                text = self._nodes[node.node_id] = NodeText()
+            for name, lines in text.lines(node, timestamps).items():
                 per_family.setdefault(name, []).append(lines)
-        for name, lines in (own or {}).items():
-            per_family.setdefault(name, []).append(lines)
-        out: list[str] = [self._node_status(known, now)]
+        for name, own_lines in own.items():
+            per_family.setdefault(name, []).append(own_lines.encode())
+        out: list[bytes] = [self._node_status(known, now)]
         for name in sorted(per_family):
             out.append(self._header(name))
             out.extend(per_family[name])
-        # Drop render caches of nodes that left, so memory follows the fleet.
-        current = {(node.node_id, timestamps) for node in live}
-        for key in [key for key in list(self._rendered) if key[1] == timestamps]:
-            if key not in current:
-                self._rendered.pop(key, None)
-        return "".join(out)
+        # Drop the templates of nodes that left, so memory follows the fleet.
+        current = {node.node_id for node in live}
+        for node_id in [node_id for node_id in self._nodes if node_id not in current]:
+            del self._nodes[node_id]
+        return out
 
-    def _lines_of(self, node: NodeLatest, timestamps: bool) -> dict[str, str]:
-        node_labels = tuple(sorted(node.labels.items()))
-        key = (node.seq, node.batch_ts, node.name, node_labels)
-        cached = self._rendered.get((node.node_id, timestamps))
-        if cached is not None and cached.key == key:
-            return cached.families
-        suffix = f" {round(node.batch_ts * 1000)}\n" if timestamps else "\n"
-        families = {
-            name: _family_lines(name, node.name, node.labels, samples, suffix)
-            for name, samples in node.families.items()
-        }
-        self._rendered[(node.node_id, timestamps)] = _Rendered(key, families)
-        return families
+    def _header(self, name: str) -> bytes:
+        header = self._headers.get(name)
+        if header is None:
+            spec = self._catalog.get(name)
+            if spec is None:
+                text = f"# HELP {name} {UNKNOWN_HELP}\n# TYPE {name} untyped\n"
+            else:
+                text = f"# HELP {name} {escape_help(spec.help)}\n# TYPE {name} {spec.type}\n"
+            header = self._headers[name] = text.encode()
+        return header
 
-    def _header(self, name: str) -> str:
-        spec = self._catalog.get(name)
-        if spec is None:
-            return f"# HELP {name} {UNKNOWN_HELP}\n# TYPE {name} untyped\n"
-        return f"# HELP {name} {escape_help(spec.help)}\n# TYPE {name} {spec.type}\n"
-
-    def _node_status(self, known: list[NodeLatest], now: float) -> str:
-        up = [self._header("dcmon_node_up")]
-        last = [self._header("dcmon_node_last_push_timestamp_seconds")]
+    def _node_status(self, known: list[NodeLatest], now: float) -> bytes:
+        up = [self._header("dcmon_node_up").decode()]
+        last = [self._header("dcmon_node_last_push_timestamp_seconds").decode()]
         skew: list[str] = []
         for node in known:
             labels = render_labels([("instance", node.name), *sorted(node.labels.items())])
@@ -126,25 +125,8 @@ class Renderer:
                 value = format_value(node.clock_skew_seconds)
                 skew.append(f"dcmon_node_clock_skew_seconds{labels} {value}\n")
         if skew:
-            skew.insert(0, self._header("dcmon_node_clock_skew_seconds"))
-        return "".join(up) + "".join(last) + "".join(skew)
-
-
-def _family_lines(
-    name: str,
-    instance: str,
-    node_labels: Mapping[str, str],
-    samples: FamilySamples,
-    suffix: str = "\n",
-) -> str:
-    lines = []
-    node_pairs = sorted(node_labels.items())
-    for labels, value in samples:
-        pairs = [("instance", instance)]
-        pairs.extend((k, v) for k, v in node_pairs if k not in labels)
-        pairs.extend(labels.items())
-        lines.append(f"{name}{render_labels(pairs)} {format_value(value)}{suffix}")
-    return "".join(lines)
+            skew.insert(0, self._header("dcmon_node_clock_skew_seconds").decode())
+        return ("".join(up) + "".join(last) + "".join(skew)).encode()
 
 
 def _newest_per_name(nodes: Iterable[NodeLatest]) -> list[NodeLatest]:

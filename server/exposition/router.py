@@ -6,13 +6,14 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
-from fastapi.responses import PlainTextResponse
+from fastapi.responses import PlainTextResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from server.auth import READ
 from server.deps import Services, ServicesDep
 from server.exposition.bench import bench_text
 from server.exposition.hints import hint_text
+from server.exposition.page import Page
 from server.rebalancing.router import HintsDep
 from server.rebalancing.service import HintService
 
@@ -21,13 +22,15 @@ router = APIRouter(tags=["exposition"], dependencies=[Depends(READ)])
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
-def render_all(services: Services, hints: HintService, timestamps: bool = False) -> str:
+def render_all(services: Services, hints: HintService, timestamps: bool = False) -> Page:
+    """Returns: the whole page, in bytes pieces (tens of megabytes for a large fleet: never
+    one string to encode, nor one buffer to copy it all into)."""
     own = services.metrics.process_lines()
     nodes = services.renderer.render(services.latest.nodes(), services.clock(), timestamps, own)
     derived = bench_text(services.bench.samples, services.catalog) + hint_text(
         hints, services.leader.is_leader, services.catalog
     )
-    return nodes + derived + services.metrics.render()
+    return Page([*nodes, derived.encode(), services.metrics.render().encode()])
 
 
 @router.get("/metrics", response_class=PlainTextResponse)
@@ -41,7 +44,9 @@ async def metrics(
             "scrape with honor_timestamps to store samples at dcmon's own times"
         ),
     ] = False,
-) -> PlainTextResponse:
+) -> StreamingResponse:
     """Prometheus scrape target (scrape with honor_labels: true to keep each node's instance)."""
-    body = await run_in_threadpool(render_all, services, hints, timestamps)
-    return PlainTextResponse(body, media_type=CONTENT_TYPE)
+    page = await run_in_threadpool(render_all, services, hints, timestamps)
+    return StreamingResponse(
+        page.stream(), media_type=CONTENT_TYPE, headers={"Content-Length": str(page.size)}
+    )
