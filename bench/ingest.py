@@ -72,6 +72,7 @@ from loadgen import (
     LoadRun,
     Plan,
     Server,
+    Tally,
     Target,
     dcmon_server,
     print_setup,
@@ -189,6 +190,16 @@ def history_start_ms(hours: float) -> int:
     return int(start * 1000)
 
 
+def timed_plan(plan: Plan, timeout: float) -> tuple[Tally, float]:
+    """Run one plan; returns: its tally and the seconds from the generators' common start to
+    the last answer (their setup, building every node's batches, is not counted)."""
+    with LoadRun(plan) as run:
+        start_at = run.start()
+        tally = run.finish(timeout)
+        seconds = time.monotonic() - start_at
+    return tally, seconds
+
+
 def flat_run(
     target: Target, pid: int, check_alive: Callable[[], None], args: argparse.Namespace, seed: int
 ) -> FlatRun:
@@ -204,9 +215,7 @@ def flat_run(
         prefix=node_prefix(args, seed),
         seed=seed,
     )
-    began = time.monotonic()
-    first = run_plan(replace(base, ticks=1), args.load_timeout)
-    first_push_seconds = time.monotonic() - began
+    first, first_push_seconds = timed_plan(replace(base, ticks=1), args.load_timeout)
     check_alive()
     if first.failures:
         raise BenchError(
@@ -245,8 +254,7 @@ def paced_run(
     # Every node's first batch creates its series: push it before the schedule starts, as a
     # fleet that is already known would have, and time it on its own.
     now_ms = round(time.time() * 1000)
-    began = time.monotonic()
-    first = run_plan(
+    first, first_push_seconds = timed_plan(
         Plan(
             server.target(),
             "flat",
@@ -261,7 +269,6 @@ def paced_run(
         ),
         args.load_timeout,
     )
-    first_push_seconds = time.monotonic() - began
     if first.failures:
         raise BenchError(f"{first.failures} of the first pushes failed: " + "; ".join(first.errors))
     plan = Plan(
