@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from agent.batch import BatchBuilder, CollectorResult
+from agent.batch import BatchBuilder, CollectorResult, TickBatch
 from agent.clock import Clock
 from agent.collectors.base import Collector
 from agent.inventory import InventoryTracker
@@ -22,7 +22,6 @@ from agent.sequence import Sequence as BatchSequence
 from agent.shipper import Shipper
 from agent.spool.base import Spool, SpooledBatch
 from agent.systemd import Notifier
-from agent.wire.codec import encode_batch
 from agent.wire.schema import Batch
 
 _log = logging.getLogger(__name__)
@@ -63,12 +62,20 @@ class Agent:
         """Collect once, spool the batch and wake the shipper.
 
         Returns:
-            The batch that was spooled.
+            The batch that was spooled, as a model (``step`` is the same without it).
+        """
+        return self.step().to_batch()
+
+    def step(self) -> TickBatch:
+        """Collect once, spool the batch and wake the shipper: what ``run`` does each tick.
+
+        Returns:
+            The batch that was spooled, as plain data.
         """
         started = self._clock.monotonic()
         now = self._clock.time()
         results = [self._collect(collector, now) for collector in self._collectors]
-        batch = self._builder.build(
+        batch = self._builder.tick(
             self._sequence.next(),
             now,
             results,
@@ -76,7 +83,7 @@ class Agent:
             events=self._drain("events", self._events),
             jobs=self._drain("jobs", self._jobs),
         )
-        self._spool.append(SpooledBatch(batch.seq, encode_batch(batch), started))
+        self._spool.append(SpooledBatch(batch.seq, batch.payload(), started))
         self._shipper.notify()
         self.last_tick_seconds = self._clock.monotonic() - started
         return batch
@@ -87,7 +94,7 @@ class Agent:
         ready = False
         while not stop.is_set():
             try:
-                self.tick()
+                self.step()
             except Exception:  # noqa: BLE001 (the per-tick supervisor)
                 _log.exception("tick failed; trying again at the next interval")
             if not ready:

@@ -8,6 +8,7 @@ shipper then gets a few seconds to deliver what is left.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import logging
 import os
@@ -276,6 +277,10 @@ def run_forever(settings: AgentSettings) -> int:
             wiring.bench.start()
             stack.callback(wiring.bench.stop)
         wiring.shipper.start()
+        # What start-up built (modules, models, settings, collectors) lives as long as the
+        # process: frozen, it is never walked by the collections that each tick's garbage
+        # triggers (a full one walked ~50,000 objects, ~25 ms, every ~50 ticks).
+        gc.freeze()
         _log.info(
             "dcmon agent %s: node %s, every %gs to %s",
             __version__,

@@ -60,7 +60,7 @@ def one_run(gpus: int, backend: str, ticks: int) -> dict[str, float]:
 
         wiring = build(settings, stack, MemoryTransport(accept))
         for _ in range(WARMUP_TICKS):
-            wiring.agent.tick()
+            wiring.agent.step()
             wiring.shipper.deliver_once()
         sent.clear()
         cpu_start = time.process_time()
@@ -68,10 +68,12 @@ def one_run(gpus: int, backend: str, ticks: int) -> dict[str, float]:
         samples = 0
         failed_collectors: set[str] = set()
         for _ in range(ticks):
-            batch = wiring.agent.tick()
+            batch = wiring.agent.step()
             wiring.shipper.deliver_once()
-            samples = batch.sample_count()
-            failed_collectors.update(c.name for c in batch.collectors if not c.success)
+            samples = batch.samples
+            failed_collectors.update(
+                c["name"] for c in batch.document["collectors"] if not c["success"]
+            )
         cpu = time.process_time() - cpu_start
         wall = time.perf_counter() - wall_start
         rss_kib = next(

@@ -18,10 +18,12 @@ from __future__ import annotations
 import gzip
 import json
 import zlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
+from pydantic_core import to_json
 
 from agent.wire.schema import SCHEMA_VERSION, Batch
 
@@ -56,6 +58,17 @@ class WireError(Exception):
 def encode_batch(batch: Batch) -> bytes:
     """Returns: the batch as gzip-compressed JSON, ready to POST."""
     return gzip.compress(batch.model_dump_json().encode(), compresslevel=_GZIP_LEVEL, mtime=0)
+
+
+def encode_document(document: Mapping[str, Any]) -> bytes:
+    """Returns: a batch given as its plain document (what ``Batch.model_dump(mode="json")``
+    gives) as gzip-compressed JSON, byte for byte what ``encode_batch`` makes of that batch.
+
+    The agent's every tick takes this path (``agent.batch.TickBatch``): the same serializer
+    as the model's, without building a model per metric family first. Samples go as
+    ``[labels, value]`` lists, which it writes twice as fast as tuples.
+    """
+    return gzip.compress(to_json(document), compresslevel=_GZIP_LEVEL, mtime=0)
 
 
 def decode_batch(body: bytes, content_encoding: str | None, max_decompressed_bytes: int) -> Batch:

@@ -10,7 +10,7 @@ import pytest
 from agent.batch import BatchBuilder, CollectorResult
 from agent.collectors.base import Sample
 from agent.wire.codec import WireError, decode_batch, encode_batch
-from tests.factories import identity
+from tests.factories import identity, inventory
 
 
 def _builder() -> BatchBuilder:
@@ -121,3 +121,35 @@ def test_a_bad_job_record_is_refused_by_the_server_schema() -> None:
     batch = _builder().build(7, 1_800_000_000.0, [], None, jobs=[usage])
     with pytest.raises(WireError):
         decode_batch(encode_batch(batch), "gzip", 1 << 24)
+
+
+def test_the_plain_document_is_byte_for_byte_the_models_encoding() -> None:
+    """The daemon encodes the plain document; the model of the same batch must encode to the
+    same bytes, so the fast path cannot drift from the schema the server validates."""
+    event = _Event(1_800_000_000.0, "kmsg", 79, "critical", "RESTART_BM")
+    usage = _Usage("123", "slurm", 3, "GPU-3", 1_799_999_000.0)
+    results = [
+        CollectorResult(
+            "cpu",
+            [
+                Sample("node_cpu_seconds_total", {"cpu": "0", "mode": "idle"}, 1.0),
+                Sample("node_cpu_seconds_total", {"cpu": "0", "mode": "user"}, 2),  # an int
+                Sample("node_boot_time_seconds", {}, 1.8e9),
+                Sample("node_memory_MemTotal_bytes", {}, 1.5e20),
+                Sample("node_load1", {}, True),
+            ],
+            True,
+            0.001,
+        ),
+        CollectorResult("gpu", [], False, -0.5, "NvmlError: " + "x" * 2000),
+    ]
+    tick = _builder().tick(9, 1_800_000_000.25, results, inventory(), [event], [usage])
+    batch = tick.to_batch()
+    assert tick.payload() == encode_batch(batch)
+    decoded = decode_batch(tick.payload(), "gzip", 1 << 24)
+    assert decoded == batch
+    assert tick.samples == batch.sample_count() == 5
+    assert decoded.metrics[0].samples[1] == ({"cpu": "0", "mode": "user"}, 2.0)
+    assert decoded.collectors[1].duration_seconds == 0.0
+    assert decoded.collectors[1].error is not None and len(decoded.collectors[1].error) == 1024
+    assert decoded.inventory == inventory()
