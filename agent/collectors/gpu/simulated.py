@@ -263,9 +263,24 @@ class SimulatedGpu:
         self.cycle_s = sum(phase.duration_s for phase in self._phases)
         self._cycle_energy_j = sum(phase.power_w * phase.duration_s for phase in self._phases)
         self._offset_s = rng.uniform(0.0, self.cycle_s)
+        self._last_state: tuple[float, GpuState] | None = None
 
     def state(self, t: float) -> GpuState:
-        """Returns: the instantaneous readings at Unix time ``t``."""
+        """Returns: the instantaneous readings at Unix time ``t``.
+
+        The calls of one read of the GPU (utilization, memory, power, clocks, ...) come within
+        ``STATE_REUSE_S`` of each other and share one state, computed once: the simulation's
+        arithmetic is not what NVML costs (``call_latency`` replays that), and computing it
+        per call made it most of the simulated agent's GPU cost.
+        """
+        last = self._last_state
+        if last is not None and 0.0 <= t - last[0] < STATE_REUSE_S:
+            return last[1]
+        state = self._state(t)
+        self._last_state = (t, state)
+        return state
+
+    def _state(self, t: float) -> GpuState:
         phase, into = self._phase_at(t)
         power_w = phase.power_w
         if phase.ripple_w:
@@ -490,6 +505,10 @@ def _gpm_rate(metric: GpmMetric, nvlinks: int) -> Callable[[_Phase], float]:
         peak_mib_s = nvlinks * _NVLINK_PEAK_KIB_S / 1024
         return lambda phase: peak_mib_s * phase.gpu_util / 100 * (phase.kind == "train")
     return lambda phase: phase.gpu_util * _GPM_SHARE[phase.kind].get(metric, 0.0)
+
+
+STATE_REUSE_S = 0.01
+"""Calls this close after a computed state (seconds, forward only) get that state again."""
 
 
 def _noise(*keys: int) -> float:

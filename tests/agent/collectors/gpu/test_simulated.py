@@ -14,8 +14,10 @@ from agent.collectors.gpu.simulated import (
     A100_SXM_80GB,
     H100_SXM,
     PROBE_MEDIAN_US,
+    STATE_REUSE_S,
     GpuSpec,
     SimulatedBackend,
+    SimulatedGpu,
 )
 from agent.wire.catalog import default_catalog
 from tests.catalog_check import assert_conforms
@@ -268,3 +270,18 @@ def test_bad_arguments_are_refused() -> None:
         SimulatedBackend(-1)
     with pytest.raises(ValueError, match="known: NVIDIA A100-SXM4-80GB, NVIDIA H100 80GB HBM3"):
         SimulatedBackend(1, model="H100")
+
+
+def test_one_reads_calls_share_one_state_and_later_reads_get_a_fresh_one() -> None:
+    """The calls of one read come microseconds apart and share the state computed first
+    (the simulation's arithmetic is not NVML's cost); a later read computes its own."""
+    t0 = 1_800_000_000.0
+    shared = SimulatedGpu(H100_SXM, 0, 0, t0 - 3600)
+    first = shared.state(t0)
+    assert shared.state(t0 + STATE_REUSE_S / 2) is first
+    # Find a later time at which the readings differ, and check it is computed afresh.
+    fresh = SimulatedGpu(H100_SXM, 0, 0, t0 - 3600)
+    later = next(t0 + k for k in range(1, 600) if fresh.state(t0 + k) != first)
+    assert shared.state(later) == SimulatedGpu(H100_SXM, 0, 0, t0 - 3600).state(later)
+    assert shared.state(later) != first
+    assert shared.state(t0) == first  # going back in time is never served from the reuse
