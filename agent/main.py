@@ -26,18 +26,15 @@ from typing import Any
 from agent import __version__
 from agent.backoff import Backoff
 from agent.batch import BatchBuilder
-from agent.bench.order_job import OrderJob, SimulatedGpus
+from agent.bench.deferred import DeferredJob, order_job
 from agent.bench.remote import BenchRunner
-from agent.bench.simulated import DEMO_DEGRADED
 from agent.clock import Clock, SystemClock
 from agent.collectors.agent_self import AgentSelfCollector
 from agent.collectors.base import Collector
 from agent.collectors.fabric import SimulatedFabricCollector
-from agent.collectors.gpu import NvmlBackend, open_backend
 from agent.collectors.registry import (
     build_collectors,
     enabled_collectors,
-    fault_plan,
     known_collectors,
 )
 from agent.config import AgentSettings, ConfigError, load_settings
@@ -183,7 +180,7 @@ def build(
     )
     bench = None
     if reporter is not None and not ephemeral_identity:
-        job = OrderJob(settings.bench.backend, settings.bench.remote, _simulated_gpus(settings))
+        job = DeferredJob(lambda: order_job(settings))
         bench = BenchRunner(
             reporter,
             job,
@@ -245,25 +242,6 @@ def with_simulated_fabric(settings: AgentSettings, collectors: list[Collector]) 
         return list(collectors)
     fabric = SimulatedFabricCollector(ports, seed=settings.gpu.simulated_seed)
     return [c for c in collectors if c.name != fabric.name] + [fabric]
-
-
-def _simulated_gpus(settings: AgentSettings) -> SimulatedGpus | None:
-    """Returns: how to benchmark the node's simulated GPUs, None when they are real."""
-    gpu = settings.gpu
-    if gpu.backend != "simulated":
-        return None
-
-    def nvml() -> NvmlBackend:
-        return open_backend(
-            "simulated",
-            simulated_count=gpu.simulated_count,
-            seed=gpu.simulated_seed,
-            faults=fault_plan(settings),
-        )
-
-    degraded = DEMO_DEGRADED if gpu.simulated_faults == "demo" else {}
-    path = settings.state_dir / "bench-simulated.json"
-    return SimulatedGpus(nvml, path, gpu.simulated_seed, degraded)
 
 
 def run_forever(settings: AgentSettings) -> int:
