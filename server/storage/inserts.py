@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import Connection, Table
@@ -23,3 +24,37 @@ def insert_new(conn: Connection, table: Table, values: dict[str, Any]) -> bool:
     """
     key = next(iter(table.primary_key.columns))
     return conn.execute(insert_ignore(conn, table).returning(key), values).first() is not None
+
+
+# Rows per INSERT of new series: 4 parameters each, far below SQLite's 32,766 and
+# PostgreSQL's 65,535 parameters per statement; a node's first batch (a few hundred series) is
+# one statement.
+_SERIES_PER_INSERT = 1000
+
+
+def insert_series(
+    conn: Connection, node_pk: int, keys: Sequence[tuple[str, str]], now_ms: int
+) -> list[tuple[int, str, str]]:
+    """Insert these (metric, canonical labels) series of a node unless they exist; returns
+    (id, metric, labels) of the rows it made, in no particular order.
+
+    One multi-row ``INSERT ... ON CONFLICT DO NOTHING RETURNING`` per chunk, written for the
+    driver: SQLAlchemy's compiled insert of many rows cost 13 us a row (about half of a new
+    node's first push), the driver statement a fraction of that.
+    """
+    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+    made: list[tuple[int, str, str]] = []
+    for start in range(0, len(keys), _SERIES_PER_INSERT):
+        chunk = keys[start : start + _SERIES_PER_INSERT]
+        rows = ",".join([f"({mark},{mark},{mark},{mark})"] * len(chunk))
+        # Only placeholders are formatted in: every value travels as a parameter.
+        statement = (
+            "INSERT INTO series (node_pk, metric, labels, last_seen_ms) VALUES "  # noqa: S608
+            f"{rows} ON CONFLICT DO NOTHING RETURNING id, metric, labels"
+        )
+        parameters: list[object] = []
+        for metric, labels in chunk:
+            parameters += (node_pk, metric, labels, now_ms)
+        result = conn.exec_driver_sql(statement, tuple(parameters))
+        made.extend((row[0], row[1], row[2]) for row in result)
+    return made

@@ -25,7 +25,7 @@ from typing import cast
 from sqlalchemy import Connection, Table, select, update
 
 from server.storage.errors import StorageUnavailableError
-from server.storage.inserts import insert_ignore
+from server.storage.inserts import insert_series
 from server.storage.runs import IN_CHUNK, in_chunks
 from server.storage.series_index import IndexedSeries, Labels, SeriesIndex, family_ids
 from server.storage.tables import SeriesRow
@@ -193,16 +193,10 @@ class SeriesWrites:
             StorageUnavailableError: a series is not visible after its insert (another
                 process deleted it, or this transaction reads an older snapshot); retry.
         """
-        rows = conn.execute(
-            insert_ignore(conn, _series).returning(
-                _series.c.id, _series.c.metric, _series.c.labels
-            ),
-            [
-                {"node_pk": node_pk, "metric": metric, "labels": labels, "last_seen_ms": now_ms}
-                for metric, labels in keys
-            ],
-        )
-        created = [IndexedSeries(row.id, node_pk, row.metric, row.labels) for row in rows]
+        created = [
+            IndexedSeries(series_id, node_pk, metric, labels)
+            for series_id, metric, labels in insert_series(conn, node_pk, keys, now_ms)
+        ]
         if len(created) < len(keys):
             made = {(item.metric, item.labels_json) for item in created}
             created += self._existing(conn, node_pk, [key for key in keys if key not in made])
