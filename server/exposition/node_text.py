@@ -9,8 +9,14 @@ series' fixed text with a ``%a`` where each value goes, and a batch is rendered 
 ``template % values`` per family, with no per-sample formatting code: ``%a`` prints an integral
 value (made an int first) without ``.0`` and any other float as its shortest ``repr``, as
 ``format_value`` does. The template is built again only when the family's label sets differ
-from the previous batch's (compared as dicts: a batch that sends the same labels in another
-order keeps the first order, which names the same series), or the node's name or labels change.
+from the previous batch's, or the node's name or labels change.
+
+The label sets are compared by a key: the process-keyed 64-bit hash of their msgpack encoding
+(labels in order, so the output always equals rendering each sample on its own). Keeping the
+batch's label dicts to compare with instead would hold every series' previous dicts alive
+until the next scrape, about as much memory again as the latest cache's; and comparing fresh
+dicts with old ones costs more than encoding the fresh ones. Two different label sets of one
+family share a key with probability 2**-64.
 
 The rare non-finite value is then respelt as Prometheus spells it (``NaN``, ``+Inf``, ``-Inf``)
 and, with timestamps, each line gets the batch's time, by whole-text replaces. Each matches only
@@ -29,12 +35,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from operator import itemgetter
 
+import msgspec
+
 from server.latest.cache import FamilySamples, NodeLatest
 
 Labels = Mapping[str, str]
 _NON_FINITE = ((b" nan\n", b" NaN\n"), (b" inf\n", b" +Inf\n"), (b" -inf\n", b" -Inf\n"))
 _EXACT = 2.0**53
 _first = itemgetter(0)
+_ENCODER = msgspec.msgpack.Encoder()
 
 
 def escape_label_value(value: str) -> str:
@@ -46,9 +55,10 @@ def render_labels(pairs: Sequence[tuple[str, str]]) -> str:
     return "{" + inner + "}" if inner else ""
 
 
-@dataclass
+@dataclass(frozen=True)
 class _Family:
-    labels: tuple[Labels, ...]
+    key: int
+    """``_key`` of the label sets the template was built from."""
     template: bytes
 
 
@@ -84,12 +94,10 @@ class NodeText:
             self.families.pop(name, None)
             return b""
         labels = tuple(map(_first, samples))
+        key = hash(_ENCODER.encode(labels))
         family = self.families.get(name)
-        if family is None or family.labels != labels:
-            family = _Family(labels, _template(name, self.identity, labels))
-            self.families[name] = family
-        else:
-            family.labels = labels  # the newest batch's dicts; the older ones can go
+        if family is None or family.key != key:
+            family = self.families[name] = _Family(key, _template(name, self.identity, labels))
         values = _printable(samples)
         text = family.template % values
         if not math.isfinite(sum(values)):  # nan or inf among them (or a sum past the range)

@@ -109,6 +109,8 @@ def test_batch_after_batch_follows_values_labels_and_families() -> None:
         {"DCGM_FI_DEV_GPU_UTIL": gpu_util([3.0, 4.5]), "node_load1": [({}, 0.75)]},
         {"DCGM_FI_DEV_GPU_UTIL": gpu_util([5.0])},  # a GPU lost, a family gone
         {"DCGM_FI_DEV_GPU_UTIL": gpu_util([6.0], UUID="GPU-swapped")},  # same count
+        # The same label set in another order: the lines follow the batch's order.
+        {"DCGM_FI_DEV_GPU_UTIL": [({**dict(reversed(GPU.items())), "UUID": "GPU-swapped"}, 6.5)]},
         {"DCGM_FI_DEV_GPU_UTIL": gpu_util([7.0, 8.0]), "node_load1": [({}, 1.0)]},
         {"DCGM_FI_DEV_GPU_UTIL": []},
     ]
