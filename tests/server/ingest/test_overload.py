@@ -6,10 +6,10 @@ import asyncio
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 from fastapi import FastAPI
@@ -28,6 +28,8 @@ from tests.factories import identity, make_batch
 from tests.server.conftest import START, TOKEN, FakeClock, push, row_counts
 from tests.server.ingest.helpers import push_bulk
 
+T = TypeVar("T")
+
 
 def _retry_after(response: Any, base: float, *, low: float | None = None) -> int:
     """A 503's Retry-After lies between the base and twice it; a 429's (sized to the queue)
@@ -35,6 +37,13 @@ def _retry_after(response: Any, base: float, *, low: float | None = None) -> int
     seconds = int(response.headers["retry-after"])
     assert (base if low is None else low) <= seconds <= 2 * base
     return seconds
+
+
+def _run(scenario: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """``asyncio.run`` on a thread of its own: the main thread may be inside another loop (the
+    browser tests' Playwright keeps one running there)."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(lambda: asyncio.run(scenario())).result()
 
 
 def test_retry_after_is_jittered_between_the_base_and_twice_it() -> None:
@@ -58,7 +67,7 @@ def test_admission_frees_its_slot_when_the_request_fails() -> None:
         assert admission.inflight == 0
         return caught.value
 
-    refused = asyncio.run(scenario())
+    refused = _run(scenario)
     assert refused.status == 429 and refused.code == "overloaded"
 
 
@@ -83,7 +92,7 @@ def test_a_request_past_the_limit_waits_for_the_next_free_slot_first_come() -> N
         assert (admission.inflight, admission.waiting) == (0, 0)
         return order
 
-    assert asyncio.run(scenario()) == ["first", "queued0", "queued1", "queued2"]
+    assert _run(scenario) == ["first", "queued0", "queued1", "queued2"]
 
 
 def test_the_queue_is_bounded_and_its_wait_runs_out_with_429() -> None:
@@ -112,7 +121,7 @@ def test_the_queue_is_bounded_and_its_wait_runs_out_with_429() -> None:
         assert (admission.inflight, admission.waiting) == (0, 0)
         return full.value, timed_out.value
 
-    full, timed_out = asyncio.run(scenario())
+    full, timed_out = _run(scenario)
     assert full.status == timed_out.status == 429
     assert "1 more are waiting" in full.message
 
@@ -140,7 +149,7 @@ def test_a_refusal_s_retry_after_is_the_time_the_queue_ahead_needs() -> None:
         headers.append(admission.queue_retry_after()["Retry-After"])  # nothing ahead: 1 s
         return headers
 
-    assert asyncio.run(scenario()) == ["2", "1"]
+    assert _run(scenario) == ["2", "1"]
 
 
 def test_a_refusal_s_retry_after_is_at_most_the_configured_base() -> None:
@@ -153,7 +162,7 @@ def test_a_refusal_s_retry_after_is_at_most_the_configured_base() -> None:
         async with admission.admit():
             return admission.queue_retry_after()["Retry-After"]
 
-    assert asyncio.run(scenario()) == "3"
+    assert _run(scenario) == "3"
 
 
 def test_requests_past_the_limit_get_429_with_retry_after(
