@@ -106,9 +106,13 @@ def order(request_id: str = "r1", **kw: object) -> BenchOrder:
 def test_an_order_runs_once_and_reports_progress_then_the_result(
     tmp_path: Path, started: Callable[..., BenchRunner]
 ) -> None:
-    reporter, job = MemoryReporter(), FakeJob()
+    reporter, job = MemoryReporter(), FakeJob(hold=True)
     runner = started(reporter, job, tmp_path)
     runner.offer(order())
+    # Held until its progress is out: a job that ends at once may go straight to its final
+    # report (finals are sent first), which is right but not what this test looks at.
+    wait_for(lambda: "running" in reporter.states("r1"))
+    job.release.set()
     wait_for(lambda: "done" in reporter.states("r1"))
     for _ in range(5):  # the server repeats the order until it has the final report
         runner.offer(order())
@@ -222,6 +226,8 @@ def test_the_server_dropping_the_request_stops_the_run(
     runner = started(reporter, job, tmp_path)
     runner.offer(order())
     wait_for(lambda: runner.current is None and job.started.is_set())
+    # The final report goes out on the delivery thread, after the run has ended.
+    wait_for(lambda: bool(reporter.states("r1")))
     assert reporter.states("r1") == ["cancelled"]
 
 
