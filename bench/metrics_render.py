@@ -21,7 +21,6 @@ timing can isolate.
 from __future__ import annotations
 
 import argparse
-import gc
 import statistics
 import sys
 import time
@@ -31,6 +30,7 @@ from loadgen import ROOT, Layout, SimNode
 sys.path.insert(0, str(ROOT))
 
 from agent.wire.catalog import default_catalog
+from server import gc_policy
 from server.exposition.page import Page
 from server.exposition.render import Renderer
 from server.ingest.fast_decode import decode_batch
@@ -100,10 +100,7 @@ def main() -> int:
         args.nodes, args.rounds = 5, 2
     layout = Layout.build("full", INTERVAL_SECONDS)
     nodes = [SimNode(layout, "dcmon", 1, "node", i, args.nodes) for i in range(args.nodes)]
-    # As the server does (gc_tuned): the long-lived heap is not walked by every collection.
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(50_000, 20, 100)
+    gc_policy.tune()  # as the server does (gc_tuned): the long-lived heap is not walked
     renderer = Renderer(default_catalog(), StalePolicy(3, 30, 7 * 86400))
     latest = fleet(nodes, 0)
     first, page = timed(renderer, latest, args.timestamps)

@@ -113,8 +113,9 @@ class ServerSettings(BaseSettings):
     )
     max_inflight_ingest: Annotated[int, Field(ge=1)] = Field(
         default=32,
-        description="Ingest requests processed at once; more get 429 with Retry-After, so a "
-        "fleet replaying after an outage is paced instead of piling up.",
+        description="Ingest requests processed at once; more wait in a queue "
+        "(ingest_queue_seconds, ingest_queue_max), then get 429 with Retry-After, so a fleet "
+        "replaying after an outage is paced instead of piling up.",
     )
     ingest_queue_seconds: Annotated[float, Field(ge=0, le=60)] = Field(
         default=1.0,

@@ -113,8 +113,8 @@ class Renderer:
         return header
 
     def _node_status(self, known: list[NodeLatest], now: float) -> bytes:
-        up = [self._header("dcmon_node_up").decode()]
-        last = [self._header("dcmon_node_last_push_timestamp_seconds").decode()]
+        up: list[str] = []
+        last: list[str] = []
         skew: list[str] = []
         for node in known:
             labels = render_labels([("instance", node.name), *sorted(node.labels.items())])
@@ -124,9 +124,11 @@ class Renderer:
             if node.clock_skew_seconds is not None:
                 value = format_value(node.clock_skew_seconds)
                 skew.append(f"dcmon_node_clock_skew_seconds{labels} {value}\n")
+        text = self._header("dcmon_node_up") + "".join(up).encode()
+        text += self._header("dcmon_node_last_push_timestamp_seconds") + "".join(last).encode()
         if skew:
-            skew.insert(0, self._header("dcmon_node_clock_skew_seconds").decode())
-        return ("".join(up) + "".join(last) + "".join(skew)).encode()
+            text += self._header("dcmon_node_clock_skew_seconds") + "".join(skew).encode()
+        return text
 
 
 def _newest_per_name(nodes: Iterable[NodeLatest]) -> list[NodeLatest]:

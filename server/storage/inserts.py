@@ -39,8 +39,9 @@ def insert_series(
     (id, metric, labels) of the rows it made, in no particular order.
 
     One multi-row ``INSERT ... ON CONFLICT DO NOTHING RETURNING`` per chunk, written for the
-    driver: SQLAlchemy's compiled insert of many rows cost 13 us a row (about half of a new
-    node's first push), the driver statement a fraction of that.
+    driver: a new node's 400 series took 5.3 ms through SQLAlchemy's compiled insert of many
+    rows and take 4.1 ms this way (in-process); the rest is SQLite writing the rows and their
+    indexes.
     """
     mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
     made: list[tuple[int, str, str]] = []

@@ -46,6 +46,12 @@ def _run(scenario: Callable[[], Coroutine[Any, Any, T]]) -> T:
         return pool.submit(lambda: asyncio.run(scenario())).result()
 
 
+async def _held(admission: Admission, hold: asyncio.Event) -> None:
+    """A request that keeps its slot until ``hold`` is set."""
+    async with admission.admit():
+        await hold.wait()
+
+
 def test_retry_after_is_jittered_between_the_base_and_twice_it() -> None:
     draws = iter([0.0, 0.5, 0.999])
     admission = Admission(1, 5.0, rng=lambda: next(draws))
@@ -102,14 +108,9 @@ def test_the_queue_is_bounded_and_its_wait_runs_out_with_429() -> None:
             2, 30.0, rng=lambda: 0.0, wait_seconds=0.05, max_waiting=1, clock=lambda: now[0]
         )
         hold = asyncio.Event()
-
-        async def held() -> None:
-            async with admission.admit():
-                await hold.wait()
-
-        holders = [asyncio.create_task(held()) for _ in range(2)]
+        holders = [asyncio.create_task(_held(admission, hold)) for _ in range(2)]
         await asyncio.sleep(0)
-        queued = asyncio.create_task(held())  # waits 50 ms, then is refused
+        queued = asyncio.create_task(_held(admission, hold))  # waits 50 ms, then is refused
         await asyncio.sleep(0)
         with pytest.raises(ApiError) as full:  # the queue holds one: refused at once
             async with admission.admit():
@@ -136,12 +137,7 @@ def test_a_refusal_s_retry_after_is_the_time_the_queue_ahead_needs() -> None:
         assert admission.service_seconds == pytest.approx(2.0, rel=1e-3)
         headers = []
         hold = asyncio.Event()
-
-        async def held() -> None:
-            async with admission.admit():
-                await hold.wait()
-
-        holders = [asyncio.create_task(held()) for _ in range(4)]
+        holders = [asyncio.create_task(_held(admission, hold)) for _ in range(4)]
         await asyncio.sleep(0)
         headers.append(admission.queue_retry_after()["Retry-After"])  # 4 x 2 s / 4 slots
         hold.set()
