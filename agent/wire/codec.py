@@ -20,17 +20,31 @@ import json
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import ValidationError
+from pydantic import Discriminator, Tag, TypeAdapter, ValidationError
 from pydantic_core import to_json
 
-from agent.wire.schema import SCHEMA_VERSION, Batch
+from agent.wire.schema import COMPACT_SCHEMA_VERSION, SCHEMA_VERSION, Batch, CompactBatch
 
 CONTENT_TYPE = "application/json"
 CONTENT_ENCODING = "gzip"
 _GZIP_LEVEL = 3  # ~3x cheaper than 5 for ~20 % more bytes: agents run on busy GPU nodes
 _MAX_PROBLEMS = 20
+SCHEMA_VERSIONS = (SCHEMA_VERSION, COMPACT_SCHEMA_VERSION)
+
+
+def _form(document: Any) -> str:
+    compact = isinstance(document, dict) and document.get("schema_version") == 2
+    return "compact" if compact else "full"
+
+
+_EITHER_FORM: TypeAdapter[Batch] = TypeAdapter(
+    Annotated[
+        Annotated[Batch, Tag("full")] | Annotated[CompactBatch, Tag("compact")],
+        Discriminator(_form),
+    ]
+)
 
 
 @dataclass(frozen=True)
@@ -83,13 +97,13 @@ def decode_batch(body: bytes, content_encoding: str | None, max_decompressed_byt
 def validate_batch(raw: bytes) -> Batch:
     """Validate an inflated body against the schema: the reference decoder, whose errors are
     the wire contract's (``server/ingest/fast_decode.py`` falls back to it for every body it
-    does not take).
+    does not take). A body with ``schema_version`` 2 is a ``CompactBatch``.
 
     Raises:
         WireError: the body is not JSON or does not match the schema.
     """
     try:
-        batch = Batch.model_validate_json(raw)
+        batch = _EITHER_FORM.validate_json(raw)
     except ValidationError as exc:
         raise _explain(raw, exc) from None
     if NUL_ESCAPE in raw:
@@ -156,6 +170,12 @@ def _nul_location(node: Any, path: str = "") -> str | None:
     return None
 
 
+def _location(loc: tuple[int | str, ...]) -> str:
+    """Returns: a problem's location in the document, without the union's tag."""
+    parts = list(loc[1:] if loc and loc[0] in ("full", "compact") else loc)
+    return ".".join(str(part) for part in parts) or "(body)"
+
+
 def _explain(raw: bytes, exc: ValidationError) -> WireError:
     """Turn a validation failure into the most specific error we can name."""
     try:
@@ -165,13 +185,14 @@ def _explain(raw: bytes, exc: ValidationError) -> WireError:
     if not isinstance(document, dict):
         return WireError("invalid_batch", "body must be a JSON object")
     version = document.get("schema_version", SCHEMA_VERSION)
-    if version != SCHEMA_VERSION:
+    if version not in SCHEMA_VERSIONS or type(version) is not int:
         return WireError(
             "unsupported_schema_version",
-            f"schema_version {version!r} is not supported; this server speaks {SCHEMA_VERSION}",
+            f"schema_version {version!r} is not supported; this server speaks "
+            f"{' and '.join(map(str, SCHEMA_VERSIONS))}",
         )
     problems = tuple(
-        Problem(".".join(str(part) for part in error["loc"]) or "(body)", error["msg"])
+        Problem(_location(error["loc"]), error["msg"])
         for error in exc.errors(include_url=False)[:_MAX_PROBLEMS]
     )
     summary = "; ".join(f"{p.location}: {p.message}" for p in problems[:3])

@@ -4,9 +4,11 @@ Both sides import this module (the agent's transport and shipper, the server's i
 a rule is written once and cannot drift between them.
 
 Routes and headers: a batch is POSTed to ``INGEST_PATH`` as gzip JSON (``agent.wire.codec``);
-a backlog goes to ``BULK_PATH`` as ``BULK_MEDIA_TYPE``. Every request carries ``SENT_AT_HEADER``,
-the node's wall clock when it sent the request, so the server can tell how far the node's clock
-is off.
+a backlog goes to ``BULK_PATH`` as ``BULK_MEDIA_TYPE``. A compact batch (``schema.CompactBatch``)
+goes to the same routes; any refusal of one (``UNKNOWN_LAYOUT``, or an older server that does
+not read form 2) means: send that batch again in full, and judge only the full form. Every
+request carries ``SENT_AT_HEADER``, the node's wall clock when it sent the request, so the
+server can tell how far the node's clock is off.
 
 Bulk framing: records back to back, no outer Content-Encoding, each a 4-byte big-endian
 unsigned length N, then N bytes that are exactly one single-ingest payload.
@@ -32,6 +34,12 @@ INGEST_PATH = "/api/v1/ingest"
 BULK_PATH = "/api/v1/ingest/bulk"
 BULK_MEDIA_TYPE = "application/vnd.dcmon.bulk"
 SENT_AT_HEADER = "X-Dcmon-Sent-At"
+LAYOUTS_HEADER = "X-Dcmon-Layouts"
+"""Sent as ``1`` by an agent that can send compact batches (``schema.CompactBatch``): the
+server then gives layout keys in its acknowledgements (``Ack.layout``)."""
+UNKNOWN_LAYOUT = "unknown_layout"
+"""Error code (409) of a compact batch whose layout key the server does not hold (or no longer
+matches the node's series): send that batch in full."""
 
 PERMANENT_CODES: frozenset[str] = frozenset(
     {

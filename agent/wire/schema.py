@@ -8,6 +8,18 @@ Counters travel raw (cumulative); a reading that failed or is unsupported is sim
 Layout of a sample: ``[labels, value]`` inside its family, so the metric name is sent once per
 family rather than once per sample.
 
+Two forms of a batch (``schema_version``):
+
+- 1, ``Batch``: the samples with their names and labels. Every server takes it, and it is what
+  the agent spools: it stands on its own.
+- 2, ``CompactBatch``: a batch whose families and label sets, in order, are exactly those of an
+  earlier batch of the node that the server acknowledged with a layout key (``Ack.layout``).
+  It carries that key and the values alone, in the same order, so labels travel once per
+  change of the node's series rather than every tick. A server that does not hold the key
+  (restarted, another replica) answers 409 ``unknown_layout``, and the agent sends the batch
+  again in form 1. An agent asks for layout keys with ``protocol.LAYOUTS_HEADER``; an old agent
+  never gets one and an old server never gives one, so either side may be older.
+
 What the server can store bounds what the schema admits: values are finite floats (the agent
 drops NaN and infinite readings), integers fit a signed 64-bit column, and no string holds a
 NUL character (PostgreSQL text cannot; the codec refuses it, see ``codec.py``).
@@ -23,6 +35,10 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_vali
 from agent.wire.bench import BenchOrder
 
 SCHEMA_VERSION: Literal[1] = 1
+COMPACT_SCHEMA_VERSION: Literal[2] = 2
+MAX_SAMPLES_PER_BATCH = 100_000
+"""Values in one compact batch (the server's ``max_series_per_batch`` is lower by default)."""
+LAYOUT_KEY_RE = re.compile(r"^[0-9a-f]{32}$")
 
 METRIC_NAME_RE = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
 LABEL_NAME_RE = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
@@ -216,6 +232,23 @@ class Batch(_Wire):
         return sum(len(family.samples) for family in self.metrics)
 
 
+class CompactBatch(Batch):
+    """One agent tick whose series are a layout the server gave the node (form 2, see the
+    module's docstring): ``values[i]`` is the value of the layout's i-th sample, families in
+    order and samples in order within each. ``metrics`` stays empty; everything else is as in
+    ``Batch``."""
+
+    schema_version: Literal[2] = COMPACT_SCHEMA_VERSION  # type: ignore[assignment]
+    metrics: Annotated[list[MetricFamily], Field(max_length=0)] = Field(default_factory=list)
+    layout: Annotated[str, StringConstraints(pattern=LAYOUT_KEY_RE.pattern)] = Field(
+        description="The layout key from the acknowledgement of an earlier batch of the node."
+    )
+    values: Annotated[list[FiniteFloat], Field(max_length=MAX_SAMPLES_PER_BATCH)]
+
+    def sample_count(self) -> int:
+        return len(self.values)
+
+
 class RefusedSeries(_Wire):
     """Series of one metric family that the server did not store from an accepted batch.
 
@@ -245,6 +278,14 @@ class Ack(_Wire):
     bench: BenchOrder | None = Field(
         default=None,
         description="This node's open benchmark request, if any (agent.wire.bench).",
+    )
+    layout: str | None = Field(
+        default=None,
+        description=(
+            "The layout key of this batch's series, when the agent asked for one and the "
+            "server keeps it: later batches with the same families and label sets may be "
+            "sent as a CompactBatch with this key."
+        ),
     )
 
 

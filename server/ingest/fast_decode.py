@@ -36,10 +36,12 @@ from agent.wire.schema import (
     MAX_LABEL_VALUE_LENGTH,
     MAX_LABELS_PER_SAMPLE,
     MAX_NAME_LENGTH,
+    MAX_SAMPLES_PER_BATCH,
     MAX_SAMPLES_PER_FAMILY,
     METRIC_NAME_RE,
     RESERVED_LABELS,
     Batch,
+    CompactBatch,
     MetricFamily,
 )
 
@@ -73,8 +75,12 @@ class _Family(Struct, forbid_unknown_fields=True, gc=False):
 
 
 METRICS_FIELD = "metrics"
-OTHER_FIELDS = tuple(name for name in Batch.model_fields if name != METRICS_FIELD)
-"""Every other field of the schema's Batch, kept raw and validated by pydantic."""
+VALUES_FIELD = "values"
+OTHER_FIELDS = tuple(
+    name for name in CompactBatch.model_fields if name not in (METRICS_FIELD, VALUES_FIELD)
+)
+"""Every other field of either form (``Batch``, ``CompactBatch``), kept raw and validated by
+pydantic."""
 
 _Envelope: Any = msgspec.defstruct(
     "_Envelope",
@@ -84,12 +90,18 @@ _Envelope: Any = msgspec.defstruct(
             Annotated[list[_Family], Meta(max_length=MAX_FAMILIES_PER_BATCH)] | msgspec.UnsetType,
             msgspec.UNSET,
         ),
+        (
+            VALUES_FIELD,
+            Annotated[list[float], Meta(max_length=MAX_SAMPLES_PER_BATCH)] | msgspec.UnsetType,
+            msgspec.UNSET,
+        ),
         *((name, Raw | msgspec.UnsetType, msgspec.UNSET) for name in OTHER_FIELDS),
     ],
     forbid_unknown_fields=True,
     gc=False,
 )
 _DECODER = msgspec.json.Decoder(_Envelope)
+_COMPACT = b"2"  # CompactBatch's schema_version, as its raw JSON
 _OTHER_KEYS = tuple((name, f'"{name}":'.encode()) for name in OTHER_FIELDS)
 
 _VALID_METRICS: set[str] = set()
@@ -120,19 +132,39 @@ def _fast(raw: bytes) -> Batch | None:
     families = envelope.metrics
     if families is not msgspec.UNSET and not _names_valid(families):
         return None
-    parts = [
-        key + bytes(value)
-        for name, key in _OTHER_KEYS
-        if (value := getattr(envelope, name)) is not msgspec.UNSET
-    ]
-    try:
-        rest = Batch.model_validate_json(b"{" + b",".join(parts) + b"}")
-    except ValidationError:
+    rest = _rest(envelope, compact_allowed=not families)
+    if rest is None:
         return None
     if families is msgspec.UNSET:
         return rest
     metrics = [MetricFamily.model_construct(name=f.name, samples=f.samples) for f in families]
     return rest.model_copy(update={METRICS_FIELD: metrics})
+
+
+def _rest(envelope: Any, compact_allowed: bool) -> Batch | None:
+    """Returns: the envelope's other fields (and its values, in a compact batch) validated by
+    the schema's form, or None for the reference decoder to judge."""
+    parts = [
+        key + bytes(value)
+        for name, key in _OTHER_KEYS
+        if (value := getattr(envelope, name)) is not msgspec.UNSET
+    ]
+    version = envelope.schema_version
+    compact = version is not msgspec.UNSET and bytes(version) == _COMPACT
+    values = envelope.values
+    if compact and not compact_allowed:
+        return None  # a compact batch has no families: the reference decoder says so
+    if values is not msgspec.UNSET:
+        if not compact:
+            return None  # values in a full batch: the reference decoder names the fault
+        parts.append(b'"values":[]')  # the values themselves were checked by msgspec
+    try:
+        rest = (CompactBatch if compact else Batch).model_validate_json(
+            b"{" + b",".join(parts) + b"}"
+        )
+    except ValidationError:
+        return None
+    return rest if values is msgspec.UNSET else rest.model_copy(update={VALUES_FIELD: values})
 
 
 def _names_valid(families: list[_Family]) -> bool:

@@ -39,7 +39,7 @@ def test_identity_encoding_is_accepted() -> None:
 @pytest.mark.parametrize(
     ("mutate", "code", "needle"),
     [
-        (lambda d: d.update(schema_version=2), "unsupported_schema_version", "schema_version 2"),
+        (lambda d: d.update(schema_version=3), "unsupported_schema_version", "schema_version 3"),
         (lambda d: d.update(seq="7"), "invalid_batch", "seq"),
         (lambda d: d.update(seq=-1), "invalid_batch", "seq"),
         (lambda d: d.update(extra_field=1), "invalid_batch", "extra_field"),

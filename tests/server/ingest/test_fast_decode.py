@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from agent.wire import codec
 from agent.wire.codec import WireError
-from agent.wire.schema import LABEL_NAME_RE, METRIC_NAME_RE, Batch
+from agent.wire.schema import LABEL_NAME_RE, METRIC_NAME_RE, Batch, CompactBatch
 from server.ingest import fast_decode
 from tests.server.test_fuzz_wire import BASE, LIMIT, bodies, near_valid_documents
 
@@ -51,6 +51,40 @@ def test_a_valid_batch_decodes_to_the_same_batch() -> None:
     kind, _ = _same(_gz(BASE))
     assert kind == "batch"
     assert fast_decode._fast(json.dumps(BASE).encode()) is not None, "the fast path took it"
+
+
+def _compact(**changes: Any) -> dict[str, Any]:
+    document = {key: value for key, value in BASE.items() if key != "metrics"}
+    document.update(schema_version=2, layout="0123456789abcdef0123456789abcdef")
+    document["values"] = [1.0, 2, -0.5, 1e300]
+    document.update(changes)
+    return document
+
+
+def test_a_compact_batch_decodes_to_the_same_batch() -> None:
+    kind, (batch, fields_set, _) = _same(_gz(_compact()))
+    assert kind == "batch" and isinstance(batch, CompactBatch)
+    assert batch.values == [1.0, 2.0, -0.5, 1e300] and "values" in fields_set
+    assert fast_decode._fast(json.dumps(_compact()).encode()) is not None, "the fast path took it"
+
+
+@pytest.mark.parametrize(
+    "document",
+    [
+        _compact(layout="XYZ"),  # not a layout key
+        _compact(metrics=[{"name": "up", "samples": [[{}, 1.0]]}]),  # a compact batch has none
+        _compact(values=[1.0, "2"]),
+        _compact(values=[1.0, 1e999]),  # past a double: JSON's only way to say infinity
+        _compact(values=None),
+        {**_compact(), "schema_version": 1},  # values in a full batch
+        {key: value for key, value in _compact().items() if key != "layout"},
+        {key: value for key, value in _compact().items() if key != "values"},
+    ],
+)
+def test_a_faulty_compact_batch_gets_the_same_refusal(document: dict[str, Any]) -> None:
+    kind, (code, _message, _problems) = _same(_gz(document))
+    assert kind == "refused"
+    assert code in {"invalid_batch", "unsupported_schema_version"}
 
 
 def test_a_batch_without_metrics_decodes_to_the_same_batch() -> None:
@@ -114,7 +148,8 @@ def test_the_patterns_are_the_schemas_anchored_at_the_very_end() -> None:
 
 
 def test_every_other_field_of_the_schema_is_validated_by_pydantic() -> None:
-    assert set(fast_decode.OTHER_FIELDS) | {"metrics"} == set(Batch.model_fields)
+    assert set(fast_decode.OTHER_FIELDS) | {"metrics", "values"} == set(CompactBatch.model_fields)
+    assert set(Batch.model_fields) <= set(CompactBatch.model_fields)
 
 
 @settings(max_examples=400, deadline=None)
