@@ -249,6 +249,12 @@ class TransportSettings(_Section):
         "one is tried right after it; if that one goes through, the oldest is set aside in "
         "spool/rejected/ (a batch the server fails on every time must not hold the queue).",
     )
+    compact_batches: bool = Field(
+        default=True,
+        description="Once the server has acknowledged a batch with a layout key, send later "
+        "batches with the same series as their values alone (labels travel once per change of "
+        "the node's series); off: every batch goes in full and no layout key is asked for.",
+    )
     ca_file: Path | None = Field(
         default=None, description="PEM CA bundle to verify the server (default: system store)."
     )

@@ -17,6 +17,7 @@ from typing import Any
 from agent.batch import BatchBuilder, CollectorResult, TickBatch
 from agent.clock import Clock
 from agent.collectors.base import Collector
+from agent.compact import CompactForms
 from agent.inventory import InventoryTracker
 from agent.sequence import Sequence as BatchSequence
 from agent.shipper import Shipper
@@ -43,7 +44,12 @@ class Agent:
         interval_seconds: float,
         events: Callable[[], Sequence[Any]] | None = None,
         jobs: Callable[[], Sequence[Any]] | None = None,
+        compact: CompactForms | None = None,
     ) -> None:
+        """Args:
+        compact: hears each spooled tick, to keep its compact form for the shipper (None:
+            every batch goes in full).
+        """
         self._collectors = list(collectors)
         self._builder = builder
         self._sequence = sequence
@@ -55,6 +61,7 @@ class Agent:
         self._interval = interval_seconds
         self._events = events
         self._jobs = jobs
+        self._compact = compact
         self._errors: dict[str, str] = {}  # last error per collector: log once, and recovery
         self.last_tick_seconds: float | None = None
 
@@ -84,6 +91,8 @@ class Agent:
             jobs=self._drain("jobs", self._jobs),
         )
         self._spool.append(SpooledBatch(batch.seq, batch.payload(), started))
+        if self._compact is not None:
+            self._compact.offer(batch)  # before the shipper is woken for it
         self._shipper.notify()
         self.last_tick_seconds = self._clock.monotonic() - started
         return batch

@@ -37,6 +37,7 @@ from agent.collectors.registry import (
     enabled_collectors,
     known_collectors,
 )
+from agent.compact import CompactForms
 from agent.config import AgentSettings, ConfigError, load_settings
 from agent.daemon import Agent
 from agent.enroll import EnrollmentError, resolve_token, rotate_token
@@ -188,6 +189,7 @@ def build(
             wall=clock.time,
             busy_retry_seconds=settings.bench.busy_retry_seconds,
         )
+    compact = CompactForms() if settings.transport.compact_batches else None
     shipper = Shipper(
         spool,
         transport,
@@ -197,6 +199,7 @@ def build(
         replay_requests_per_second=settings.transport.replay_requests_per_second,
         poison_attempts=settings.transport.poison_attempts,
         orders=None if bench is None else bench.offer,
+        compact=compact,
     )
     gpu = built.gpu
     inventory = InventoryTracker(
@@ -228,6 +231,7 @@ def build(
         settings.interval_seconds,
         events=None if built.events is None else built.events.drain_events,
         jobs=None if built.jobs is None else built.jobs.usage,
+        compact=compact,
     )
     return Wiring(agent, shipper, spool, bench)
 
@@ -366,8 +370,9 @@ def http_clients(settings: AgentSettings) -> tuple[HttpTransport, HttpReporter]:
     context = client_context(settings.transport, settings.server_url)
     timeout = settings.transport.timeout_seconds
     token = resolve_token(settings, ApiClient(settings.server_url, context, timeout))
+    layouts = settings.transport.compact_batches
     return (
-        HttpTransport(settings.server_url, token, timeout, ssl_context=context),
+        HttpTransport(settings.server_url, token, timeout, ssl_context=context, layouts=layouts),
         HttpReporter(settings.server_url, token, timeout, ssl_context=context),
     )
 

@@ -21,6 +21,12 @@ restart) is replayed up to ``replay_batches_per_request`` batches per bulk reque
 ``replay_requests_per_second`` requests a second, so that a fleet coming back does not flood the
 server. Against a server without the bulk route (404/405) the batches go one per request, at the
 same number of batches a second, and the bulk route is tried again after a while.
+
+With ``compact`` (``agent.compact.CompactForms``), a batch sent alone goes in its compact form
+when it has one, and the layout key an acknowledgement carries is handed back to it. Any
+failure of a compact send (the server does not hold the key, or does not read that form) drops
+the key and sends the same batch in full at once: only the full form is judged (backoff, poison,
+a refusal for good). A bulk replay always sends the full forms.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from agent.backoff import Backoff
+from agent.compact import CompactForms
 from agent.spool.base import Spool, SpooledBatch
 from agent.transport.base import (
     BulkResult,
@@ -41,7 +48,7 @@ from agent.transport.base import (
     Transport,
 )
 from agent.wire.bench import BenchOrder
-from agent.wire.schema import RefusedSeries
+from agent.wire.schema import Ack, RefusedSeries
 
 _log = logging.getLogger(__name__)
 _REPEAT_WARNING_SECONDS = 300.0
@@ -62,6 +69,10 @@ class ShipperStats:
     consecutive_failures: int
     poison_batches_total: int = 0
     restarts_total: int = 0
+    compact_batches_total: int = 0
+    """Batches delivered in their compact form."""
+    compact_fallbacks_total: int = 0
+    """Compact sends that failed, after which the batch was sent in full."""
 
 
 class Shipper:
@@ -77,6 +88,7 @@ class Shipper:
         replay_requests_per_second: float | None = None,
         poison_attempts: int = POISON_ATTEMPTS,
         orders: Callable[[BenchOrder], None] | None = None,
+        compact: CompactForms | None = None,
     ) -> None:
         """Args:
         replay_batches_per_request: batches per bulk request while a backlog waits
@@ -86,6 +98,8 @@ class Shipper:
             the next batch is tried alone, to tell a poison batch from a failing server.
         orders: hears the benchmark order a push answer carries (``agent.bench.remote``);
             called on this thread, so it must not block.
+        compact: the compact forms of spooled batches, and where layout keys go (None: every
+            batch goes in full).
         """
         self._spool = spool
         self._transport = transport
@@ -110,6 +124,9 @@ class Shipper:
         self._restarts = 0
         self._refused_logged: set[tuple[str, str]] = set()
         self._orders = orders
+        self._compact = compact
+        self._compact_sent = 0
+        self._compact_fallbacks = 0
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="dcmon-shipper", daemon=True)
@@ -148,6 +165,8 @@ class Shipper:
             consecutive_failures=self._backoff.failures,
             poison_batches_total=self._poisoned,
             restarts_total=self._restarts,
+            compact_batches_total=self._compact_sent,
+            compact_fallbacks_total=self._compact_fallbacks,
         )
 
     @property
@@ -181,9 +200,37 @@ class Shipper:
             self._pace()
         return done
 
+    def _send(self, batch: SpooledBatch) -> Ack:
+        """Send one batch, in its compact form when it has one; a compact send that fails
+        drops the layout key and the batch goes in full at once (that outcome is raised).
+
+        Raises:
+            RetryableError, RejectedError: the full form was not delivered.
+        """
+        compact = self._compact
+        payload = None if compact is None else compact.take(batch.seq)
+        if compact is not None and payload is not None:
+            try:
+                ack = self._transport.send(payload)
+            except (RetryableError, RejectedError) as exc:
+                compact.forget()
+                self._compact_fallbacks += 1
+                _log.debug("compact batch %d not taken, sending it in full: %s", batch.seq, exc)
+            else:
+                self._compact_sent += 1
+                self._learn(batch, ack)
+                return ack
+        ack = self._transport.send(batch.payload)
+        self._learn(batch, ack)
+        return ack
+
+    def _learn(self, batch: SpooledBatch, ack: Ack) -> None:
+        if ack.layout is not None and self._compact is not None:
+            self._compact.learn(batch.seq, ack.layout)
+
     def _send_one(self, batch: SpooledBatch) -> bool:
         try:
-            ack = self._transport.send(batch.payload)
+            ack = self._send(batch)
         except RetryableError as exc:
             self._failed(f"cannot deliver batch {batch.seq}", exc.retry_after, exc)
             if exc.judged:
@@ -237,7 +284,7 @@ class Shipper:
         the server judges it (stores it, or refuses it for good), it works, and ``head`` is
         poison."""
         try:
-            ack = self._transport.send(probe.payload)
+            ack = self._send(probe)
         except RetryableError as exc:
             # The server fails on the next batch too: its trouble, not the oldest batch's.
             self._failed(f"cannot deliver batches {head.seq} and {probe.seq}", exc.retry_after, exc)
@@ -269,7 +316,7 @@ class Shipper:
 
     def _send_or_raise(self, batch: SpooledBatch) -> None:
         """Deliver one batch; a failure is raised for the caller to judge, not handled."""
-        ack = self._transport.send(batch.payload)
+        ack = self._send(batch)
         self._delivered(batch)
         self._order(ack.bench)
         self._note_refused(ack.refused)

@@ -256,6 +256,10 @@ class AgentSelfCollector:
             Sample("dcmon_agent_rejected_batches_total", {}, float(shipper.rejected_batches_total)),
             Sample("dcmon_agent_poison_batches_total", {}, float(shipper.poison_batches_total)),
             Sample("dcmon_agent_shipper_restarts_total", {}, float(shipper.restarts_total)),
+            Sample("dcmon_agent_compact_batches_total", {}, float(shipper.compact_batches_total)),
+            Sample(
+                "dcmon_agent_compact_fallbacks_total", {}, float(shipper.compact_fallbacks_total)
+            ),
         ]
         samples.extend(self._process.collect(now))
         if self._state_write_errors is not None:

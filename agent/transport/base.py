@@ -60,15 +60,22 @@ class TransportError(Exception):
 class RetryableError(TransportError):
     """Delivery failed for a reason that may pass; try the same batch again later.
 
-    ``status`` is the server's HTTP status, None when no answer came (network, timeout).
+    ``status`` is the server's HTTP status, None when no answer came (network, timeout);
+    ``code`` the JSON error code of the answer, "" when there was none (e.g.
+    ``agent.wire.protocol.UNKNOWN_LAYOUT``: send the batch in full).
     """
 
     def __init__(
-        self, message: str, retry_after: float | None = None, status: int | None = None
+        self,
+        message: str,
+        retry_after: float | None = None,
+        status: int | None = None,
+        code: str = "",
     ) -> None:
         super().__init__(message)
         self.retry_after = retry_after
         self.status = status
+        self.code = code
 
     @property
     def judged(self) -> bool:

@@ -19,6 +19,11 @@ by the wire contract's rule (``agent.wire.protocol``):
 - bulk only: 404/405 (no bulk route), 415 or ``bad_framing`` (the route does not take the
   request) mean ``BulkUnsupportedError``; 413 means ``RejectedError``, send fewer at once.
 
+A 409 ``unknown_layout`` (a compact batch whose layout key the server does not hold) is a
+``RetryableError`` with that ``code``, which the shipper answers by sending the batch in full.
+Every request says, with ``X-Dcmon-Layouts: 1``, that this agent takes layout keys, unless that
+is turned off (``layouts``).
+
 Bulk framing, the media type and the ``X-Dcmon-Sent-At`` header (this node's wall clock when a
 request is sent, so the server can tell how far the node's clock is off) are the wire contract's.
 
@@ -52,8 +57,10 @@ from agent.wire.protocol import (
     BULK_MEDIA_TYPE,
     BULK_PATH,
     INGEST_PATH,
+    LAYOUTS_HEADER,
     NO_BULK_ROUTE_STATUSES,
     SENT_AT_HEADER,
+    UNKNOWN_LAYOUT,
     BulkAnswer,
     frame_records,
     is_permanent,
@@ -104,6 +111,7 @@ class HttpTransport:
         timeout_seconds: float,
         ssl_context: ssl.SSLContext | None = None,
         wall: Callable[[], float] = time.time,
+        layouts: bool = True,
     ) -> None:
         """Args:
         server_url: ``http://host[:port][/prefix]`` or ``https://...``.
@@ -115,6 +123,8 @@ class HttpTransport:
         ssl_context: for ``https``: trust settings (default: the system's CA store, with
             certificate and host name verification).
         wall: the wall clock stamped into ``X-Dcmon-Sent-At``.
+        layouts: ask for layout keys (``X-Dcmon-Layouts: 1``), so that later batches may be
+            sent compact; off: the server gives none and every batch goes in full.
 
         Raises:
             ValueError: the URL is not an http(s) URL with a host.
@@ -128,6 +138,8 @@ class HttpTransport:
             "Accept": "application/json",
             "User-Agent": f"dcmon-agent/{__version__}",
         }
+        if layouts:
+            self._headers[LAYOUTS_HEADER] = "1"
         self._single_headers = {"Content-Type": CONTENT_TYPE, "Content-Encoding": CONTENT_ENCODING}
         self._bulk_headers = {"Content-Type": BULK_MEDIA_TYPE}
         self._connection: http.client.HTTPConnection | None = None
@@ -277,12 +289,19 @@ def _failure(response: _Response, what: str) -> RetryableError | RejectedError:
     if is_permanent(code):
         return RejectedError(f"server refused {what} ({status} {code}): {message}", status, code)
     retry_after = retry_after_seconds(response.headers.get("Retry-After"))
+    if code == UNKNOWN_LAYOUT:
+        return RetryableError(
+            f"server does not hold the layout of {what} ({status} {code}): {message}",
+            retry_after,
+            status,
+            code,
+        )
     if status in _IDENTITY_STATUS:
         return RetryableError(
-            f"server refused this node ({status} {code}): {message}", retry_after, status
+            f"server refused this node ({status} {code}): {message}", retry_after, status, code
         )
     described = f"{status} {code}" if code else str(status)
-    return RetryableError(f"server answered {described}: {message}", retry_after, status)
+    return RetryableError(f"server answered {described}: {message}", retry_after, status, code)
 
 
 def _error_of(response: _Response) -> tuple[str, str]:

@@ -511,7 +511,16 @@ def test_the_agents_own_metrics_report_the_spool(tmp_path: Path, open_at) -> Non
     spool.append(batch(3))
     collector = AgentSelfCollector(
         lambda: spool.stats(0.0),
-        lambda: ShipperStats(0, 0, 0, 0, poison_batches_total=1, restarts_total=3),
+        lambda: ShipperStats(
+            0,
+            0,
+            0,
+            0,
+            poison_batches_total=1,
+            restarts_total=3,
+            compact_batches_total=5,
+            compact_fallbacks_total=4,
+        ),
         lambda: None,
         tmp_path / "no-proc",
         state_write_errors=lambda: 2,
@@ -529,4 +538,6 @@ def test_the_agents_own_metrics_report_the_spool(tmp_path: Path, open_at) -> Non
     assert values["dcmon_agent_spool_oldest_age_seconds"] == 0.0
     assert values["dcmon_agent_poison_batches_total"] == 1.0
     assert values["dcmon_agent_shipper_restarts_total"] == 3.0
+    assert values["dcmon_agent_compact_batches_total"] == 5.0
+    assert values["dcmon_agent_compact_fallbacks_total"] == 4.0
     assert values["dcmon_agent_state_write_errors_total"] == 2.0

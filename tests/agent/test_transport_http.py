@@ -23,11 +23,12 @@ import pytest
 import agent.transport.http as http_transport
 from agent.transport.base import BulkResult, BulkUnsupportedError, RejectedError, RetryableError
 from agent.transport.http import HttpTransport
-from agent.wire.protocol import PERMANENT_CODES
+from agent.wire.protocol import PERMANENT_CODES, UNKNOWN_LAYOUT
 from agent.wire.schema import RefusedSeries
 from tests.integration import free_port, require_binary
 
 TOKEN = "dcm_t0k3n"
+KEY = "0123456789abcdef0123456789abcdef"
 
 
 @dataclass(frozen=True)
@@ -528,6 +529,39 @@ def test_every_request_says_when_it_was_sent(server) -> None:
         transport.close()
     stamps = [seen.headers["x-dcmon-sent-at"] for seen in server.seen]
     assert stamps == ["1800000000.125", "1800000042.625"]
+
+
+def test_every_request_asks_for_layout_keys_and_reads_the_one_given(server, connect) -> None:
+    server.answer = lambda seen: json_answer(200, {"status": "accepted", "seq": 5, "layout": KEY})
+    transport = connect(server.url)
+    ack = transport.send(b"x")
+    server.answer = lambda seen: bulk_answer("accepted")
+    transport.send_many([b"y"])
+    assert ack.layout == KEY
+    assert [seen.headers.get("x-dcmon-layouts") for seen in server.seen] == ["1", "1"]
+
+
+def test_asking_for_layout_keys_can_be_turned_off(server, connect) -> None:
+    transport = connect(server.url, layouts=False)
+    transport.send(b"x")
+    server.answer = lambda seen: bulk_answer("accepted")
+    transport.send_many([b"y"])
+    assert [seen.headers.get("x-dcmon-layouts") for seen in server.seen] == [None, None]
+
+
+def test_an_unknown_layout_is_retryable_with_its_code_and_not_judged(server, connect) -> None:
+    server.answer = lambda seen: error_answer(409, UNKNOWN_LAYOUT, "no layout 0123")
+    with pytest.raises(RetryableError, match=r"does not hold the layout.*no layout 0123") as caught:
+        connect(server.url).send(b"x")
+    assert (caught.value.status, caught.value.code) == (409, UNKNOWN_LAYOUT)
+    assert caught.value.judged is False
+
+
+def test_a_retryable_answer_carries_its_code(server, connect) -> None:
+    server.answer = lambda seen: error_answer(503, "storage_unavailable", "later")
+    with pytest.raises(RetryableError) as caught:
+        connect(server.url).send(b"x")
+    assert caught.value.code == "storage_unavailable"
 
 
 def test_the_token_can_come_from_a_function_asked_on_each_request(server) -> None:
