@@ -19,7 +19,14 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
 from agent.wire.bench import BenchOrder
-from agent.wire.protocol import BULK_MEDIA_TYPE, BULK_PATH, INGEST_PATH, SENT_AT_HEADER, BulkAnswer
+from agent.wire.protocol import (
+    BULK_MEDIA_TYPE,
+    BULK_PATH,
+    INGEST_PATH,
+    LAYOUTS_HEADER,
+    SENT_AT_HEADER,
+    BulkAnswer,
+)
 from agent.wire.schema import Ack
 from server.auth import INGEST, Principal
 from server.deps import Services, ServicesDep
@@ -105,6 +112,14 @@ SentAtHeader = Annotated[
         "server records the node's clock skew from it. Ignored when not a number.",
     ),
 ]
+LayoutsHeader = Annotated[
+    str | None,
+    Header(
+        alias=LAYOUTS_HEADER,
+        description="1: the agent can send compact batches (schema_version 2), so the "
+        "acknowledgement of a full batch carries its layout key (Ack.layout).",
+    ),
+]
 CallerDep = Annotated[Principal, Depends(INGEST)]
 BODY_TIMEOUT_SECONDS = 60.0
 
@@ -116,9 +131,15 @@ BODY_TIMEOUT_SECONDS = 60.0
     openapi_extra=_SINGLE_BODY,
 )
 async def ingest(
-    request: Request, services: ServicesDep, caller: CallerDep, sent_at: SentAtHeader = None
+    request: Request,
+    services: ServicesDep,
+    caller: CallerDep,
+    sent_at: SentAtHeader = None,
+    layouts: LayoutsHeader = None,
 ) -> Ack:
-    """Accept one agent batch (gzip JSON, see agent.wire.schema). Acknowledged once stored."""
+    """Accept one agent batch (gzip JSON, see agent.wire.schema), full or compact.
+    Acknowledged once stored. A compact batch whose layout this server does not hold is
+    refused with 409 ``unknown_layout``: send it in full."""
     _check_content_type(request.headers.get("content-type"), "application/json")
     body = await _read_limited(request, services.settings.max_body_bytes)
     async with services.ingest.admission.admit():
@@ -128,6 +149,7 @@ async def ingest(
             request.headers.get("content-encoding"),
             caller,
             parse_sent_at(sent_at),
+            layouts == "1",
         )
 
 

@@ -51,7 +51,8 @@ from dataclasses import dataclass
 
 from agent.wire.bench import BenchOrder
 from agent.wire.codec import WireError
-from agent.wire.schema import Ack, Batch, RefusedSeries
+from agent.wire.protocol import UNKNOWN_LAYOUT
+from agent.wire.schema import Ack, Batch, CompactBatch, RefusedSeries
 from server.auth import Principal
 from server.errors import ApiError, ProblemDetail
 from server.events.store import write_events
@@ -60,6 +61,7 @@ from server.ingest.admission import Admission
 from server.ingest.fast_decode import decode_batch
 from server.jobs.fold import write_usages
 from server.latest.cache import LatestCache, NodeLatest, StalePolicy
+from server.latest.compact import CompactFamilies
 from server.settings import ServerSettings
 from server.storage.series_index import RepeatedSeriesError, canonical_labels
 from server.storage.store import (
@@ -67,6 +69,8 @@ from server.storage.store import (
     PendingWrite,
     StorageUnavailableError,
     Store,
+    UnknownLayoutError,
+    WriteResult,
 )
 
 _log = logging.getLogger(__name__)
@@ -127,6 +131,7 @@ class _Prepared:
 
     batch: Batch
     families: list[Family]
+    layouts: bool = False
 
 
 class IngestService:
@@ -169,11 +174,14 @@ class IngestService:
         content_encoding: str | None,
         caller: Principal,
         sent_at: float | None = None,
+        layouts: bool = False,
     ) -> Ack:
         """Store one batch.
 
         Args:
             sent_at: the agent's wall clock when it sent the request (``X-Dcmon-Sent-At``).
+            layouts: the agent asked for layout keys (``protocol.LAYOUTS_HEADER``): a full
+                batch's acknowledgement carries one.
 
         Raises:
             ApiError: the batch is refused (nothing of it is stored).
@@ -181,11 +189,15 @@ class IngestService:
         batch = self._decode(body, content_encoding)
         now = self._clock()
         skew = None if sent_at is None else sent_at - now
-        prepared = self._validate(batch, caller, now, skew)
+        prepared = self._validate(batch, caller, now, skew, layouts)
         return self._finish(prepared, self._start(prepared, now), now, skew)
 
     def ingest_bulk(
-        self, records: Sequence[bytes], caller: Principal, sent_at: float | None = None
+        self,
+        records: Sequence[bytes],
+        caller: Principal,
+        sent_at: float | None = None,
+        layouts: bool = False,
     ) -> list[RecordOutcome]:
         """Store many batches (gzip JSON each); one outcome per record, in order.
 
@@ -200,7 +212,7 @@ class IngestService:
             try:
                 batch = self._decode(record, "gzip")
                 seq = batch.seq
-                staged.append((seq, self._validate(batch, caller, now, skew)))
+                staged.append((seq, self._validate(batch, caller, now, skew, layouts)))
             except ApiError as exc:
                 staged.append((seq, exc))
         started: list[tuple[_Prepared, PendingWrite] | ApiError] = []
@@ -235,7 +247,7 @@ class IngestService:
             ) from None
 
     def _validate(
-        self, batch: Batch, caller: Principal, now: float, skew: float | None
+        self, batch: Batch, caller: Principal, now: float, skew: float | None, layouts: bool
     ) -> _Prepared:
         """Raises: ApiError for a batch refused before anything is written."""
         node_id = batch.node.node_id
@@ -254,11 +266,19 @@ class IngestService:
             families = _families(batch)
             _check_unique_families(families)
             _check_unique_pairings(batch)
+            if isinstance(batch, CompactBatch):
+                self._held_layout(batch)  # refused at once, before the writer sees it
         except ApiError:
             if skew is not None:  # a refused batch still tells how far off the node's clock is
                 self._latest.set_clock_skew(node_id, skew)
             raise
-        return _Prepared(batch, families)
+        return _Prepared(batch, families, layouts)
+
+    def _held_layout(self, batch: CompactBatch) -> None:
+        try:
+            self._store.held_layout(batch)
+        except UnknownLayoutError as exc:
+            raise _unknown_layout(exc) from None
 
     def _start(self, prepared: _Prepared, now: float) -> PendingWrite:
         batch = prepared.batch
@@ -273,6 +293,7 @@ class IngestService:
                 ],
                 max_series_per_node=self._limits.max_series_per_node,
                 timeout_seconds=self._limits.write_timeout_seconds,
+                layouts=prepared.layouts,
             )
         except StorageUnavailableError as exc:
             raise self._unavailable(exc) from None
@@ -286,11 +307,14 @@ class IngestService:
             result = pending.result()
         except RepeatedSeriesError as exc:
             raise ApiError(422, "invalid_batch", str(exc)) from None
+        except UnknownLayoutError as exc:
+            raise _unknown_layout(exc) from None
         except StorageUnavailableError as exc:
             raise self._unavailable(exc) from None
         order = self._orders(batch.node.node_id)
+        key = result.layout.key if prepared.layouts and result.layout is not None else None
         if result.duplicate and self._latest.touch(batch.node.node_id, now, skew):
-            return Ack(status="duplicate", seq=batch.seq, samples=0, bench=order)
+            return Ack(status="duplicate", seq=batch.seq, samples=0, bench=order, layout=key)
         self._latest.update(
             NodeLatest(
                 node_id=batch.node.node_id,
@@ -300,12 +324,12 @@ class IngestService:
                 last_push=now,
                 batch_ts=batch.timestamp,
                 seq=batch.seq,
-                families=_stored_families(prepared.families, result.refused_keys),
+                families=_latest_families(prepared, result),
                 clock_skew_seconds=skew,
             )
         )
         if result.duplicate:
-            return Ack(status="duplicate", seq=batch.seq, samples=0, bench=order)
+            return Ack(status="duplicate", seq=batch.seq, samples=0, bench=order, layout=key)
         self._metrics.ingest_samples.inc(result.samples)
         refused = [
             RefusedSeries(metric=metric, series=count, reason=CARDINALITY_LIMIT)
@@ -319,6 +343,7 @@ class IngestService:
             samples=result.samples,
             refused=refused,
             bench=order,
+            layout=key,
         )
 
     def _count_refused(self, node: str, refused: list[RefusedSeries], now: float) -> None:
@@ -435,6 +460,23 @@ def _check_unique_pairings(batch: Batch) -> None:
                 [ProblemDetail(f"jobs.{position}", "repeats a job-GPU pairing")],
             )
         seen.add(key)
+
+
+def _unknown_layout(exc: UnknownLayoutError) -> ApiError:
+    return ApiError(409, UNKNOWN_LAYOUT, str(exc))
+
+
+def _latest_families(
+    prepared: _Prepared, result: WriteResult
+) -> Mapping[str, Sequence[tuple[Mapping[str, str], float]]]:
+    """Returns: the batch's families as the latest cache keeps them: a compact batch's through
+    its layout, read only when asked (``CompactFamilies``), beside its own few families."""
+    stored = _stored_families(prepared.families, result.refused_keys)
+    batch = prepared.batch
+    if isinstance(batch, CompactBatch) and result.layout is not None:
+        layout = result.layout
+        return CompactFamilies(layout.names, layout.labels, layout.offsets, batch.values, stored)
+    return stored
 
 
 def _stored_families(

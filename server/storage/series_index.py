@@ -24,6 +24,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from server.storage.layouts import Layout
+
 Labels = Mapping[str, str]
 MINUTE_MS = 60_000
 
@@ -64,6 +66,9 @@ class SeriesIndex:
         self._label_names: dict[str, dict[str, int]] = {}
         self._label_values: dict[str, dict[str, int]] = {}
         self._layouts: dict[int, dict[str, tuple[list[Labels], list[int]]]] = {}
+        self._books: dict[str, Layout] = {}
+        """node id -> the node's layout for compact batches (``layouts.py``)."""
+        self._book_of_node: dict[int, str] = {}
         self._seen: dict[int, int] = {}
         self._seen_minutes: dict[int, dict[int, int]] = {}
         """node pk -> minute (Unix ms // 60,000) of a last write -> series written last then."""
@@ -121,6 +126,9 @@ class SeriesIndex:
                 if not minutes:
                     del self._seen_minutes[item.node_pk]
                 self._layouts.pop(item.node_pk, None)
+                node_id = self._book_of_node.pop(item.node_pk, None)
+                if node_id is not None:
+                    self._books.pop(node_id, None)
         return removed
 
     def ids(self) -> list[int]:
@@ -175,9 +183,33 @@ class SeriesIndex:
         return None
 
     def remember_layout(
-        self, node_pk: int, layout: dict[str, tuple[list[Labels], list[int]]]
+        self,
+        node_pk: int,
+        layout: dict[str, tuple[list[Labels], list[int]]],
+        merge: bool = False,
     ) -> None:
-        self._layouts[node_pk] = layout
+        """Remember the node's last batch per family (``merge``: only these families; the
+        others stay as they were, for a compact batch's few families of its own)."""
+        if merge:
+            self._layouts.setdefault(node_pk, {}).update(layout)
+        else:
+            self._layouts[node_pk] = layout
+
+    def book(self, node_id: str) -> Layout | None:
+        """Returns: the node's layout for compact batches, if this process holds one."""
+        return self._books.get(node_id)
+
+    def keep_book(self, node_id: str, layout: Layout) -> None:
+        """Make ``layout`` the node's layout (after the commit of the batch it came from)."""
+        with self._lock:
+            by_id = self._by_id
+            if not all(series_id in by_id for series_id in layout.ids):
+                return  # some were forgotten meanwhile: no layout hands out a forgotten id
+            previous = self._book_of_node.pop(layout.node_pk, None)
+            if previous is not None:
+                self._books.pop(previous, None)
+            self._books[node_id] = layout
+            self._book_of_node[layout.node_pk] = node_id
 
     def metric(self, metric: str) -> dict[int, list[IndexedSeries]]:
         """Returns: a snapshot of node pk -> that node's series of ``metric``."""

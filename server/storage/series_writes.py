@@ -26,6 +26,7 @@ from sqlalchemy import Connection, Table, select, update
 
 from server.storage.errors import StorageUnavailableError
 from server.storage.inserts import insert_series
+from server.storage.layouts import Layout, UnknownLayoutError
 from server.storage.runs import IN_CHUNK, in_chunks
 from server.storage.series_index import IndexedSeries, Labels, SeriesIndex, family_ids
 from server.storage.tables import SeriesRow
@@ -56,6 +57,8 @@ class SeriesPlan:
     refused: dict[str, int] = field(default_factory=dict)
     """Metric -> how many of its new series are refused."""
     refused_keys: list[tuple[str, str]] = field(default_factory=list)
+    hits: list[bool] = field(default_factory=list)
+    """Per family: whether its label list equals the node's last batch's (the fast path)."""
 
 
 class SeriesWrites:
@@ -81,9 +84,11 @@ class SeriesWrites:
         values: list[float] = []
         missing: dict[tuple[str, str], list[int]] = {}
         spans: list[tuple[str, list[Labels], int, int]] = []
+        hits: list[bool] = []
         for metric, samples in families:
             labels = [item[0] for item in samples]
             known, keys = family_ids(self.index, node_pk, metric, labels)
+            hits.append(not keys)
             offset = len(ids)
             for position, series_id in enumerate(known):
                 if series_id is None:
@@ -91,7 +96,7 @@ class SeriesWrites:
             ids.extend(known)
             values.extend(item[1] for item in samples)
             spans.append((metric, labels, offset, len(ids)))
-        return SeriesPlan(ids, values, missing, spans)
+        return SeriesPlan(ids, values, missing, spans, hits=hits)
 
     def touch(self, conn: Connection, plan: SeriesPlan, now_ms: int) -> list[int]:
         """Write ``last_seen_ms`` of the batch's known series that were last written more than
@@ -105,15 +110,7 @@ class SeriesWrites:
         )
         if not stale:
             return []
-        found: set[int] = set()
-        for chunk in in_chunks(sorted(set(stale))):
-            rows = conn.execute(
-                update(_series)
-                .where(_series.c.id.in_(chunk))
-                .values(last_seen_ms=now_ms)
-                .returning(_series.c.id)
-            )
-            found.update(row.id for row in rows)
+        found = self._touch_rows(conn, stale, now_ms)
         gone = {series_id for series_id in stale if series_id not in found}
         if gone:
             _log.info("%d series were deleted by another server process; recreating", len(gone))
@@ -124,6 +121,38 @@ class SeriesWrites:
                     plan.ids[position] = None
                 plan.missing.setdefault(key, []).extend(positions)
         return sorted(found)
+
+    def touch_layout(self, conn: Connection, layout: Layout, now_ms: int) -> list[int]:
+        """``touch`` for a compact batch's series (its layout's ids); returns the ids touched.
+
+        Raises:
+            UnknownLayoutError: a series of the layout was deleted by another server process
+                (it is forgotten, and so is the layout): the batch must come in full.
+        """
+        stale = self.index.stale(layout.ids, now_ms - self.touch_ms)
+        if not stale:
+            return []
+        found = self._touch_rows(conn, stale, now_ms)
+        if len(found) < len(set(stale)):
+            self.index.forget(set(stale) - found)
+            raise UnknownLayoutError(
+                f"series of layout {layout.key} were deleted by another server process"
+            )
+        return sorted(found)
+
+    @staticmethod
+    def _touch_rows(conn: Connection, ids: list[int], now_ms: int) -> set[int]:
+        """Write ``last_seen_ms`` of these series; returns the ids whose rows exist."""
+        found: set[int] = set()
+        for chunk in in_chunks(sorted(set(ids))):
+            rows = conn.execute(
+                update(_series)
+                .where(_series.c.id.in_(chunk))
+                .values(last_seen_ms=now_ms)
+                .returning(_series.c.id)
+            )
+            found.update(row.id for row in rows)
+        return found
 
     def limit(
         self, conn: Connection, node_pk: int, plan: SeriesPlan, limit: int, now_ms: int
@@ -150,10 +179,18 @@ class SeriesWrites:
             plan.refused_keys.append(key)
 
     def resolve(
-        self, conn: Connection, node_pk: int, plan: SeriesPlan, now_ms: int, touched: list[int]
+        self,
+        conn: Connection,
+        node_pk: int,
+        plan: SeriesPlan,
+        now_ms: int,
+        touched: list[int],
+        merge: bool = False,
     ) -> tuple[list[int], list[float]]:
         """Returns: the series id and value of every sample not refused, creating the series
-        the plan lacks; after the commit, the index learns the new series and the touches."""
+        the plan lacks; after the commit, the index learns the new series and the touches.
+        ``merge``: the plan holds only some of the node's families (a compact batch's own),
+        so the others' remembered label lists stay."""
         ids = plan.ids
         created: list[IndexedSeries] = []
         if plan.missing:
@@ -177,7 +214,7 @@ class SeriesWrites:
         def publish() -> None:
             self.index.add(created, now_ms)
             self.index.touch(touched, now_ms)
-            self.index.remember_layout(node_pk, layout)
+            self.index.remember_layout(node_pk, layout, merge)
 
         on_commit(conn, publish)
         return resolved, values

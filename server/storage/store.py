@@ -27,14 +27,15 @@ import logging
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, wait
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import Connection, Engine, Table, bindparam, case, delete, func, select, update
 from sqlalchemy.sql.dml import Update
 
-from agent.wire.schema import Batch
+from agent.wire.schema import Batch, CompactBatch
 from server.storage.batch_rows import seen_before, upsert_gpus, write_head
 from server.storage.errors import StorageUnavailableError, as_unavailable
+from server.storage.layouts import Layout, UnknownLayoutError
 from server.storage.naming import NamingCache
 from server.storage.records import (
     GpuRecord,
@@ -48,9 +49,9 @@ from server.storage.records import (
     read_nodes,
 )
 from server.storage.series_index import IndexedSeries, SeriesIndex
-from server.storage.series_writes import Family, SeriesWrites
+from server.storage.series_writes import Family, SeriesPlan, SeriesWrites
 from server.storage.tables import GpuRow, HeadChunkRow, IngestedBatchRow, NodeRow, SeriesRow
-from server.storage.writer import Writer, WriterClosedError
+from server.storage.writer import Writer, WriterClosedError, on_commit
 
 __all__ = [
     "BatchWriter",
@@ -62,6 +63,7 @@ __all__ = [
     "SeriesRecord",
     "StorageUnavailableError",
     "Store",
+    "UnknownLayoutError",
     "WriteResult",
     "as_unavailable",
 ]
@@ -117,6 +119,8 @@ class PendingWrite:
                 write did not finish within the time limit (it is withdrawn if it has not
                 started; if it has, it may still commit, and the retry is recognised).
             RepeatedSeriesError: the batch is refused (nothing kept).
+            UnknownLayoutError: a compact batch whose layout is not (or no longer) held here
+                (nothing kept): it must come in full.
         """
         if not wait([self._future], self._timeout).done:
             self._future.cancel()
@@ -142,6 +146,9 @@ class WriteResult:
     """Metric -> how many of its new series were refused (the node's series limit)."""
     refused_keys: frozenset[tuple[str, str]] = frozenset()
     """(metric, canonical labels) of each refused series."""
+    layout: Layout | None = None
+    """The node's layout after this batch: the one a compact batch used, or the one a full
+    batch made or kept when layouts were asked for (``layouts.py``)."""
 
 
 @dataclass(frozen=True)
@@ -222,6 +229,7 @@ class Store:
         received_at: float,
         writers: Sequence[BatchWriter] = (),
         max_series_per_node: int | None = None,
+        layouts: bool = False,
     ) -> WriteResult:
         """Store one batch (its samples at the batch's timestamp) as one unit of work.
 
@@ -231,11 +239,17 @@ class Store:
             max_series_per_node: store no more new series than keep the node's active series
                 within this many; the others are refused (``WriteResult.refused``), the rest of
                 the batch is stored.
+            layouts: make (or keep) the node's layout from a full batch's metric families,
+                for its compact batches (``WriteResult.layout``). A ``CompactBatch`` is always
+                written through the node's layout.
 
         Raises:
-            StorageUnavailableError, RepeatedSeriesError: see ``PendingWrite``.
+            StorageUnavailableError, RepeatedSeriesError, UnknownLayoutError: see
+                ``PendingWrite``.
         """
-        return self.start_write(batch, families, received_at, writers, max_series_per_node).result()
+        return self.start_write(
+            batch, families, received_at, writers, max_series_per_node, layouts=layouts
+        ).result()
 
     def start_write(
         self,
@@ -245,6 +259,7 @@ class Store:
         writers: Sequence[BatchWriter] = (),
         max_series_per_node: int | None = None,
         timeout_seconds: float | None = None,
+        layouts: bool = False,
     ) -> PendingWrite:
         """Queue ``write_batch``'s work without waiting: batches queued together (a bulk
         request) share one group commit. ``timeout_seconds`` bounds ``PendingWrite.result``.
@@ -255,7 +270,7 @@ class Store:
         try:
             future = self._writer.enqueue(
                 lambda conn: self._write_batch(
-                    conn, batch, families, received_at, writers, max_series_per_node
+                    conn, batch, families, received_at, writers, max_series_per_node, layouts
                 )
             )
         except WriterClosedError as exc:
@@ -277,26 +292,90 @@ class Store:
         received_at: float,
         writers: Sequence[BatchWriter],
         max_series_per_node: int | None,
+        layouts: bool,
     ) -> WriteResult:
+        compact = batch if isinstance(batch, CompactBatch) else None
+        layout = None if compact is None else self.held_layout(compact)  # before any write
         node_pk = self._upsert_node(conn, batch, received_at)
         if seen_before(conn, node_pk, batch, received_at):
-            return WriteResult(True, 0, node_pk)
+            return WriteResult(True, 0, node_pk, layout=layout)
         now_ms = round(received_at * 1000)
         # A repeated series refuses the batch: it rolls back only what is above.
         plan = self._series.plan(node_pk, families)
         touched = self._series.touch(conn, plan, now_ms)
+        if layout is not None:
+            touched += self._series.touch_layout(conn, layout, now_ms)
         if plan.missing and max_series_per_node is not None:
             self._series.limit(conn, node_pk, plan, max_series_per_node, now_ms)
         if batch.inventory is not None:
             upsert_gpus(conn, node_pk, batch.inventory.gpus, received_at)
         for writer in writers:
             writer(conn, node_pk)
-        ids, values = self._series.resolve(conn, node_pk, plan, now_ms, touched)
+        ids, values = self._series.resolve(
+            conn, node_pk, plan, now_ms, touched, merge=compact is not None
+        )
+        if compact is not None and layout is not None:
+            ids, values = layout.ids + ids, compact.values + values
+        elif layouts:
+            layout = self._layout_of(conn, batch, node_pk, plan)
         if ids:
             write_head(conn, node_pk, round(batch.timestamp * 1000), ids, values)
         return WriteResult(
-            False, len(ids), node_pk, dict(plan.refused), frozenset(plan.refused_keys)
+            False,
+            len(ids),
+            node_pk,
+            dict(plan.refused),
+            frozenset(plan.refused_keys),
+            layout,
         )
+
+    def held_layout(self, batch: CompactBatch) -> Layout:
+        """Returns: the layout a compact batch names, as this process holds it.
+
+        Raises:
+            UnknownLayoutError: not held (restart, another replica, the node's series changed),
+                or its number of samples is not the batch's.
+        """
+        layout = self.index.book(batch.node.node_id)
+        if layout is None or layout.key != batch.layout:
+            raise UnknownLayoutError(
+                f"layout {batch.layout} of node {batch.node.node_id} is not held by this server "
+                "(restarted, another replica, or the node's series changed); send the batch in "
+                "full"
+            )
+        if layout.count != len(batch.values):
+            raise UnknownLayoutError(
+                f"layout {batch.layout} has {layout.count} samples, the batch {len(batch.values)} "
+                "values; send the batch in full"
+            )
+        return layout
+
+    def _layout_of(
+        self, conn: Connection, batch: Batch, node_pk: int, plan: SeriesPlan
+    ) -> Layout | None:
+        """Returns: the node's layout after a full batch: the one held, if the batch's metric
+        families equal it, else one made from them (kept once the batch commits); None if
+        some of their series were refused (the agent keeps sending in full)."""
+        count = len(batch.metrics)
+        if any(metric in plan.refused for metric, *_ in plan.spans[:count]):
+            return None
+        node_id = batch.node.node_id
+        held = self.index.book(node_id)
+        if (
+            held is not None
+            and held.node_pk == node_pk
+            and all(plan.hits[:count])
+            and held.names == tuple(family.name for family in batch.metrics)
+        ):
+            return held
+        end = plan.spans[count - 1][3] if count else 0
+        layout = Layout.of(
+            node_pk,
+            [(metric, labels) for metric, labels, *_ in plan.spans[:count]],
+            cast(list[int], plan.ids[:end]),
+        )
+        on_commit(conn, lambda: self.index.keep_book(node_id, layout))
+        return layout
 
     def _upsert_node(self, conn: Connection, batch: Batch, received_at: float) -> int:
         """One statement for a known node (UPDATE ... RETURNING): the hot path of ingest.

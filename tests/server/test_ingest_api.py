@@ -26,6 +26,7 @@ def test_accepted_batch_is_stored_and_acknowledged(client: TestClient, tmp_path:
         "samples": 6,
         "refused": [],
         "bench": None,
+        "layout": None,
     }
     counts = row_counts(tmp_path / "dcmon.db")
     assert counts == {
@@ -50,6 +51,7 @@ def test_resent_batch_is_acknowledged_without_effect(client: TestClient, tmp_pat
         "samples": 0,
         "refused": [],
         "bench": None,
+        "layout": None,
     }
     assert row_counts(tmp_path / "dcmon.db") == before
 
