@@ -78,6 +78,8 @@ from agent_overhead import (
     wait_until,
 )
 
+from agent.wire.protocol import LAYOUTS_HEADER
+
 ROOT = Path(__file__).resolve().parents[1]
 VICTORIA_METRICS = "/usr/bin/victoria-metrics"
 READY_TIMEOUT_SECONDS = 60.0
@@ -88,6 +90,7 @@ RESET_SIGMA = 4.5  # a counter resets when its tick's normal draw exceeds this: 
 _MARK_HOST = "@@HOST@@"
 _MARK_NODE = "@@NODE@@"
 _MARK_TS = "@@TS@@"
+_MARK_LAYOUT = "@@LAYOUT@@"
 DRIVER_VERSION = "550.90.07"
 MODEL_NAME = "NVIDIA H100 80GB HBM3"
 PCI_BUSES = ("18", "2A", "3A", "5D", "9A", "AB", "BA", "DB")  # an HGX H100 board's GPU buses
@@ -305,6 +308,7 @@ class Layout:
     interval_seconds: float
     series: int
     dcmon_template: str
+    compact_template: str
     vm_template: str
     init_lo: np.ndarray[Any, np.dtype[np.float64]]
     init_hi: np.ndarray[Any, np.dtype[np.float64]]
@@ -335,6 +339,13 @@ class Layout:
             parts.append("[" + _escape(_json(spec.labels)) + "," + spec.fmt + "]")
             previous = spec.name
         parts.append("]}]}")
+        # dcmon's compact form: the node's layout key (from the first acknowledgement), values.
+        compact = (
+            '{"schema_version":2,"node":' + _MARK_NODE + ',"seq":%d,"timestamp":%s,'
+            f'"interval_seconds":{interval_seconds!r},"layout":"{_MARK_LAYOUT}","values":['
+            + ",".join(spec.fmt for spec in specs)
+            + "]}"
+        )
         # VictoriaMetrics: one JSON line per series; the timestamp mark is replaced per tick.
         lines = [
             '{"metric":'
@@ -356,6 +367,7 @@ class Layout:
             interval_seconds=interval_seconds,
             series=len(specs),
             dcmon_template="".join(parts),
+            compact_template=compact,
             vm_template="".join(lines),
             init_lo=column([spec.init[0] for spec in specs]),
             init_hi=column([spec.init[1] for spec in specs]),
@@ -408,6 +420,9 @@ class SimNode:
         )
         template = template.replace(_MARK_NODE, _escape(identity))
         template = template.replace(_MARK_HOST, _escape(self.name))
+        self._compact_template = layout.compact_template.replace(_MARK_NODE, _escape(identity))
+        self._compact: str | None = None
+        """The compact template with this node's layout key, once the server gave one."""
         for gpu in range(8):
             gpu_uuid = uuid.uuid5(uuid.NAMESPACE_OID, f"dcmon-bench:{seed}:{self.name}:{gpu}")
             template = template.replace(f"@@UUID{gpu}@@", f"GPU-{gpu_uuid}")
@@ -424,15 +439,25 @@ class SimNode:
         if resets.any():
             values[resets] = 0.0
 
+    def learn(self, layout: str | None) -> None:
+        """Take the layout key an acknowledgement gave (None: the server no longer holds it,
+        the next batch goes in full)."""
+        if layout is None:
+            self._compact = None
+        elif self._compact is None:
+            self._compact = self._compact_template.replace(_MARK_LAYOUT, layout)
+
     def render(self, ts_ms: int) -> bytes:
-        """Returns: the next batch at ``ts_ms`` (milliseconds), gzip-compressed; advances."""
+        """Returns: the next batch at ``ts_ms`` (milliseconds), gzip-compressed; advances.
+        A dcmon batch is compact once the node has a layout key (``learn``)."""
         self.advance()
         values = self._values.tolist()
         seconds, millis = divmod(ts_ms, 1000)
         stamp = f"{seconds}.{millis:03d}"
         if self._kind == "dcmon":
             self.seq += 1
-            text = self._template % (self.seq, stamp, *values)
+            template = self._template if self._compact is None else self._compact
+            text = template % (self.seq, stamp, *values)
         else:
             text = (self._template % tuple(values)).replace(_MARK_TS, str(ts_ms))
         return gzip.compress(text.encode(), compresslevel=GZIP_LEVEL, mtime=0)
@@ -449,6 +474,9 @@ class Target:
     port: int
     token: str = ""
     host: str = "127.0.0.1"
+    compact: bool = True
+    """dcmon: ask for layout keys and send compact batches once a node has one, as the agent
+    does by default (False: every batch in full, as an older agent sends)."""
 
     @property
     def path(self) -> str:
@@ -458,6 +486,8 @@ class Target:
         headers = {"Content-Type": "application/json", "Content-Encoding": "gzip"}
         if self.kind == "dcmon":
             headers["Authorization"] = f"Bearer {self.token}"
+            if self.compact:
+                headers[LAYOUTS_HEADER] = "1"
         return headers
 
 
@@ -574,8 +604,17 @@ class _Pusher:
             self._connection.close()
             self._connection = None
 
-    def push(self, body: bytes, series: int, late: float | None, record: bool) -> None:
-        """POST one batch (one retry after a dropped keep-alive connection) and count it.
+    def push(
+        self,
+        body: bytes,
+        series: int,
+        late: float | None,
+        record: bool,
+        node: SimNode | None = None,
+    ) -> bool:
+        """POST one batch (one retry after a dropped keep-alive connection) and count it;
+        returns whether it was stored. ``node`` learns the layout key the answer gives, or
+        forgets its key on a 409 ``unknown_layout`` (which counts as a failed push).
 
         Pushes not ``record``-ed (a warm-up) count only when they fail.
         """
@@ -599,9 +638,11 @@ class _Pusher:
                 self.close()
                 error = f"{type(exc).__name__}: {exc}"
         done = time.monotonic()
-        accepted, samples, duplicate = self._judge(status, data, series)
+        accepted, samples, duplicate, layout = self._judge(status, data, series)
+        if node is not None and self._target.kind == "dcmon" and (accepted or status == 409):
+            node.learn(layout)
         if not record and accepted:
-            return
+            return accepted
         with self._lock:
             tally = self._tally
             tally.requests += 1
@@ -621,18 +662,20 @@ class _Pusher:
                 if len(tally.errors) < 5:
                     detail = error or data[:300].decode(errors="replace")
                     tally.errors.append(f"{status or 'no answer'}: {detail}")
+        return accepted
 
-    def _judge(self, status: int, data: bytes, series: int) -> tuple[bool, int, int]:
-        """Returns: (accepted, samples acknowledged, 1 if a duplicate)."""
+    def _judge(self, status: int, data: bytes, series: int) -> tuple[bool, int, int, str | None]:
+        """Returns: (accepted, samples acknowledged, 1 if a duplicate, the layout key given)."""
         if self._target.kind == "vm":
-            return (status == 204, series if status == 204 else 0, 0)
+            return (status == 204, series if status == 204 else 0, 0, None)
         if status != 200:
-            return (False, 0, 0)
+            return (False, 0, 0, None)
         try:
             ack = json.loads(data)
         except ValueError:
-            return (False, 0, 0)
-        return (True, int(ack.get("samples", 0)), int(ack.get("status") == "duplicate"))
+            return (False, 0, 0, None)
+        accepted = (True, int(ack.get("samples", 0)), int(ack.get("status") == "duplicate"))
+        return (*accepted, ack.get("layout"))
 
 
 @dataclass
@@ -679,7 +722,7 @@ def _flat_loop(
                 tally.reached_now = True
                 lane.end = lane.tick
                 continue
-            pusher.push(node.render(ts_ms), node.series, None, record=True)
+            pusher.push(node.render(ts_ms), node.series, None, record=True, node=node)
             lane.tick += 1
         active = [lane for lane in active if lane.tick < lane.end]
 
@@ -701,7 +744,7 @@ def _paced_loop(
                 return
             late = time.monotonic() - due
             body = node.render(round(time.time() * 1000))
-            pusher.push(body, node.series, late, record=due >= record_from)
+            pusher.push(body, node.series, late, record=due >= record_from, node=node)
         period += 1
 
 
@@ -1117,6 +1160,7 @@ def self_test() -> None:
     """Encode one batch of each kind and check it against the wire schema (a quick sanity run)."""
     sys.path.insert(0, str(ROOT))
     from agent.wire.codec import decode_batch  # noqa: PLC0415 (only for the self-test)
+    from agent.wire.schema import CompactBatch  # noqa: PLC0415
 
     layout = Layout.build("full", 10.0)
     node = SimNode(layout, "dcmon", 1, "node-", 0, 1)
@@ -1130,6 +1174,15 @@ def self_test() -> None:
         node.render(1_700_000_000_000 + tick * 10_000)
     each = (time.perf_counter() - started_at) / count
     print(f"render + gzip: {each * 1e6:.0f} us per batch ({layout.series / each:,.0f} samples/s)")
+    node.learn("0123456789abcdef" * 2)
+    compact = decode_batch(node.render(1_800_000_000_000), "gzip", 64 << 20)
+    if not isinstance(compact, CompactBatch) or compact.sample_count() != batch.sample_count():
+        raise BenchError(f"the compact batch does not carry the full batch's samples: {compact}")
+    started_at = time.perf_counter()
+    for tick in range(count):
+        node.render(1_800_000_000_000 + tick * 10_000)
+    each = (time.perf_counter() - started_at) / count
+    print(f"compact render + gzip: {each * 1e6:.0f} us per batch")
 
 
 SMOKE_NODES = 3

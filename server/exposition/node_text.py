@@ -38,6 +38,7 @@ from operator import itemgetter
 import msgspec
 
 from server.latest.cache import FamilySamples, NodeLatest
+from server.latest.compact import CompactFamilies
 
 Labels = Mapping[str, str]
 _NON_FINITE = ((b" nan\n", b" NaN\n"), (b" inf\n", b" +Inf\n"), (b" -inf\n", b" -Inf\n"))
@@ -60,6 +61,9 @@ class _Family:
     key: int
     """``_key`` of the label sets the template was built from."""
     template: bytes
+    labels: object = None
+    """A compact batch's layout list of label sets the template was built from (compared by
+    identity: the layout's lists do not change while the layout stays)."""
 
 
 @dataclass
@@ -80,14 +84,33 @@ class NodeText:
         if done is not None and done[0] == batch:
             return done[1]
         suffix = b" %d\n" % round(node.batch_ts * 1000) if timestamps else None
-        texts = {
-            name: self._render(name, samples, suffix) for name, samples in node.families.items()
-        }
+        families = node.families
+        if isinstance(families, CompactFamilies):
+            texts = {name: self._render_compact(families, name, suffix) for name in families}
+        else:
+            texts = {
+                name: self._render(name, samples, suffix) for name, samples in families.items()
+            }
         # A family the node stopped sending leaves with its template.
         for name in [name for name in self.families if name not in node.families]:
             del self.families[name]
         self.rendered[timestamps] = (batch, texts)
         return texts
+
+    def _render_compact(self, families: CompactFamilies, name: str, suffix: bytes | None) -> bytes:
+        """A compact batch's family: while its layout stays, the template is found by the
+        identity of the layout's label list, with no per-sample key at all."""
+        parts = families.parts(name)
+        if parts is None:
+            return self._render(name, families[name], suffix)
+        labels, values = parts
+        family = self.families.get(name)
+        if family is None or family.labels is not labels:
+            as_tuple = tuple(labels)
+            key = hash(_ENCODER.encode(as_tuple))
+            template = _template(name, self.identity, as_tuple)
+            family = self.families[name] = _Family(key, template, labels)
+        return self._fill(family, _printable_values(values), suffix)
 
     def _render(self, name: str, samples: FamilySamples, suffix: bytes | None) -> bytes:
         if not samples:
@@ -98,7 +121,10 @@ class NodeText:
         family = self.families.get(name)
         if family is None or family.key != key:
             family = self.families[name] = _Family(key, _template(name, self.identity, labels))
-        values = _printable(samples)
+        return self._fill(family, _printable(samples), suffix)
+
+    @staticmethod
+    def _fill(family: _Family, values: tuple[float, ...], suffix: bytes | None) -> bytes:
         text = family.template % values
         if not math.isfinite(sum(values)):  # nan or inf among them (or a sum past the range)
             for python_spelling, prometheus in _NON_FINITE:
@@ -111,10 +137,14 @@ class NodeText:
 def _printable(samples: FamilySamples) -> tuple[float, ...]:
     """Returns: the values as ``%a`` should print them: an integral one as an int (no ``.0``),
     up to 2**53 (past it, its ``repr``), as ``format_value`` does."""
+    return _printable_values([v for _, v in samples])
+
+
+def _printable_values(values: Sequence[float]) -> tuple[float, ...]:
     try:
-        return tuple([int(v) if v.is_integer() and -_EXACT < v < _EXACT else v for _, v in samples])
+        return tuple([int(v) if v.is_integer() and -_EXACT < v < _EXACT else v for v in values])
     except AttributeError:  # an int among them (Python < 3.12 ints have no is_integer)
-        return _printable([(labels, float(v)) for labels, v in samples])
+        return _printable_values([float(v) for v in values])
 
 
 def _template(

@@ -51,6 +51,15 @@ class CompactFamilies(Mapping[str, FamilySamples]):
         start, end = self._offsets[index], self._offsets[index + 1]
         return list(zip(self._labels[index], self._values[start:end], strict=True))
 
+    def parts(self, name: str) -> tuple[Sequence[Mapping[str, str]], Sequence[float]] | None:
+        """Returns: a layout family's label sets (the layout's own list, the same object for
+        every batch while the layout stays) and its values, or None for another family."""
+        index = self._position(name)
+        if index is None:
+            return None
+        start, end = self._offsets[index], self._offsets[index + 1]
+        return self._labels[index], self._values[start:end]
+
     def __iter__(self) -> Iterator[str]:
         yield from self._names
         yield from self._extra

@@ -213,3 +213,34 @@ def test_a_compact_batch_with_a_non_finite_value_is_invalid(
     body = _compact(make_batch(seq=2, timestamp=START + 10), key, values=values)
     response = _push_compact(client, body)
     assert response.status_code == 422 and response.json()["error"]["code"] == "invalid_batch"
+
+
+def _node_lines(client: TestClient, **params: str) -> list[str]:
+    """Returns: the /metrics lines of the batch's own families (not the server's node rows)."""
+    names = (*(f.name for f in default_metrics()), "node_scrape_collector")
+    text = client.get("/metrics", params=params).text
+    return [line for line in text.splitlines() if line.startswith(names)]
+
+
+@pytest.mark.parametrize("params", [{}, {"timestamps": "1"}])
+def test_metrics_of_a_compact_batch_equal_those_of_the_full_one(
+    client: TestClient, params: dict[str, str]
+) -> None:
+    """The compact path renders from the layout's templates: the same text, value for value."""
+    first = make_batch(seq=1, timestamp=START, metrics=_shifted(0.25))
+    key = _key(push(client, first, headers=ASK))
+    full_lines = _node_lines(client, **params)
+    assert len(full_lines) == 6
+    lines: list[str] = []
+    for shift, seq in ((3.0, 2), (0.25, 3)):  # new values, then the first ones again
+        values = [v for f in _shifted(shift) for _labels, v in f.samples]
+        body = _compact(make_batch(seq=seq, timestamp=START + 10 * seq), key, values=values)
+        assert _push_compact(client, body).status_code == 200
+        lines = _node_lines(client, **params)
+        if shift == 3.0:
+            assert lines != full_lines and any(" 3.5" in line for line in lines)
+    if params:  # each line ends with its batch's time: the last batch's here
+        assert all(line.endswith(f" {round((START + 30) * 1000)}") for line in lines)
+        lines = [line.rsplit(" ", 1)[0] for line in lines]
+        full_lines = [line.rsplit(" ", 1)[0] for line in full_lines]
+    assert lines == full_lines
