@@ -126,6 +126,16 @@ class RecordOutcome:
 
 
 @dataclass(frozen=True)
+class Started:
+    """A batch whose write is queued (``IngestService.begin``)."""
+
+    prepared: _Prepared
+    pending: PendingWrite
+    now: float
+    skew: float | None
+
+
+@dataclass(frozen=True)
 class _Prepared:
     """A decoded, validated batch ready to be written."""
 
@@ -168,6 +178,10 @@ class IngestService:
             max_waiting=limits.queue_max,
         )
 
+    @property
+    def write_timeout_seconds(self) -> float:
+        return self._limits.write_timeout_seconds
+
     def ingest(
         self,
         body: bytes,
@@ -186,11 +200,36 @@ class IngestService:
         Raises:
             ApiError: the batch is refused (nothing of it is stored).
         """
+        return self.complete(self.begin(body, content_encoding, caller, sent_at, layouts))
+
+    def begin(
+        self,
+        body: bytes,
+        content_encoding: str | None,
+        caller: Principal,
+        sent_at: float | None = None,
+        layouts: bool = False,
+    ) -> Started:
+        """``ingest`` up to the queued write, without waiting for it (``complete`` does): an
+        asynchronous caller can await ``Started.pending`` instead of holding a thread.
+
+        Raises:
+            ApiError: the batch is refused (nothing of it is stored).
+        """
         batch = self._decode(body, content_encoding)
         now = self._clock()
         skew = None if sent_at is None else sent_at - now
         prepared = self._validate(batch, caller, now, skew, layouts)
-        return self._finish(prepared, self._start(prepared, now), now, skew)
+        return Started(prepared, self._start(prepared, now), now, skew)
+
+    def complete(self, started: Started) -> Ack:
+        """Wait for a ``begin``-ed write (within ``write_timeout_seconds`` in all), then update
+        the latest cache; returns the acknowledgement.
+
+        Raises:
+            ApiError: the write failed or timed out (nothing of it is stored).
+        """
+        return self._finish(started.prepared, started.pending, started.now, started.skew)
 
     def ingest_bulk(
         self,

@@ -12,7 +12,7 @@ from sqlalchemy import Connection, Table, select, update
 
 from agent.wire.schema import Batch, GpuFacts
 from server.storage import head
-from server.storage.inserts import insert_new
+from server.storage.batch_sql import insert_batch_record, insert_head
 from server.storage.tables import GpuRow, HeadChunkRow, IngestedBatchRow
 
 _log = logging.getLogger(__name__)
@@ -25,7 +25,7 @@ def write_head(
     conn: Connection, node_pk: int, ts_ms: int, ids: list[int], values: list[float]
 ) -> None:
     n, payload = head.pack(ids, values)
-    if insert_new(conn, _head, {"node_pk": node_pk, "ts_ms": ts_ms, "n": n, "payload": payload}):
+    if insert_head(conn, node_pk, ts_ms, n, payload):
         return
     # Another batch of this node has this timestamp: keep its samples, add only new series.
     row = conn.execute(
@@ -41,16 +41,7 @@ def write_head(
 
 def seen_before(conn: Connection, node_pk: int, batch: Batch, received_at: float) -> bool:
     """Record the batch; True if this exact batch (seq and timestamp) was stored before."""
-    if insert_new(
-        conn,
-        _batches,
-        {
-            "node_pk": node_pk,
-            "seq": batch.seq,
-            "batch_ts": batch.timestamp,
-            "received_at": received_at,
-        },
-    ):
+    if insert_batch_record(conn, node_pk, batch.seq, batch.timestamp, received_at):
         return False
     previous = conn.execute(
         select(_batches.c.batch_ts).where(

@@ -24,7 +24,8 @@ and the storage error are re-exported here for the store's callers.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, wait
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -34,6 +35,7 @@ from sqlalchemy.sql.dml import Update
 
 from agent.wire.schema import Batch, CompactBatch
 from server.storage.batch_rows import seen_before, upsert_gpus, write_head
+from server.storage.batch_sql import update_node
 from server.storage.errors import StorageUnavailableError, as_unavailable
 from server.storage.layouts import Layout, UnknownLayoutError
 from server.storage.naming import NamingCache
@@ -79,13 +81,11 @@ _head: Table = HeadChunkRow.__table__  # type: ignore[assignment]
 _batches: Table = IngestedBatchRow.__table__  # type: ignore[assignment]
 
 
-def _update_node_statement(inventory: bool) -> Update:
-    """Returns: UPDATE nodes ... RETURNING id for one push, every value a bound parameter
-    (``b_<column>``, and ``b_node_id``, ``b_ts``, ``b_seq``); ``inventory`` adds the columns
-    an inventory carries."""
+def _update_node_statement() -> Update:
+    """Returns: UPDATE nodes ... RETURNING id for a push with inventory, every value a bound
+    parameter (``b_<column>``, and ``b_node_id``, ``b_ts``, ``b_seq``)."""
     columns = ["name", "hostname", "labels", "interval_seconds", "last_push"]
-    if inventory:
-        columns += ["host_facts", "driver_version", "gpu_status"]
+    columns += ["host_facts", "driver_version", "gpu_status"]
     ts = bindparam("b_ts", type_=_nodes.c.last_batch_ts.type)
     seq = bindparam("b_seq", type_=_nodes.c.last_seq.type)
     return (
@@ -100,8 +100,7 @@ def _update_node_statement(inventory: bool) -> Update:
     )
 
 
-_UPDATE_NODE = _update_node_statement(inventory=False)
-_UPDATE_NODE_INVENTORY = _update_node_statement(inventory=True)
+_UPDATE_NODE_INVENTORY = _update_node_statement()
 
 
 class PendingWrite:
@@ -110,6 +109,13 @@ class PendingWrite:
     def __init__(self, future: Future[WriteResult], timeout_seconds: float | None = None) -> None:
         self._future = future
         self._timeout = timeout_seconds
+        self._deadline = None if timeout_seconds is None else time.monotonic() + timeout_seconds
+
+    @property
+    def future(self) -> Future[WriteResult]:
+        """The write's future, for a caller that awaits it (``asyncio.wrap_future``) before
+        ``result``; ``result`` keeps the time limit from when the write was queued."""
+        return self._future
 
     def result(self) -> WriteResult:
         """Returns: the write's outcome once committed.
@@ -122,7 +128,8 @@ class PendingWrite:
             UnknownLayoutError: a compact batch whose layout is not (or no longer) held here
                 (nothing kept): it must come in full.
         """
-        if not wait([self._future], self._timeout).done:
+        left = None if self._deadline is None else max(0.0, self._deadline - time.monotonic())
+        if not wait([self._future], left).done:
             self._future.cancel()
             raise StorageUnavailableError(
                 f"the write did not finish within {self._timeout:g}s (the database is slow or "
@@ -179,6 +186,9 @@ class Store:
         self.index = index
         self._series = SeriesWrites(index, round(active_window_seconds * 1000))
         self._naming = NamingCache(lambda: read_node_naming(engine))
+        self._node_rows: dict[str, tuple[str, str, Mapping[str, str], float]] = {}
+        """node id -> the name, hostname, labels and interval this process last committed to
+        its row (writer thread only): a push that repeats them sets only its own columns."""
 
     @property
     def engine(self) -> Engine:
@@ -378,11 +388,28 @@ class Store:
         return layout
 
     def _upsert_node(self, conn: Connection, batch: Batch, received_at: float) -> int:
-        """One statement for a known node (UPDATE ... RETURNING): the hot path of ingest.
-
-        The statement is built once (``_UPDATE_NODE``) and run with bound values: building it
-        per batch cost more than running it (SQLAlchemy coerces every literal anew)."""
+        """One statement for a known node (UPDATE ... RETURNING): the hot path of ingest, for
+        a push without inventory written for the driver (``batch_sql.update_node``); with an
+        inventory, the statement built once (``_UPDATE_NODE_INVENTORY``) with bound values."""
         node = batch.node
+        inventory = batch.inventory
+        if inventory is None:
+            row = (node.name, node.hostname, node.labels, batch.interval_seconds)
+            pk = update_node(
+                conn,
+                node.node_id,
+                name=node.name,
+                hostname=node.hostname,
+                labels=node.labels,
+                interval_seconds=batch.interval_seconds,
+                last_push=received_at,
+                batch_ts=batch.timestamp,
+                seq=batch.seq,
+                unchanged=self._node_rows.get(node.node_id) == row,
+            )
+            if pk is not None:
+                on_commit(conn, lambda: self._node_rows.__setitem__(node.node_id, row))
+                return pk
         values: dict[str, Any] = {
             "name": node.name,
             "hostname": node.hostname,
@@ -390,19 +417,17 @@ class Store:
             "interval_seconds": batch.interval_seconds,
             "last_push": received_at,
         }
-        inventory = batch.inventory
         if inventory is not None:
             values["host_facts"] = inventory.host.model_dump()
             values["driver_version"] = inventory.driver_version
             values["gpu_status"] = inventory.gpu_status
-        statement = _UPDATE_NODE if inventory is None else _UPDATE_NODE_INVENTORY
-        bound = {f"b_{key}": value for key, value in values.items()}
-        pk = conn.execute(
-            statement,
-            {"b_node_id": node.node_id, "b_ts": batch.timestamp, "b_seq": batch.seq, **bound},
-        ).scalar()
-        if pk is not None:
-            return int(pk)
+            bound = {f"b_{key}": value for key, value in values.items()}
+            pk = conn.execute(
+                _UPDATE_NODE_INVENTORY,
+                {"b_node_id": node.node_id, "b_ts": batch.timestamp, "b_seq": batch.seq, **bound},
+            ).scalar()
+            if pk is not None:
+                return int(pk)
         result = conn.execute(
             _nodes.insert().values(
                 node_id=node.node_id,

@@ -161,23 +161,36 @@ def test_a_refusal_s_retry_after_is_at_most_the_configured_base() -> None:
     assert _run(scenario) == "3"
 
 
+def _hold_writer(store: Store) -> tuple[threading.Event, threading.Event]:
+    """Returns: (entered, release): the writer runs a job that waits for ``release``, so the
+    next write queues behind it and its request holds its admission slot meanwhile."""
+    entered, release = threading.Event(), threading.Event()
+
+    def job(_conn: Any) -> None:
+        entered.set()
+        assert release.wait(10)
+
+    store.writer.enqueue(job)
+    return entered, release
+
+
+def _wait_until(condition: Callable[[], bool], seconds: float = 10.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
 def test_requests_past_the_limit_get_429_with_retry_after(
-    make_app: Callable[..., FastAPI], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    make_app: Callable[..., FastAPI], tmp_path: Path
 ) -> None:
     app = make_app(max_inflight_ingest=1, ingest_retry_after_seconds=2.0, ingest_queue_seconds=0.1)
     store: Store = app.state.services.store
-    entered, release = threading.Event(), threading.Event()
-    start_write = store.start_write
-
-    def held(*args: Any, **kwargs: Any) -> Any:
-        entered.set()
-        assert release.wait(10)
-        return start_write(*args, **kwargs)
-
-    monkeypatch.setattr(store, "start_write", held)
     with TestClient(app) as client, ThreadPoolExecutor(1) as pool:
+        entered, release = _hold_writer(store)
         first = pool.submit(push, client, make_batch(timestamp=START))
         assert entered.wait(10)
+        _wait_until(lambda: app.state.services.ingest.admission.inflight == 1)
         other = make_batch(timestamp=START, node=identity(name="gpu02", node_id="f" * 32))
         for response in (push(client, other), push_bulk(client, [other])):
             assert response.status_code == 429
@@ -192,25 +205,17 @@ def test_requests_past_the_limit_get_429_with_retry_after(
 
 
 def test_a_push_past_the_limit_waits_in_the_queue_and_is_stored(
-    make_app: Callable[..., FastAPI], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    make_app: Callable[..., FastAPI], tmp_path: Path
 ) -> None:
     app = make_app(max_inflight_ingest=1, ingest_queue_seconds=30.0)
     services = app.state.services
     store: Store = services.store
-    entered, release = threading.Event(), threading.Event()
-    start_write = store.start_write
-
-    def held(*args: Any, **kwargs: Any) -> Any:
-        if not entered.is_set():
-            entered.set()
-            assert release.wait(10)
-        return start_write(*args, **kwargs)
-
-    monkeypatch.setattr(store, "start_write", held)
     other = make_batch(timestamp=START, node=identity(name="gpu02", node_id="f" * 32))
     with TestClient(app) as client, ThreadPoolExecutor(2) as pool:
+        entered, release = _hold_writer(store)
         first = pool.submit(push, client, make_batch(timestamp=START))
         assert entered.wait(10)
+        _wait_until(lambda: services.ingest.admission.inflight == 1)
         queued = pool.submit(push, client, other)
         deadline = time.monotonic() + 10
         while services.ingest.admission.waiting < 1:
