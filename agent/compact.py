@@ -104,6 +104,13 @@ class CompactForms:
         with self._lock:
             return self._payloads.pop(seq, None)
 
+    def give_back(self, seq: int, payload: bytes) -> None:
+        """Keep a taken compact form for the next attempt (its send failed for a reason that
+        is not about the form), unless a key change or ``forget`` came meanwhile."""
+        with self._lock:
+            if self._key is not None and seq not in self._payloads:
+                self._payloads[seq] = payload
+
     def forget(self) -> None:
         """A compact send failed: drop the key and every compact form."""
         with self._lock:

@@ -23,10 +23,13 @@ server. Against a server without the bulk route (404/405) the batches go one per
 same number of batches a second, and the bulk route is tried again after a while.
 
 With ``compact`` (``agent.compact.CompactForms``), a batch sent alone goes in its compact form
-when it has one, and the layout key an acknowledgement carries is handed back to it. Any
-failure of a compact send (the server does not hold the key, or does not read that form) drops
-the key and sends the same batch in full at once: only the full form is judged (backoff, poison,
-a refusal for good). A bulk replay always sends the full forms.
+when it has one, and the layout key an acknowledgement carries is handed back to it. A refusal
+that may be about the form (the server does not hold the key, does not read form 2, or failed
+on the batch) drops the key and sends the same batch in full at once: only the full form is
+judged (backoff, poison, a refusal for good). A failure that is not about the form (no answer,
+a busy or absent server, a refused token or name) would meet the full form too: it is the
+batch's failure, with backoff, and the compact form waits for the next attempt. A bulk replay
+always sends the full forms.
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ from agent.transport.base import (
     Transport,
 )
 from agent.wire.bench import BenchOrder
+from agent.wire.protocol import UNKNOWN_LAYOUT
 from agent.wire.schema import Ack, RefusedSeries
 
 _log = logging.getLogger(__name__)
@@ -212,10 +216,16 @@ class Shipper:
         if compact is not None and payload is not None:
             try:
                 ack = self._transport.send(payload)
-            except (RetryableError, RejectedError) as exc:
-                compact.forget()
-                self._compact_fallbacks += 1
-                _log.debug("compact batch %d not taken, sending it in full: %s", batch.seq, exc)
+            except RetryableError as exc:
+                if not (exc.code == UNKNOWN_LAYOUT or exc.judged):
+                    # No answer, or one about the server (busy, away) or this node's token or
+                    # name, not about the form: the full form would fare the same, so it is
+                    # the batch's failure, and the compact form waits for the next attempt.
+                    compact.give_back(batch.seq, payload)
+                    raise
+                self._fall_back(compact, batch, exc)
+            except RejectedError as exc:
+                self._fall_back(compact, batch, exc)
             else:
                 self._compact_sent += 1
                 self._learn(batch, ack)
@@ -223,6 +233,12 @@ class Shipper:
         ack = self._transport.send(batch.payload)
         self._learn(batch, ack)
         return ack
+
+    def _fall_back(self, compact: CompactForms, batch: SpooledBatch, exc: Exception) -> None:
+        """The server did not take a compact form: drop the key, send in full."""
+        compact.forget()
+        self._compact_fallbacks += 1
+        _log.debug("compact batch %d not taken, sending it in full: %s", batch.seq, exc)
 
     def _learn(self, batch: SpooledBatch, ack: Ack) -> None:
         if ack.layout is not None and self._compact is not None:

@@ -124,10 +124,11 @@ LayoutsHeader = Annotated[
 CallerDep = Annotated[Principal, Depends(INGEST)]
 BODY_TIMEOUT_SECONDS = 60.0
 INLINE_BODY_BYTES = 16 * 1024
-"""A body up to this size (a compact batch is a few kilobytes) is decoded on the event loop
-and its write awaited there: a few hundred microseconds of work, cheaper than the two hand-offs
-to a worker thread and back it would take. A larger one (a full batch, which decodes label by
-label) is decoded on a worker thread, as is every bulk request."""
+"""A body up to this size (any compact batch, about 2 KB for 400 series, and a small node's full
+batch) is decoded on the event loop and its write awaited there: a few hundred microseconds to
+a millisecond of work that holds the interpreter lock wherever it runs, cheaper than the two
+hand-offs to a worker thread and back. A larger one is decoded on a worker thread, as is every
+bulk request."""
 
 
 @router.post(

@@ -157,8 +157,38 @@ def test_a_full_form_refused_for_good_after_a_compact_one_is_set_aside() -> None
     assert spool.pending() == 0
 
 
-def test_a_network_failure_of_a_compact_send_is_retried_in_full_at_once() -> None:
-    server = LayoutServer([RetryableError("connection reset")])
+@pytest.mark.parametrize(
+    "failure",
+    [
+        RetryableError("connection reset"),
+        RetryableError("busy (429 overloaded)", 2.0, 429, "overloaded"),
+        RetryableError("storage away (503)", 5.0, 503, "storage_unavailable"),
+    ],
+    ids=["network", "overloaded", "unavailable"],
+)
+def test_a_failure_not_about_the_form_is_the_batchs_and_it_stays_compact(
+    failure: RetryableError,
+) -> None:
+    """No answer, or a busy or absent server, would refuse the full form the same way: no
+    second request at once (a busy server is not sent twice the work), and the batch goes
+    compact again on the next attempt."""
+    server = LayoutServer([failure])
+    spool, forms, shipper = _setup(server)
+    _spool_tick(spool, forms, 0)
+    shipper.deliver_once()
+    _spool_tick(spool, forms, 1)
+    assert shipper.deliver_once() is False
+    assert server.received[-1:] == [("compact", 1)]
+    assert shipper.stats().send_failures_total == 1
+    assert shipper.stats().compact_fallbacks_total == 0
+    assert shipper.deliver_once() is True
+    assert server.received[-1:] == [("compact", 1)]
+    assert 1 in server.stored
+
+
+def test_a_server_error_on_a_compact_send_falls_back_to_the_full_form() -> None:
+    """A 500 judges the batch: perhaps the compact path fails here, so the full form goes."""
+    server = LayoutServer([RetryableError("boom (500)", None, 500, "internal")])
     spool, forms, shipper = _setup(server)
     _spool_tick(spool, forms, 0)
     shipper.deliver_once()
