@@ -224,7 +224,10 @@ def flat_run(
             f"{first.failures} of the first pushes to {target.kind} failed: "
             + "; ".join(first.errors)
         )
-    measured = replace(base, first_tick=1, seconds=args.seconds)
+    # The nodes keep the layout keys their first pushes earned, as running agents do.
+    measured = replace(
+        base, first_tick=1, seconds=args.seconds, layouts=tuple(first.layouts.items())
+    )
     with LoadRun(measured) as run:
         start_at = run.start()
         sleep_until(start_at)
@@ -234,6 +237,11 @@ def flat_run(
         rss, hwm = memory_mib(pid)
         tally = run.finish(REQUEST_TIMEOUT_SECONDS + 60)
     check_alive()
+    if target.kind == "dcmon" and target.compact and tally.compact < tally.accepted:
+        raise BenchError(
+            f"only {tally.compact} of {tally.accepted} stored flat-out pushes were compact "
+            "batches: the server did not keep the nodes' layouts"
+        )
     return FlatRun(
         samples_per_second=tally.samples_per_second,
         cores=(cpu_1 - cpu_0) / (wall_1 - wall_0),
@@ -285,6 +293,7 @@ def paced_run(
         warmup_seconds=INTERVAL_SECONDS,
         prefix=node_prefix(args, seed),
         seed=seed,
+        layouts=tuple(first.layouts.items()),
     )
     pid = server.child.pid
     with LoadRun(plan) as run:

@@ -423,6 +423,7 @@ class SimNode:
         self._compact_template = layout.compact_template.replace(_MARK_NODE, _escape(identity))
         self._compact: str | None = None
         """The compact template with this node's layout key, once the server gave one."""
+        self.layout_key: str | None = None
         for gpu in range(8):
             gpu_uuid = uuid.uuid5(uuid.NAMESPACE_OID, f"dcmon-bench:{seed}:{self.name}:{gpu}")
             template = template.replace(f"@@UUID{gpu}@@", f"GPU-{gpu_uuid}")
@@ -443,9 +444,10 @@ class SimNode:
         """Take the layout key an acknowledgement gave (None: the server no longer holds it,
         the next batch goes in full)."""
         if layout is None:
-            self._compact = None
+            self._compact = self.layout_key = None
         elif self._compact is None:
             self._compact = self._compact_template.replace(_MARK_LAYOUT, layout)
+            self.layout_key = layout
 
     def render(self, ts_ms: int) -> bytes:
         """Returns: the next batch at ``ts_ms`` (milliseconds), gzip-compressed; advances.
@@ -520,6 +522,9 @@ class Plan:
     first_index: int = 0
     seed: int = 1
     extra: tuple[SeriesSpec, ...] = ()  # series beside the profile's (``node_series``)
+    layouts: tuple[tuple[str, str], ...] = ()
+    """(node name, layout key) from an earlier plan's ``Tally.layouts``: those nodes send
+    compact batches from their first push, as agents that keep running do."""
 
 
 @dataclass
@@ -528,6 +533,7 @@ class Tally:
 
     requests: int = 0
     accepted: int = 0
+    compact: int = 0  # accepted pushes that were compact batches (dcmon)
     samples: int = 0
     duplicates: int = 0
     failures: int = 0
@@ -540,10 +546,14 @@ class Tally:
     ended: float = 0.0  # monotonic time of the last response read
     cpu_seconds: float = 0.0  # the generator's own CPU
     body_bytes: int = 0
+    layouts: dict[str, str] = field(default_factory=dict)
+    """Node name -> the layout key the server gave it (dcmon, compact): a later plan's nodes
+    start with them (``Plan.layouts``), as running agents keep theirs."""
 
     def merge(self, other: Tally) -> None:
         self.requests += other.requests
         self.accepted += other.accepted
+        self.compact += other.compact
         self.samples += other.samples
         self.duplicates += other.duplicates
         self.failures += other.failures
@@ -556,6 +566,7 @@ class Tally:
         self.ended = max(self.ended, other.ended)
         self.cpu_seconds += other.cpu_seconds
         self.body_bytes += other.body_bytes
+        self.layouts.update(other.layouts)
 
     @property
     def window_seconds(self) -> float:
@@ -619,6 +630,7 @@ class _Pusher:
         Pushes not ``record``-ed (a warm-up) count only when they fail.
         """
         sent = time.monotonic()
+        compact = node is not None and node.layout_key is not None  # how it was rendered
         status, data, error = 0, b"", ""
         for _attempt in range(2):
             sent = time.monotonic()
@@ -652,6 +664,7 @@ class _Pusher:
             tally.statuses[str(status) if status else "error"] += 1
             if accepted:
                 tally.accepted += 1
+                tally.compact += compact
                 tally.samples += samples
                 tally.duplicates += duplicate
                 tally.latencies.append(done - sent)
@@ -692,6 +705,7 @@ def _lanes(plan: Plan, layout: Layout, indices: list[int]) -> list[_Lane]:
     end = math.inf if plan.ticks is None else plan.first_tick + plan.ticks
     segments = plan.segments if plan.mode == "flat" and plan.ticks is not None else 1
     lanes = []
+    known = dict(plan.layouts)
     for index in indices:
         for segment in range(segments):
             first = plan.first_tick
@@ -703,6 +717,8 @@ def _lanes(plan: Plan, layout: Layout, indices: list[int]) -> list[_Lane]:
             node = SimNode(
                 layout, plan.target.kind, plan.seed, plan.prefix, index, plan.nodes, first
             )
+            if plan.target.kind == "dcmon" and plan.target.compact and node.name in known:
+                node.learn(known[node.name])
             lanes.append(_Lane(node, first, last))
     return lanes
 
@@ -798,6 +814,9 @@ def _worker(plan: Plan, indices: list[int], pipe: multiprocessing.connection.Con
         for pusher in pushers:
             pusher.close()
         tally.cpu_seconds = time.process_time() - cpu_before
+        tally.layouts = {
+            lane.node.name: lane.node.layout_key for lane in lanes if lane.node.layout_key
+        }
         pipe.send(("done", tally))
     except KeyboardInterrupt:
         pass
