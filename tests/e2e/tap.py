@@ -4,7 +4,9 @@ What an agent generated is the ground truth of a delivery test, but a batch leav
 spool once acknowledged. The tap sits on the agent's path (``--server-url`` points at it),
 keeps a decoded copy of every batch that goes through, single or bulk, keyed by (node id,
 seq), then forwards the request unchanged and the answer back. A re-sent batch must be the
-same batch: a different one under a seq already seen is recorded as a conflict. When the server
+same batch: a different one under a seq already seen is recorded as a conflict. A compact batch
+(values under a layout key) is recorded in its full form, rebuilt from the node's full batch of
+that layout, so both forms of one batch are the same batch here. When the server
 is down (killed), the tap closes the agent's connection without an answer, as a dead peer would.
 """
 
@@ -18,7 +20,8 @@ from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from agent.wire.codec import WireError, decode_batch
-from agent.wire.schema import Batch
+from agent.wire.schema import Batch, CompactBatch, MetricFamily
+from server.storage.layouts import layout_key
 
 _LENGTH = struct.Struct(">I")  # bulk framing: a 4-byte big-endian length before each record
 # Headers the tap's own answer sets (or that belong to one hop only), not copied through.
@@ -35,6 +38,8 @@ class Tap:
         self.upstream_port = upstream_port
         self.batches: dict[str, dict[int, Batch]] = {}
         self.conflicts: list[str] = []
+        self._layouts: dict[tuple[str, str], list[tuple[str, list[dict[str, str]]]]] = {}
+        """(node id, layout key) -> the families (name, label sets) of a full batch."""
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
         self._server.daemon_threads = True
@@ -69,10 +74,34 @@ class Tap:
                     self.conflicts.append(f"an undecodable batch went to the server: {exc}")
                 continue
             with self._lock:
+                batch = self._full(batch)
+                if batch is None:
+                    continue
                 seen = self.batches.setdefault(batch.node.node_id, {})
                 earlier = seen.setdefault(batch.seq, batch)
                 if earlier != batch:
                     self.conflicts.append(f"{batch.node.name} seq {batch.seq} sent twice, changed")
+
+    def _full(self, batch: Batch) -> Batch | None:
+        """Returns: the batch in its full form (a compact one rebuilt from its layout's full
+        batch), or None after recording a conflict: a key no full batch of the node had."""
+        node_id = batch.node.node_id
+        if not isinstance(batch, CompactBatch):
+            families = [(f.name, [labels for labels, _ in f.samples]) for f in batch.metrics]
+            self._layouts[(node_id, layout_key(families))] = families
+            return batch
+        families = self._layouts.get((node_id, batch.layout))
+        count = sum(len(labels) for _, labels in families or ())
+        if families is None or count != len(batch.values):
+            self.conflicts.append(f"{batch.node.name} seq {batch.seq}: compact, no such layout")
+            return None
+        values = iter(batch.values)
+        metrics = [
+            MetricFamily.model_construct(name=name, samples=[(lab, next(values)) for lab in labels])
+            for name, labels in families
+        ]
+        fields = {name: getattr(batch, name) for name in Batch.model_fields}
+        return Batch.model_construct(**{**fields, "schema_version": 1, "metrics": metrics})
 
 
 def _split(body: bytes) -> list[bytes]:
