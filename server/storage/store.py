@@ -418,6 +418,7 @@ class Store:
             "last_push": received_at,
         }
         if inventory is not None:
+            self._node_rows.pop(node.node_id, None)  # this statement writes the row anew
             values["host_facts"] = inventory.host.model_dump()
             values["driver_version"] = inventory.driver_version
             values["gpu_status"] = inventory.gpu_status

@@ -6,6 +6,7 @@ from __future__ import annotations
 import random
 from contextlib import ExitStack
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -58,7 +59,7 @@ class LayoutServer:
         return Ack(status="accepted", seq=batch.seq, layout=KEY)
 
 
-def _setup(server: LayoutServer):
+def _setup(server: LayoutServer, **options: Any):
     spool = MemorySpool(1 << 20)
     forms = CompactForms()
     shipper = Shipper(
@@ -67,6 +68,7 @@ def _setup(server: LayoutServer):
         Backoff(1.0, 60.0, random.Random(4)),
         monotonic=lambda: 100.0,
         compact=forms,
+        **options,
     )
     return spool, forms, shipper
 
@@ -200,16 +202,7 @@ def test_a_server_error_on_a_compact_send_falls_back_to_the_full_form() -> None:
 
 def test_a_backlog_in_bulk_goes_in_full() -> None:
     server = LayoutServer([])
-    spool = MemorySpool(1 << 20)
-    forms = CompactForms()
-    shipper = Shipper(
-        spool,
-        MemoryTransport(server),
-        Backoff(1.0, 60.0, random.Random(4)),
-        monotonic=lambda: 100.0,
-        replay_batches_per_request=8,
-        compact=forms,
-    )
+    spool, forms, shipper = _setup(server, replay_batches_per_request=8)
     _spool_tick(spool, forms, 0)
     assert shipper.deliver_once() is True
     for seq in (1, 2, 3):

@@ -244,3 +244,14 @@ def test_metrics_of_a_compact_batch_equal_those_of_the_full_one(
         lines = [line.rsplit(" ", 1)[0] for line in lines]
         full_lines = [line.rsplit(" ", 1)[0] for line in full_lines]
     assert lines == full_lines
+
+
+def test_a_push_after_an_inventory_push_writes_its_node_row_in_full(client: TestClient) -> None:
+    """A push that repeats the node row this process last wrote sets only its own columns;
+    an inventory push in between wrote the row anew, so the next push must too."""
+    x, y = identity(name="gpu01"), identity(name="gpu01-renamed")
+    for seq, node, inventory in ((1, x, False), (2, x, False), (3, y, True), (4, x, False)):
+        batch = make_batch(seq=seq, timestamp=START + 10 * seq, node=node, with_inventory=inventory)
+        assert push(client, batch).status_code == 200
+    record = _services(client).store.node(x.node_id)
+    assert record is not None and record.name == "gpu01"
